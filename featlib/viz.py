@@ -1,0 +1,104 @@
+"""Feature maps as colours, label overlays, and a one-call figure helper for notebooks and training logs."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.segmentation import find_boundaries
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def features_to_rgb(x, method: str = "pca") -> np.ndarray:
+    """View a feature map as an RGB image in [0, 1].
+
+    ``x``: [C, H, W] or [B, C, H, W] tensor/array -> [H, W, 3] or [B, H, W, 3] float32.
+    ``method="first3"`` shows the first three channels as they are (FeatureNet colours are already in [0, 1]);
+    ``"pca"`` projects on the top 3 principal components (per image) and stretches each to [0, 1] by its
+    1st-99th percentiles, which shows structure in any number of channels.
+    """
+    a = _to_numpy(x)
+    if a.ndim == 4:
+        return np.stack([features_to_rgb(f, method) for f in a])
+    if a.ndim != 3:
+        raise ValueError(f"features must be [C, H, W] or [B, C, H, W], got shape {a.shape}")
+    c, h, w = a.shape
+    if method == "first3":
+        rgb = a[:3] if c >= 3 else np.concatenate([a, np.repeat(a[-1:], 3 - c, 0)])
+        return np.clip(rgb.transpose(1, 2, 0), 0, 1)
+    if method != "pca":
+        raise ValueError(f"method must be 'pca' or 'first3', got {method!r}")
+    flat = a.reshape(c, -1).T  # [N, C]
+    flat = flat - flat.mean(0, keepdims=True)
+    if c > 3:
+        sample = flat[:: max(1, len(flat) // 20000)]  # PCA basis from a subsample: same picture, far faster
+        _, _, vt = np.linalg.svd(sample, full_matrices=False)
+        proj = flat @ vt[:3].T
+    else:
+        proj = np.concatenate([flat, np.zeros((len(flat), 3 - c), np.float32)], 1)
+    lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
+    proj = (proj - lo) / np.maximum(hi - lo, 1e-8)
+    return np.clip(proj, 0, 1).reshape(h, w, 3).astype(np.float32)
+
+
+def label_colours(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` distinct-ish random colours [n, 3] in [0.15, 1] (deterministic)."""
+    return np.random.default_rng(seed).uniform(0.15, 1.0, size=(max(n, 1), 3)).astype(np.float32)
+
+
+def label_overlay(image, labels, alpha: float = 0.5, boundaries: bool = True) -> np.ndarray:
+    """Blend random segment colours over ``image`` [H, W, 3] (uint8 or float in [0, 1]); ``labels`` int [H, W].
+
+    Negative labels (e.g. -1 = unannotated) are left uncoloured. Boundaries are drawn in white.
+    """
+    img = np.asarray(image)
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    lab = np.asarray(labels)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be [H, W, 3], got {img.shape}")
+    if lab.shape != img.shape[:2]:
+        raise ValueError(f"labels shape {lab.shape} != image size {img.shape[:2]}")
+    out = img.copy()
+    valid = lab >= 0
+    if valid.any():
+        colours = label_colours(int(lab.max()) + 1)
+        out[valid] = (1 - alpha) * img[valid] + alpha * colours[lab[valid]]
+    if boundaries:
+        out[find_boundaries(lab, mode="inner")] = 1.0
+    return np.clip(out, 0, 1)
+
+
+def show_features(image, features: dict, clusters=None, gt=None, method: str = "first3", title: str | None = None):
+    """Figure: image | features as colours per stride (full resolution) | clusters | ground truth.
+
+    ``image`` [H, W, 3]; ``features`` {s: [C, h, w]} for one image (pixel-shuffled to full resolution first when
+    C = 3 s^2, so every stride shows at the image's size). Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    from featlib.model import to_full_resolution
+
+    panels = [("image", np.asarray(image))]
+    for s, f in sorted(features.items()):
+        t = torch.as_tensor(_to_numpy(f))[None]
+        base = t.shape[1] // (s * s)
+        if base * s * s == t.shape[1] and base >= 1:
+            t = to_full_resolution({s: t}, base_channels=base, size=panels[0][1].shape[:2])[s]
+        panels.append((f"/{s}", features_to_rgb(t[0], method if base >= 3 else "pca")))
+    if clusters is not None:
+        panels.append((f"clusters ({int(np.max(clusters)) + 1})", label_overlay(image, clusters)))
+    if gt is not None:
+        panels.append(("ground truth", label_overlay(image, gt)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8), squeeze=False)
+    for ax, (name, im) in zip(axes[0], panels):
+        ax.imshow(im)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+
+from featlib.model import BACKBONES, FeatureNet, build_model, to_full_resolution
+
+torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module", params=["b0", "b1", "l0"])
+def model(request):
+    return build_model(request.param).eval()
+
+
+@pytest.mark.parametrize("size", [(64, 64), (97, 131), (32, 45)])
+def test_output_strides_channels_and_range(model, size):
+    h, w = size
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, h, w))
+    assert list(out) == [1, 2, 4, 8, 16]
+    for s, f in out.items():
+        assert f.shape == (2, 3 * s * s, math.ceil(h / s), math.ceil(w / s))
+        assert f.dtype == torch.float32
+        assert f.min() >= 0 and f.max() <= 1
+
+
+def test_subset_of_strides_and_base_channels():
+    m = build_model("b0", strides=(4, 16), base_channels=2).eval()
+    with torch.no_grad():
+        out = m(torch.rand(1, 3, 70, 90))
+    assert {s: tuple(f.shape) for s, f in out.items()} == {4: (1, 32, 18, 23), 16: (1, 512, 5, 6)}
+    # decoding stops at the finest requested stride
+    assert m.decode_strides == (16, 8, 4)
+
+
+def test_padding_is_cropped_back_and_does_not_leak():
+    """The top-left of a padded image must equal the output on the unpadded image (replicate padding, crop)."""
+    m = build_model("b0", strides=(1, 2)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a = m(x)
+        b = m(x[..., :61, :63])  # padded to 64 internally with replicated border
+    assert b[1].shape[-2:] == (61, 63)
+    # away from the replicated border the receptive field sees (almost) the same pixels
+    assert torch.allclose(a[1][..., :40, :40], b[1][..., :40, :40], atol=0.05)
+
+
+def test_gradients_reach_backbone_and_every_stage():
+    m = build_model("b0")
+    out = m(torch.rand(1, 3, 64, 64))
+    sum(f.mean() for f in out.values()).backward()
+    assert m.backbone.input_stem.op_list[0].conv.weight.grad.abs().sum() > 0
+    for name, stage in m.decode.items():
+        assert stage.fuse_skip.weight.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (torch.rand(3, 64, 64), "rank"),
+        (torch.rand(1, 1, 64, 64), "3 channels"),
+        (torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8), "float"),
+        (torch.full((1, 3, 64, 64), float("nan")), "NaN"),
+        (torch.rand(1, 3, 31, 64), "at least 32"),
+    ],
+)
+def test_bad_input_raises(images, match):
+    m = build_model("b0")
+    with pytest.raises(ValueError, match=match):
+        m(images)
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_model("b9")
+    with pytest.raises(ValueError, match="strides"):
+        build_model("b0", strides=(3,))
+
+
+def test_all_registered_backbones_build():
+    for name in BACKBONES:
+        m = FeatureNet(name, strides=(16,))
+        assert m.backbone_name == name
+
+
+def test_to_full_resolution_is_pixel_shuffle():
+    f = {2: torch.arange(12 * 2 * 3, dtype=torch.float32).reshape(1, 12, 2, 3)}
+    full = to_full_resolution(f)[2]
+    assert full.shape == (1, 3, 4, 6)
+    # channel c*4 + i*2 + j of cell (y, x) lands at pixel (2y+i, 2x+j) of output channel c
+    for c in range(3):
+        for i in range(2):
+            for j in range(2):
+                assert torch.equal(full[0, c, i::2, j::2], f[2][0, c * 4 + i * 2 + j])
+    cropped = to_full_resolution(f, size=(3, 5))[2]
+    assert cropped.shape == (1, 3, 3, 5)
+    with pytest.raises(ValueError, match="channels"):
+        to_full_resolution({4: torch.rand(1, 12, 2, 2)})

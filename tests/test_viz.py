@@ -1,0 +1,44 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pytest
+import torch
+
+from featlib.viz import features_to_rgb, label_overlay, show_features
+
+
+def test_first3_is_identity_on_colours():
+    x = torch.rand(3, 5, 7)
+    assert np.allclose(features_to_rgb(x, "first3"), x.permute(1, 2, 0).numpy())
+
+
+def test_pca_separates_two_regions_in_many_channels():
+    f = np.zeros((48, 10, 10), np.float32)
+    f[:, :, 5:] = np.random.default_rng(0).normal(size=(48, 1, 1))
+    rgb = features_to_rgb(f)
+    assert rgb.shape == (10, 10, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    assert np.abs(rgb[:, :5] - rgb[:, 5:]).max() > 0.5  # the two halves get different colours
+    assert np.allclose(rgb[:, :5], rgb[0, 0])
+
+
+def test_batched_and_errors():
+    assert features_to_rgb(torch.rand(2, 12, 4, 4)).shape == (2, 4, 4, 3)
+    with pytest.raises(ValueError, match="shape"):
+        features_to_rgb(torch.rand(4, 4))
+    with pytest.raises(ValueError, match="method"):
+        features_to_rgb(torch.rand(3, 4, 4), "tsne")
+
+
+def test_label_overlay_and_figure():
+    img = np.zeros((8, 8, 3), np.uint8)
+    lab = np.zeros((8, 8), int)
+    lab[:, 4:] = 1
+    lab[0, 0] = -1
+    out = label_overlay(img, lab, boundaries=False)
+    assert out[0, 0].tolist() == [0, 0, 0]  # unannotated pixel untouched
+    assert not np.allclose(out[1, 1], out[1, 6])
+    with pytest.raises(ValueError, match="labels shape"):
+        label_overlay(img, lab[:4])
+    fig = show_features(img, {1: torch.rand(3, 8, 8), 4: torch.rand(48, 2, 2)}, clusters=lab.clip(0), gt=lab)
+    assert len(fig.axes) == 5
