@@ -1,0 +1,337 @@
+"""The multi-stride discriminative loss (De Brabandere, Neven & Van Gool 2017, "Semantic Instance Segmentation
+with a Discriminative Loss Function"), vectorised and made aware of overlapping / nested masks.
+
+Single stride, image b with C_b valid non-empty masks, mu_k the (weighted) mean feature over mask k:
+
+    pull_b = 1/C_b  sum_k 1/N_k sum_{i in k} [ ||mu_k - x_i|| - delta_v ]_+^2
+    push_b = 1/(C_b (C_b - 1)) sum_{a != b allowed} [ 2 delta_d - ||mu_a - mu_b|| ]_+^2      (0 if C_b < 2)
+    reg_b  = 1/C_b  sum_k ||mu_k||
+    total  = mean over images with C_b >= 1 of (alpha pull_b + beta push_b + gamma reg_b)
+
+Cost: the pull term gathers only member pixels (memory ~ total mask area, linear in K); the push term is a K x K
+distance matrix per image. Pair relations for ``push_pairs`` are computed once per batch at a coarse resolution.
+
+Multi-stride (``MultiStrideLoss``): masks are area-downsampled per stride (a cell is a member when at least half of
+its in-image pixels are), cells that are mostly outside ``valid_pixels`` are ignored, and masks with fewer than
+``min_cells`` member cells are invalid at that stride. Margins scale with sqrt(D), D = base * s^2: sigmoid
+features live in [0, 1]^D whose diameter is sqrt(D), so the paper's fixed delta_d = 1.5 is unreachable for D = 3.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+PUSH_MODES = ("all", "disjoint", "adjacent")
+_EPS = 1e-20  # under a sqrt: keeps the gradient finite (zero) when two vectors coincide
+
+
+@dataclass
+class LossParts:
+    """Batch values (scalars) of the loss and its parts; ``n_masks`` [B] valid non-empty masks per image."""
+
+    total: torch.Tensor
+    pull: torch.Tensor
+    push: torch.Tensor
+    reg: torch.Tensor
+    n_masks: torch.Tensor
+
+
+def _norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return torch.sqrt(torch.clamp((x * x).sum(dim), min=_EPS))
+
+
+def _check(features: torch.Tensor, masks: torch.Tensor, mask_valid: torch.Tensor | None) -> None:
+    if features.ndim != 4:
+        raise ValueError(f"features must be [B, C, H, W], got shape {tuple(features.shape)}")
+    if not features.is_floating_point():
+        raise ValueError(f"features must be floating point, got {features.dtype}")
+    if masks.ndim != 4:
+        raise ValueError(f"masks must be bool [B, K, H, W], got shape {tuple(masks.shape)}")
+    if masks.dtype != torch.bool:
+        raise ValueError(f"masks must be bool, got {masks.dtype}")
+    b, _, h, w = features.shape
+    if masks.shape[0] != b or masks.shape[-2:] != (h, w):
+        raise ValueError(f"masks {tuple(masks.shape)} do not match features {tuple(features.shape)} (B, H, W)")
+    if mask_valid is not None and tuple(mask_valid.shape) != tuple(masks.shape[:2]):
+        raise ValueError(f"mask_valid must be [B, K] = {tuple(masks.shape[:2])}, got {tuple(mask_valid.shape)}")
+
+
+def pair_relations(masks: torch.Tensor, mode: str, *, overlap_threshold: float = 0.1,
+                   adjacency_radius: int = 2, max_size: int = 128) -> torch.Tensor | None:
+    """Which mask pairs may be pushed apart: bool [B, K, K] (diagonal False), or None for ``"all"``.
+
+    ``"disjoint"``: overlap / smaller area <= ``overlap_threshold`` (so an object and its own parts are never
+    pushed apart). ``"adjacent"``: disjoint pairs whose masks touch or lie within ``adjacency_radius`` cells of
+    each other. Computed on masks area-pooled to at most ``max_size`` cells per side (pair relations do not need
+    pixel precision, and the K x K x N overlap product would dominate at full resolution).
+    """
+    if mode == "all":
+        return None
+    if mode not in PUSH_MODES:
+        raise ValueError(f"push_pairs must be one of {PUSH_MODES} or a bool [B, K, K] tensor, got {mode!r}")
+    b, k, h, w = masks.shape
+    f = 1
+    while max(h, w) / f > max_size:
+        f *= 2
+    m = (downsample_masks(masks, (f,))[f][0] if f > 1 else masks).float()
+    flat = m.flatten(2)  # [B, K, n]
+    area = flat.sum(-1)
+    inter = flat @ flat.transpose(1, 2)
+    smaller = torch.minimum(area[:, :, None], area[:, None, :]).clamp(min=1)
+    allowed = inter / smaller <= overlap_threshold
+    if mode == "adjacent":
+        grown = F.max_pool2d(m, 2 * adjacency_radius + 1, stride=1, padding=adjacency_radius).flatten(2)
+        allowed &= (grown @ flat.transpose(1, 2)) > 0
+    allowed &= ~torch.eye(k, dtype=torch.bool, device=masks.device)
+    return allowed
+
+
+def discriminative_loss(
+    features: torch.Tensor,
+    masks: torch.Tensor,
+    mask_valid: torch.Tensor | None = None,
+    *,
+    delta_v: float,
+    delta_d: float,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    gamma: float = 0.001,
+    push_pairs: str | torch.Tensor = "all",
+    pixel_weight: torch.Tensor | None = None,
+    overlap_threshold: float = 0.1,
+    adjacency_radius: int = 2,
+) -> LossParts:
+    """Discriminative loss at one stride.
+
+    Args:
+        features: [B, C, H, W] float (computed in float32, or float64 if given float64, even under autocast).
+        masks: bool [B, K, H, W]; masks may overlap.
+        mask_valid: bool [B, K] or None (all valid). Invalid and empty masks are ignored.
+        push_pairs: "all" (the paper), "disjoint", "adjacent" (see ``pair_relations``), or bool [B, K, K].
+        pixel_weight: [B, H, W] non-negative weights (0 = ignored pixel) or None.
+    Returns:
+        LossParts of scalars; a batch with no valid mask gives zeros that still carry a (zero) gradient.
+    """
+    _check(features, masks, mask_valid)
+    dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return _discriminative_loss(features.to(dtype), masks, mask_valid, delta_v, delta_d, alpha, beta, gamma,
+                                    push_pairs, pixel_weight, overlap_threshold, adjacency_radius)
+
+
+def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, gamma, push_pairs, pixel_weight,
+                         overlap_threshold, adjacency_radius) -> LossParts:
+    b, c, h, w = x.shape
+    k = masks.shape[1]
+    zero = x.sum() * 0.0  # keeps a valid graph for degenerate batches
+    if k == 0:
+        z = zero.expand(())
+        return LossParts(z, z, z, z, torch.zeros(b, dtype=torch.long, device=x.device))
+    feats = x.flatten(2).transpose(1, 2)  # [B, N, C]
+    if isinstance(push_pairs, str):
+        allowed = pair_relations(masks, push_pairs, overlap_threshold=overlap_threshold,
+                                 adjacency_radius=adjacency_radius)
+    else:
+        allowed = push_pairs.to(device=x.device, dtype=torch.bool)
+        if allowed.shape != (b, k, k):
+            raise ValueError(f"push_pairs tensor must be [B, K, K] = {(b, k, k)}, got {tuple(allowed.shape)}")
+
+    # Members as a sparse list: (image, mask, pixel) triples; memory ~ total mask area.
+    member = masks.flatten(2)
+    if mask_valid is not None:
+        member = member & mask_valid[:, :, None]
+    if pixel_weight is not None:
+        if pixel_weight.shape != (b, h, w):
+            raise ValueError(f"pixel_weight must be [B, H, W] = {(b, h, w)}, got {tuple(pixel_weight.shape)}")
+        pw = pixel_weight.to(x.dtype).flatten(1)
+        member = member & (pw > 0)[:, None, :]
+    bi, ki, ni = member.nonzero(as_tuple=True)
+    wt = pw[bi, ni] if pixel_weight is not None else torch.ones(len(bi), dtype=x.dtype, device=x.device)
+    flat_k = bi * k + ki
+    mass = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(0, flat_k, wt)  # N_k
+    xi = feats[bi, ni]  # [M, C]
+    sums = torch.zeros(b * k, c, dtype=x.dtype, device=x.device).index_add_(0, flat_k, xi * wt[:, None])
+    valid = (mass > 0).view(b, k)
+    mu = (sums / mass.clamp(min=1e-12)[:, None]).view(b, k, c)
+    n_masks = valid.sum(1)
+    cb = n_masks.to(x.dtype)
+
+    # pull: hinge on each member's distance to its mask mean, averaged within the mask, then over masks
+    d = _norm(mu.view(b * k, c)[flat_k] - xi)
+    per_mask = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(
+        0, flat_k, wt * F.relu(d - delta_v) ** 2)
+    per_mask = (per_mask / mass.clamp(min=1e-12)).view(b, k)
+    pull = (per_mask * valid).sum(1) / cb.clamp(min=1)
+
+    # push: hinge on distances between means of allowed pairs
+    pair = valid[:, :, None] & valid[:, None, :] & ~torch.eye(k, dtype=torch.bool, device=x.device)
+    if allowed is not None:
+        pair = pair & allowed
+    dmu = _norm(mu[:, :, None, :] - mu[:, None, :, :])  # [B, K, K]
+    hinge = F.relu(2 * delta_d - dmu) ** 2 * pair
+    push = hinge.sum((1, 2)) / (cb * (cb - 1)).clamp(min=1)
+
+    reg = (_norm(mu) * valid).sum(1) / cb.clamp(min=1)
+    per_image = alpha * pull + beta * push + gamma * reg
+    has = n_masks > 0
+    n = has.sum().clamp(min=1).to(x.dtype)
+
+    def batch(v):
+        return (v * has).sum() / n + zero
+
+    return LossParts(batch(per_image), batch(pull), batch(push), batch(reg), n_masks)
+
+
+def default_margins(stride: int, base_channels: int = 3, v: float = 0.05, d: float = 0.2) -> tuple[float, float]:
+    """(delta_v, delta_d) at ``stride``: ``v * sqrt(D)`` and ``d * sqrt(D)``, D = base * s^2.
+
+    [0, 1]^D has diameter sqrt(D); two random points in it lie ~sqrt(D/6) ~ 0.41 sqrt(D) apart. With d = 0.2 the
+    push asks neighbouring masks' means to be 2 delta_d = 0.4 sqrt(D) apart — reachable at every stride (for D = 3:
+    0.69 in a cube of diameter 1.73) — and v = 0.05 lets each mask keep a little texture.
+    """
+    dim = base_channels * stride * stride
+    return v * math.sqrt(dim), d * math.sqrt(dim)
+
+
+def downsample_masks(masks: torch.Tensor, strides: Sequence[int], valid_pixels: torch.Tensor | None = None
+                     ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Area-downsample full-resolution masks to every stride.
+
+    masks bool [B, K, H, W] -> {s: (members bool [B, K, ceil(H/s), ceil(W/s)], cell_valid bool [B, h, w])}.
+    A cell belongs to a mask when >= half of its in-image pixels do; a cell is valid when >= half of its in-image
+    pixels are in ``valid_pixels`` (all pixels if None). Counts are built hierarchically (2x2 sums of the previous
+    stride's counts), so memory is one small-integer copy of the masks, not one float copy per stride.
+    """
+    b, k, h, w = masks.shape
+    top = max(strides)
+    if top & (top - 1):
+        raise ValueError(f"strides must be powers of two, got {tuple(strides)}")
+    ph, pw = (-h) % top, (-w) % top
+    inside = torch.ones(1, 1, h, w, dtype=torch.int32, device=masks.device)
+    valid = (valid_pixels[:, None] if valid_pixels is not None
+             else torch.ones(b, 1, h, w, dtype=torch.bool, device=masks.device)).to(torch.int32)
+    counts = F.pad(masks.to(torch.uint8), (0, pw, 0, ph))
+    inside, valid = F.pad(inside, (0, pw, 0, ph)), F.pad(valid, (0, pw, 0, ph))
+    out, s = {}, 1
+    while True:
+        if s in strides:
+            hs, ws = math.ceil(h / s), math.ceil(w / s)
+            ins = inside[..., :hs, :ws]
+            members = (2 * counts[..., :hs, :ws].to(torch.int32) >= ins) & (ins > 0)
+            cell_valid = (2 * valid[:, 0, :hs, :ws] >= ins[:, 0]) & (ins[:, 0] > 0)
+            out[s] = (members, cell_valid)
+        if s >= top:
+            break
+        pool = lambda t: t.unflatten(-2, (-1, 2)).unflatten(-1, (-1, 2)).sum((-3, -1))  # noqa: E731
+        counts = pool(counts.to(torch.int16 if s >= 4 else torch.uint8))
+        inside, valid = pool(inside), pool(valid)
+        s *= 2
+    return out
+
+
+def feature_spread(features: torch.Tensor, cell_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over channels of the per-channel std over valid cells, averaged over images: the collapse alarm.
+
+    features [B, C, h, w], cell_valid bool [B, h, w] -> scalar (0 for a constant output).
+    """
+    x = features.detach().float().flatten(2)
+    m = (cell_valid.flatten(1) if cell_valid is not None else torch.ones_like(x[:, 0], dtype=torch.bool)).float()
+    n = m.sum(1).clamp(min=1)
+    mean = (x * m[:, None]).sum(2) / n[:, None]
+    var = (((x - mean[..., None]) ** 2) * m[:, None]).sum(2) / n[:, None]
+    return var.sqrt().mean(1).mean()
+
+
+@dataclass
+class MultiStrideOutput:
+    """``total`` (scalar tensor with grad) and ``logs`` (floats): "loss/total", "s{s}/pull|push|reg|active_masks|spread"."""
+
+    total: torch.Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+    parts: dict[int, LossParts] = field(default_factory=dict)
+
+
+class MultiStrideLoss(torch.nn.Module):
+    """Discriminative loss on every stride of a FeatureNet output, weighted so less resolved strides count more.
+
+    Args:
+        strides: strides to use (keys of the FeatureNet dict).
+        base_channels: colour channels at full resolution (D = base * s^2 at stride s).
+        stride_weights: {s: w} or None for w ∝ s, normalised to sum 1.
+        margins: {s: (delta_v, delta_d)} or None for ``default_margins`` (v * sqrt(D), d * sqrt(D)).
+        margin_v, margin_d: the v and d of the default rule.
+        push_pairs: "all" | "disjoint" | "adjacent" (see ``pair_relations``).
+        min_cells: a mask needs at least this many member cells at a stride to count there.
+
+    ``forward(features {s: [B, base*s^2, ceil(H/s), ceil(W/s)]}, masks bool [B, K, H, W], mask_valid bool [B, K]
+    | None, valid_pixels bool [B, H, W] | None) -> MultiStrideOutput``.
+    """
+
+    def __init__(self, strides: Sequence[int] = (1, 2, 4, 8, 16), base_channels: int = 3,
+                 stride_weights: Mapping[int, float] | None = None,
+                 margins: Mapping[int, tuple[float, float]] | None = None, margin_v: float = 0.05,
+                 margin_d: float = 0.2, push_pairs: str = "disjoint", min_cells: int = 2, alpha: float = 1.0,
+                 beta: float = 1.0, gamma: float = 0.001, overlap_threshold: float = 0.1,
+                 adjacency_radius: int = 2):
+        super().__init__()
+        self.strides = tuple(sorted(int(s) for s in strides))
+        if push_pairs not in PUSH_MODES:
+            raise ValueError(f"push_pairs must be one of {PUSH_MODES}, got {push_pairs!r}")
+        raw = dict(stride_weights) if stride_weights is not None else {s: float(s) for s in self.strides}
+        if set(raw) != set(self.strides) or any(v < 0 for v in raw.values()) or sum(raw.values()) <= 0:
+            raise ValueError(f"stride_weights must give a non-negative weight to each of {self.strides}, got {raw}")
+        total = sum(raw.values())
+        self.stride_weights = {s: raw[s] / total for s in self.strides}
+        self.margins = {s: (margins[s] if margins is not None and s in margins
+                            else default_margins(s, base_channels, margin_v, margin_d)) for s in self.strides}
+        self.base_channels, self.push_pairs, self.min_cells = base_channels, push_pairs, min_cells
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.overlap_threshold, self.adjacency_radius = overlap_threshold, adjacency_radius
+
+    def forward(self, features: Mapping[int, torch.Tensor], masks: torch.Tensor,
+                mask_valid: torch.Tensor | None = None, valid_pixels: torch.Tensor | None = None
+                ) -> MultiStrideOutput:
+        missing = [s for s in self.strides if s not in features]
+        if missing:
+            raise ValueError(f"features lack strides {missing} (have {sorted(features)})")
+        if masks.ndim != 4 or masks.dtype != torch.bool:
+            raise ValueError(f"masks must be bool [B, K, H, W], got {masks.dtype} {tuple(masks.shape)}")
+        b, k, h, w = masks.shape
+        for s in self.strides:
+            exp = (b, self.base_channels * s * s, math.ceil(h / s), math.ceil(w / s))
+            if tuple(features[s].shape) != exp:
+                raise ValueError(f"stride {s}: features {tuple(features[s].shape)} do not match masks "
+                                 f"{tuple(masks.shape)}; expected {exp}")
+        if valid_pixels is not None and tuple(valid_pixels.shape) != (b, h, w):
+            raise ValueError(f"valid_pixels must be [B, H, W] = {(b, h, w)}, got {tuple(valid_pixels.shape)}")
+        if mask_valid is None:
+            mask_valid = torch.ones(b, k, dtype=torch.bool, device=masks.device)
+        pairs = pair_relations(masks, self.push_pairs, overlap_threshold=self.overlap_threshold,
+                               adjacency_radius=self.adjacency_radius)
+        down = downsample_masks(masks, self.strides, valid_pixels)
+        device = next(iter(features.values())).device
+        total = torch.zeros((), device=device)
+        out = MultiStrideOutput(total)
+        for s in self.strides:
+            members, cell_valid = down[s]
+            members = members & cell_valid[:, None]
+            ok = mask_valid & (members.flatten(2).sum(-1) >= self.min_cells)
+            dv, dd = self.margins[s]
+            parts = discriminative_loss(
+                features[s], members, ok, delta_v=dv, delta_d=dd, alpha=self.alpha, beta=self.beta,
+                gamma=self.gamma, push_pairs=pairs if pairs is not None else "all",
+                pixel_weight=cell_valid.float())
+            total = total + self.stride_weights[s] * parts.total
+            out.parts[s] = parts
+            out.logs.update({f"s{s}/pull": parts.pull.item(), f"s{s}/push": parts.push.item(),
+                             f"s{s}/reg": parts.reg.item(),
+                             f"s{s}/active_masks": parts.n_masks.float().mean().item(),
+                             f"s{s}/spread": feature_spread(features[s], cell_valid).item()})
+        out.total = total
+        out.logs["loss/total"] = total.item()
+        return out

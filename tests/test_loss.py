@@ -1,0 +1,237 @@
+"""The discriminative loss against a plain per-mask loop (the paper's formulas), edge cases, multi-stride rules."""
+
+import math
+
+import pytest
+import torch
+
+from featlib.loss import (MultiStrideLoss, default_margins, discriminative_loss, downsample_masks, feature_spread,
+                          pair_relations)
+
+
+def reference_loss(x, masks, valid, dv, dd, alpha=1.0, beta=1.0, gamma=0.001, allowed=None, weight=None):
+    """Straight loops over images, masks, pixels and pairs (float64)."""
+    totals, pulls, pushes, regs = [], [], [], []
+    for b in range(x.shape[0]):
+        mus, pull = [], 0.0
+        ks = []
+        for k in range(masks.shape[1]):
+            m = masks[b, k] & (weight[b] > 0 if weight is not None else True)
+            if (valid is not None and not valid[b, k]) or not m.any():
+                continue
+            w = weight[b][m] if weight is not None else torch.ones(int(m.sum()), dtype=x.dtype)
+            pts = x[b][:, m].T  # [N_k, C]
+            mu = (pts * w[:, None]).sum(0) / w.sum()
+            mus.append(mu)
+            ks.append(k)
+            terms = [w[i] * torch.clamp(torch.linalg.norm(mu - pts[i]) - dv, min=0) ** 2 for i in range(len(pts))]
+            pull = pull + sum(terms) / w.sum()
+        c = len(mus)
+        if c == 0:
+            continue
+        push = 0.0
+        for ia in range(c):
+            for ib in range(c):
+                if ia != ib and (allowed is None or allowed[b, ks[ia], ks[ib]]):
+                    push = push + torch.clamp(2 * dd - torch.linalg.norm(mus[ia] - mus[ib]), min=0) ** 2
+        push = push / (c * (c - 1)) if c > 1 else torch.zeros((), dtype=x.dtype)
+        reg = sum(torch.linalg.norm(m) for m in mus) / c
+        pull = pull / c
+        pulls.append(pull), pushes.append(push), regs.append(reg)
+        totals.append(alpha * pull + beta * push + gamma * reg)
+    if not totals:
+        return (torch.zeros((), dtype=x.dtype),) * 4
+    return tuple(torch.stack([torch.as_tensor(v, dtype=x.dtype) for v in t]).mean() for t in (totals, pulls, pushes, regs))
+
+
+def random_case(seed, b=2, k=4, c=3, h=6, w=7, disjoint=True):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, c, h, w, generator=g, dtype=torch.float64)
+    if disjoint:
+        lab = torch.randint(-1, k, (b, h, w), generator=g)
+        masks = torch.stack([lab == i for i in range(k)], 1)
+    else:
+        masks = torch.rand(b, k, h, w, generator=g) < 0.4
+    valid = torch.rand(b, k, generator=g) < 0.85
+    return x, masks, valid
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("disjoint", [True, False])
+def test_matches_reference_loop(seed, disjoint):
+    x, masks, valid = random_case(seed, disjoint=disjoint)
+    out = discriminative_loss(x, masks, valid, delta_v=0.1, delta_d=0.6, gamma=0.01)
+    ref = reference_loss(x, masks, valid, 0.1, 0.6, gamma=0.01)
+    for got, want in zip((out.total, out.pull, out.push, out.reg), ref):
+        assert torch.allclose(got, want, atol=1e-10), (got, want)
+
+
+@pytest.mark.parametrize("mode", ["disjoint", "adjacent"])
+def test_pair_modes_match_reference_with_same_pairs(mode):
+    x, masks, valid = random_case(5, k=5, disjoint=False)
+    allowed = pair_relations(masks, mode, overlap_threshold=0.3, adjacency_radius=1)
+    out = discriminative_loss(x, masks, valid, delta_v=0.05, delta_d=0.7, push_pairs=mode, overlap_threshold=0.3,
+                              adjacency_radius=1)
+    ref = reference_loss(x, masks, valid, 0.05, 0.7, allowed=allowed)
+    assert torch.allclose(out.total, ref[0], atol=1e-10)
+    assert torch.allclose(out.push, ref[2], atol=1e-10)
+
+
+def test_pair_relations_semantics():
+    m = torch.zeros(1, 4, 10, 10, dtype=torch.bool)
+    m[0, 0, :, :5] = True        # left half (object)
+    m[0, 1, :3, :3] = True       # a part of the left half
+    m[0, 2, :, 5:] = True        # right half, touching the left
+    m[0, 3, 9:, 9:] = True       # corner of the right half... nested in 2
+    m[0, 2, 9, 9] = True
+    d = pair_relations(m, "disjoint")[0]
+    assert not d[0, 1] and not d[1, 0]  # object and its part are never pushed
+    assert d[0, 2] and d[1, 2]
+    assert not d[2, 3]
+    a = pair_relations(m, "adjacent", adjacency_radius=1)[0]
+    assert a[0, 2]               # touching
+    assert not a[1, 2]           # part 1 is 2 columns away from mask 2
+    assert not a.diagonal().any() and torch.equal(a, a.T)
+    assert pair_relations(m, "all") is None
+    with pytest.raises(ValueError, match="push_pairs"):
+        pair_relations(m, "nearby")
+
+
+def test_pixel_weight_matches_reference():
+    x, masks, valid = random_case(7)
+    weight = torch.rand(2, 6, 7, dtype=torch.float64) * (torch.rand(2, 6, 7) > 0.3)
+    out = discriminative_loss(x, masks, valid, delta_v=0.1, delta_d=0.5, pixel_weight=weight)
+    ref = reference_loss(x, masks, valid, 0.1, 0.5, weight=weight)
+    assert torch.allclose(out.total, ref[0], atol=1e-10)
+
+
+def test_gradients_match_reference_and_gradcheck():
+    x, masks, valid = random_case(3, b=1, k=3, h=4, w=5)
+    x1 = x.clone().requires_grad_()
+    discriminative_loss(x1, masks, valid, delta_v=0.05, delta_d=0.6).total.backward()
+    x2 = x.clone().requires_grad_()
+    reference_loss(x2, masks, valid, 0.05, 0.6)[0].backward()
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-10)
+    f = lambda t: discriminative_loss(t, masks, valid, delta_v=0.05, delta_d=0.6, push_pairs="disjoint").total  # noqa
+    assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["no_masks", "k0", "one_mask", "identical_means", "all_ignored", "empty_masks"])
+def test_degenerate_inputs_are_finite_with_graph(case):
+    x = torch.rand(2, 3, 5, 5, requires_grad=True)
+    masks = torch.zeros(2, 3, 5, 5, dtype=torch.bool)
+    valid, weight = None, None
+    if case == "k0":
+        masks = masks[:, :0]
+    elif case == "one_mask":
+        masks[0, 0, :2] = True
+    elif case == "identical_means":
+        x = torch.full((2, 3, 5, 5), 0.5, requires_grad=True)
+        masks[:, 0, :2], masks[:, 1, 3:] = True, True
+    elif case == "all_ignored":
+        masks[:, 0, :2] = True
+        weight = torch.zeros(2, 5, 5)
+    elif case == "empty_masks":
+        masks[0, 1, 0, 0] = True
+        valid = torch.tensor([[True, False, True], [True, True, True]])
+    out = discriminative_loss(x, masks, valid, delta_v=0.1, delta_d=0.5, pixel_weight=weight)
+    out.total.backward()
+    assert torch.isfinite(out.total) and torch.isfinite(x.grad).all()
+    if case in ("no_masks", "k0", "all_ignored", "empty_masks"):
+        assert out.total.item() == 0.0
+    if case == "identical_means":  # coincident means push at full strength, with a finite (zero) gradient
+        assert out.push.item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bf16_autocast_computes_in_float32():
+    x = torch.rand(1, 3, 8, 8)
+    masks = torch.zeros(1, 2, 8, 8, dtype=torch.bool)
+    masks[0, 0, :4], masks[0, 1, 4:] = True, True
+    ref = discriminative_loss(x, masks, delta_v=0.1, delta_d=0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = discriminative_loss(x, masks, delta_v=0.1, delta_d=0.5)
+    assert out.total.dtype == torch.float32
+    assert torch.allclose(out.total, ref.total)
+
+
+def test_bad_shapes_raise():
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="bool"):
+        discriminative_loss(x, torch.zeros(1, 2, 8, 8), delta_v=0.1, delta_d=0.5)
+    with pytest.raises(ValueError, match="do not match"):
+        discriminative_loss(x, torch.zeros(1, 2, 8, 9, dtype=torch.bool), delta_v=0.1, delta_d=0.5)
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        discriminative_loss(x[0], torch.zeros(1, 2, 8, 8, dtype=torch.bool), delta_v=0.1, delta_d=0.5)
+
+
+# ---------------------------------------------------------------- multi-stride
+
+
+def test_downsample_rule_matches_avg_pool():
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(2, 5, 37, 45, generator=g) < 0.5
+    masks[:, :, 10:30, 5:25] = True
+    down = downsample_masks(masks, (1, 2, 4, 8, 16))
+    for s, (members, cell_valid) in down.items():
+        h, w = math.ceil(37 / s), math.ceil(45 / s)
+        assert members.shape == (2, 5, h, w) and cell_valid.all()
+        frac = torch.nn.functional.avg_pool2d(masks.float(), s, ceil_mode=True)  # / in-image pixels
+        assert torch.equal(members, frac >= 0.5), s
+
+
+def test_valid_pixels_and_min_cells():
+    masks = torch.zeros(1, 2, 32, 32, dtype=torch.bool)
+    masks[0, 0, :16] = True
+    masks[0, 1, 16:, :8] = True  # 16 x 8 pixels: 1 cell at /8... 0.5 of one /16 cell
+    valid = torch.ones(1, 32, 32, dtype=torch.bool)
+    valid[0, :, 24:] = False
+    down = downsample_masks(masks, (8, 16), valid)
+    assert down[8][1].sum() == 12  # 4 x 3 cells valid
+    loss = MultiStrideLoss(strides=(8, 16), min_cells=2)
+    feats = {8: torch.rand(1, 192, 4, 4), 16: torch.rand(1, 768, 2, 2)}
+    out = loss(feats, masks, valid_pixels=valid)
+    assert out.logs["s8/active_masks"] == 2
+    assert out.logs["s16/active_masks"] == 1  # mask 1 has only one /16 cell
+
+
+def test_multistride_weights_margins_logs():
+    loss = MultiStrideLoss()
+    assert sum(loss.stride_weights.values()) == pytest.approx(1)
+    assert loss.stride_weights[16] == pytest.approx(16 * loss.stride_weights[1])
+    for s, (dv, dd) in loss.margins.items():
+        assert (dv, dd) == pytest.approx(default_margins(s))
+        assert 2 * dd < math.sqrt(3 * s * s)  # reachable within the unit cube
+    masks = torch.zeros(2, 3, 64, 64, dtype=torch.bool)
+    masks[:, 0, :32], masks[:, 1, 32:], masks[:, 2, 32:, 32:] = True, True, True
+    feats = {s: torch.rand(2, 3 * s * s, 64 // s, 64 // s, requires_grad=True) for s in (1, 2, 4, 8, 16)}
+    out = loss(feats, masks)
+    out.total.backward()
+    keys = {"loss/total"} | {f"s{s}/{p}" for s in (1, 2, 4, 8, 16)
+                             for p in ("pull", "push", "reg", "active_masks", "spread")}
+    assert set(out.logs) == keys
+    assert all(math.isfinite(v) for v in out.logs.values())
+    assert all(f.grad is not None and torch.isfinite(f.grad).all() for f in feats.values())
+    with pytest.raises(ValueError, match="stride 4"):
+        loss({**feats, 4: torch.rand(2, 48, 8, 8)}, masks)
+    with pytest.raises(ValueError, match="stride_weights"):
+        MultiStrideLoss(strides=(1, 2), stride_weights={1: 1.0})
+
+
+def test_feature_spread_detects_collapse():
+    assert feature_spread(torch.full((2, 3, 8, 8), 0.3)).item() < 1e-6
+    assert feature_spread(torch.rand(2, 3, 8, 8)).item() > 0.2
+
+
+def test_free_features_reach_zero_loss():
+    """Optimising a free feature tensor must drive every part to (near) zero: the loss is satisfiable."""
+    masks = torch.zeros(1, 4, 32, 32, dtype=torch.bool)
+    masks[0, 0, :16, :16], masks[0, 1, :16, 16:], masks[0, 2, 16:, :], masks[0, 3, 20:, 4:12] = True, True, True, True
+    loss = MultiStrideLoss(push_pairs="disjoint", gamma=0.0)
+    logits = {s: torch.zeros(1, 3 * s * s, 32 // s, 32 // s).normal_(0, 0.1).requires_grad_() for s in loss.strides}
+    opt = torch.optim.Adam(logits.values(), lr=0.1)
+    for _ in range(150):
+        out = loss({s: torch.sigmoid(v) for s, v in logits.items()}, masks)
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+    assert out.total.item() < 1e-3
