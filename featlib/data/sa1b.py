@@ -1,0 +1,418 @@
+"""SA-1B reading: extracted folders and raw (or prepared) tar shards, decoded into training samples.
+
+A sample (``decode_sample``) is a dict:
+    image         float32 [3, S, S] in [0, 1]  (longest side resized to ``size``·zoom, padded to S x S)
+    masks         bool [K, S, S]                (one per connected component of an annotated mask)
+    valid_pixels  bool [S, S]                   (False on padding)
+    mask_id, area, predicted_iou, stability_score   [K] metadata per instance
+    name          str
+``collate`` pads K across the batch and adds ``mask_valid`` bool [B, K].
+
+Speed (SA-1B photos are ~1500 x 2250 with ~100 masks): the JPEG is decoded at reduced scale (libjpeg DCT scaling
+through PIL ``draft``) when the target is much smaller; every mask is decoded by pycocotools, then only its bounding
+box is area-resized (PIL BOX filter, exact for fractional boxes) and split into connected components, so the cost
+per mask follows its size at the *training* resolution. Prepared shards (``scripts/prepare_sa1b.py``) store the
+JPEG and RLEs already at the training size.
+
+Bad data never stops an epoch: the sample is skipped and counted by reason in ``dataset.skipped`` (in the main
+process) and in the batch's ``"skipped"`` Counter (from DataLoader workers); ``strict=True`` raises
+``BadSample`` naming the file instead. Reasons: corrupt_image, decompression_bomb, invalid_json, malformed_rle,
+rle_size_mismatch, missing_pair, no_annotations.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import math
+import random
+import tarfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from scipy import ndimage
+
+SKIP_REASONS = ("corrupt_image", "decompression_bomb", "invalid_json", "malformed_rle", "rle_size_mismatch",
+                "missing_pair", "no_annotations")
+MAX_PIXELS = 64_000_000  # SA-1B photos are ~3.4 MP; anything this large is a decompression bomb, not a photo
+
+
+class BadSample(ValueError):
+    """A sample that cannot be decoded; ``reason`` is one of SKIP_REASONS."""
+
+    def __init__(self, reason: str, name: str, detail: str = ""):
+        super().__init__(f"{name}: {reason}" + (f" ({detail})" if detail else ""))
+        self.reason, self.name = reason, name
+
+
+# ----------------------------------------------------------------------------------------------- RLE
+
+
+def rle_counts(counts: str) -> np.ndarray:
+    """Decode a COCO compressed RLE string into its run lengths (vectorised), validating it.
+
+    Each count is a little-endian sequence of 5-bit chunks (char - 48; bit 0x20 = more chunks; the last chunk's
+    bit 0x10 is the sign); counts from the 4th on are stored as differences to the count two places before.
+    """
+    x = np.frombuffer(counts.encode("ascii"), np.uint8).astype(np.int64) - 48
+    if x.size == 0 or x.min() < 0 or x.max() > 63:
+        raise ValueError("characters outside the RLE alphabet")
+    last = (x & 0x20) == 0
+    if not last[-1]:
+        raise ValueError("truncated RLE string")
+    group = np.concatenate([[0], np.cumsum(last)[:-1]])
+    start = np.flatnonzero(np.concatenate([[True], last[:-1]]))
+    k = np.arange(len(x)) - start[group]
+    vals = np.add.reduceat((x & 0x1F) << (5 * k), start)
+    lastk = k[last]
+    neg = (x[last] & 0x10) != 0
+    vals = vals - (neg.astype(np.int64) << (5 * (lastk + 1)))
+    c = vals.copy()
+    if len(c) > 3:  # undo the delta coding: c[m] += c[m-2] for m > 2
+        c[3::2] = c[1] + np.cumsum(vals[3::2])
+        c[4::2] = c[2] + np.cumsum(vals[4::2])
+    return c
+
+
+def check_rle(seg: Any, hw: tuple[int, int], name: str) -> dict:
+    """Validate an SA-1B segmentation dict against the image size; returns a pycocotools RLE."""
+    if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg or not isinstance(seg["counts"], str):
+        raise BadSample("malformed_rle", name, "segmentation must be {'size': [h, w], 'counts': str}")
+    try:
+        h, w = (int(v) for v in seg["size"])
+    except (TypeError, ValueError):
+        raise BadSample("malformed_rle", name, f"bad size {seg.get('size')!r}") from None
+    if (h, w) != tuple(hw):
+        raise BadSample("rle_size_mismatch", name, f"RLE {h}x{w} vs image {hw[0]}x{hw[1]}")
+    try:
+        runs = rle_counts(seg["counts"])
+    except ValueError as e:
+        raise BadSample("malformed_rle", name, str(e)) from None
+    # pycocotools writes runs without bounds checks: never hand it counts that do not tile the image exactly
+    if (runs < 0).any() or int(runs.sum()) != h * w:
+        raise BadSample("malformed_rle", name, f"runs sum to {int(runs.sum())}, image has {h * w} pixels")
+    return {"size": [h, w], "counts": seg["counts"].encode("ascii")}
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+
+
+def _open_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.size[0] * img.size[1] > max_pixels:
+            raise BadSample("decompression_bomb", name, f"{img.size[0]}x{img.size[1]} pixels")
+        return img
+    except BadSample:
+        raise
+    except Image.DecompressionBombError as e:
+        raise BadSample("decompression_bomb", name, str(e)) from None
+    except Exception as e:
+        raise BadSample("corrupt_image", name, f"{type(e).__name__}: {e}") from None
+
+
+def _plan(h: int, w: int, size: int, augment: bool, rng: np.random.Generator, zoom: tuple[float, float]):
+    """Where the photo lands in the S x S sample: (scale out/in, crop offset (cy, cx) in resized pixels, (oh, ow), flip)."""
+    z = rng.uniform(*zoom) if augment else 1.0
+    r = size * z / max(h, w)
+    rh, rw = h * r, w * r
+    cy = rng.uniform(0, max(0.0, rh - size)) if augment else 0.0
+    cx = rng.uniform(0, max(0.0, rw - size)) if augment else 0.0
+    cy, cx = math.floor(cy), math.floor(cx)
+    oh, ow = min(size, int(math.floor(rh - cy))), min(size, int(math.floor(rw - cx)))
+    flip = bool(augment and rng.random() < 0.5)
+    return r, (cy, cx), (max(oh, 1), max(ow, 1)), flip
+
+
+def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 1024, augment: bool = True,
+                  rng: np.random.Generator | None = None, min_component_area: int = 16,
+                  max_instances: int | None = None, zoom: tuple[float, float] = (1.0, 1.5),
+                  max_pixels: int = MAX_PIXELS) -> dict:
+    """Decode one (jpg bytes, json) pair into a training sample (see module docstring). Raises BadSample."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    if not isinstance(record, dict):
+        try:
+            record = json.loads(record)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadSample("invalid_json", name, str(e)) from None
+    anns = record.get("annotations") if isinstance(record, dict) else None
+    if not isinstance(anns, list):
+        raise BadSample("invalid_json", name, "no 'annotations' list")
+    if not anns:
+        raise BadSample("no_annotations", name)
+    img = _open_image(jpg, name, max_pixels)
+    w0, h0 = img.size
+    r, (cy, cx), (oh, ow), flip = _plan(h0, w0, size, augment, rng, zoom)
+    # source box (original pixels) of the output window
+    box = (cx / r, cy / r, (cx + ow) / r, (cy + oh) / r)
+    try:
+        img.draft("RGB", (max(1, int(w0 * r)), max(1, int(h0 * r))))  # DCT-domain downscale, JPEG only
+        d = img.size[0] / w0
+        pix = img.convert("RGB").resize((ow, oh), Image.BILINEAR, box=tuple(v * d for v in box),
+                                        reducing_gap=None if d < 1 else 2.0)
+    except BadSample:
+        raise
+    except Exception as e:
+        raise BadSample("corrupt_image", name, f"{type(e).__name__}: {e}") from None
+    image = np.zeros((size, size, 3), np.uint8)
+    image[:oh, :ow] = np.asarray(pix)
+    valid = np.zeros((size, size), bool)
+    valid[:oh, :ow] = True
+
+    rles = [check_rle(a.get("segmentation") if isinstance(a, dict) else None, (h0, w0), name) for a in anns]
+    masks, meta = [], []
+    for a, rle in zip(anns, rles):
+        # only the part of the mask inside the output window, at the output resolution
+        x, y, bw, bh = a.get("bbox") or mask_utils.toBbox(rle).tolist()
+        ox0, oy0 = max(0, math.floor(x * r - cx)), max(0, math.floor(y * r - cy))
+        ox1, oy1 = min(ow, math.ceil((x + bw) * r - cx) + 1), min(oh, math.ceil((y + bh) * r - cy) + 1)
+        if ox1 <= ox0 or oy1 <= oy0:
+            continue
+        full = mask_utils.decode(rle)
+        src = ((ox0 + cx) / r, (oy0 + cy) / r, (ox1 + cx) / r, (oy1 + cy) / r)
+        cov = np.asarray(Image.fromarray(full * 255).resize((ox1 - ox0, oy1 - oy0), Image.BOX, box=src))
+        m = cov >= 128  # area-resize then binarise: a pixel is in when >= half of it is covered
+        lab, n = ndimage.label(m)
+        if n == 0:
+            continue
+        areas = np.bincount(lab.ravel(), minlength=n + 1)
+        for c in range(1, n + 1):
+            if areas[c] < min_component_area:
+                continue
+            mm = np.zeros((size, size), bool)
+            mm[oy0:oy1, ox0:ox1] = lab == c
+            masks.append(mm)
+            meta.append((int(a.get("id", -1)), int(areas[c]), float(a.get("predicted_iou", float("nan"))),
+                         float(a.get("stability_score", float("nan")))))
+    if max_instances is not None and len(masks) > max_instances:
+        # Uniform random subset: keeps the mix of object / part / sub-part granularities of the full list.
+        keep = np.sort(rng.choice(len(masks), max_instances, replace=False))
+        masks, meta = [masks[i] for i in keep], [meta[i] for i in keep]
+    mk = np.stack(masks) if masks else np.zeros((0, size, size), bool)
+    if flip:
+        image, valid, mk = image[:, ::-1], valid[:, ::-1], mk[:, :, ::-1]
+    meta_arr = np.array(meta, dtype=np.float64).reshape(-1, 4)
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255),
+        "masks": torch.from_numpy(np.ascontiguousarray(mk)),
+        "valid_pixels": torch.from_numpy(np.ascontiguousarray(valid)),
+        "mask_id": torch.from_numpy(meta_arr[:, 0].astype(np.int64)),
+        "area": torch.from_numpy(meta_arr[:, 1].astype(np.int64)),
+        "predicted_iou": torch.from_numpy(meta_arr[:, 2].astype(np.float32)),
+        "stability_score": torch.from_numpy(meta_arr[:, 3].astype(np.float32)),
+        "name": name,
+    }
+
+
+def collate(samples: Sequence[dict]) -> dict:
+    """Batch samples, padding K with empty masks: masks [B, Kmax, S, S], mask_valid [B, Kmax].
+
+    Skipped-sample markers (``{"skipped": reason}``) are dropped and counted in ``batch["skipped"]`` (a Counter),
+    so counts survive DataLoader worker processes.
+    """
+    skipped = Counter(s["skipped"] for s in samples if "skipped" in s)
+    samples = [s for s in samples if "skipped" not in s]
+    if not samples:
+        return {"skipped": skipped, "image": None}
+    b, kmax = len(samples), max(s["masks"].shape[0] for s in samples)
+    size = samples[0]["image"].shape[-2:]
+    masks = torch.zeros(b, kmax, *size, dtype=torch.bool)
+    valid = torch.zeros(b, kmax, dtype=torch.bool)
+    out = {"image": torch.stack([s["image"] for s in samples]),
+           "valid_pixels": torch.stack([s["valid_pixels"] for s in samples]),
+           "name": [s["name"] for s in samples], "skipped": skipped}
+    for key in ("mask_id", "area", "predicted_iou", "stability_score"):
+        out[key] = torch.zeros(b, kmax, dtype=samples[0][key].dtype)
+    for i, s in enumerate(samples):
+        k = s["masks"].shape[0]
+        masks[i, :k], valid[i, :k] = s["masks"], True
+        for key in ("mask_id", "area", "predicted_iou", "stability_score"):
+            out[key][i, :k] = s[key]
+    out["masks"], out["mask_valid"] = masks, valid
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- datasets
+
+
+class _Decoding:
+    """Shared options and skip accounting of the folder and shard datasets."""
+
+    def __init__(self, size, max_instances, min_component_area, augment, strict, seed, zoom):
+        self.opts = dict(size=size, max_instances=max_instances, min_component_area=min_component_area,
+                         augment=augment, zoom=zoom)
+        self.strict, self.seed, self.epoch = strict, seed, 0
+        self.skipped: Counter = Counter()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change augmentation randomness and shard order (call once per epoch, like DistributedSampler)."""
+        self.epoch = epoch
+
+    def _decode(self, jpg: bytes | None, record: bytes | None, name: str, rng: np.random.Generator) -> dict:
+        try:
+            if jpg is None or record is None:
+                raise BadSample("missing_pair", name, "no .json" if record is None else "no .jpg")
+            return decode_sample(jpg, record, name, rng=rng, **self.opts)
+        except BadSample as e:
+            if self.strict:
+                raise
+            self.skipped[e.reason] += 1
+            return {"skipped": e.reason, "name": name}
+
+
+def _stem(name: str) -> str:
+    return Path(name).name.split(".", 1)[0]
+
+
+class SA1BFolder(_Decoding, torch.utils.data.Dataset):
+    """An extracted SA-1B folder: flat (sa_1.jpg + sa_1.json) or images/ + annotations/, searched recursively."""
+
+    def __init__(self, root: str | Path, **kw):
+        super().__init__(**kw)
+        self.root = Path(root)
+        jpgs = {_stem(p.name): p for p in self.root.rglob("*.jpg")}
+        jsons = {_stem(p.name): p for p in self.root.rglob("*.json")}
+        self.items = [(jpgs.get(k), jsons.get(k), k) for k in sorted(set(jpgs) | set(jsons), key=_natural)]
+        if not self.items:
+            raise FileNotFoundError(f"no SA-1B .jpg/.json pairs under {self.root}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        jpg, js, key = self.items[i]
+        name = str(jpg or js)
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        return self._decode(jpg.read_bytes() if jpg else None, js.read_bytes() if js else None, name, rng)
+
+
+def _natural(key: str):
+    digits = "".join(ch for ch in key if ch.isdigit())
+    return (int(digits) if digits else -1, key)
+
+
+def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int, int, int]:
+    if rank is None or world_size is None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        else:
+            rank, world_size = 0, 1
+    info = torch.utils.data.get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    return rank, world_size, worker, workers
+
+
+def iter_tar_pairs(path: str | Path) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    """Stream (key, jpg, json) from a tar without extracting it; members may come in any order.
+
+    Pairs are emitted as soon as both halves were seen, so memory holds only unmatched members (SA-1B keeps
+    pairs adjacent, so that is ~1); leftovers at the end come out with the missing half as None.
+    """
+    from webdataset.tariterators import tar_file_iterator
+
+    pending: dict[str, dict[str, bytes]] = {}
+    with open(path, "rb") as f:  # tar_file_iterator opens the stream in "r|*" mode: sequential, no extraction
+        for member in tar_file_iterator(f):
+            fname = member["fname"]
+            key, ext = _stem(fname), fname.rsplit(".", 1)[-1].lower()
+            if ext not in ("jpg", "json"):
+                continue  # instance maps, READMEs ...
+            slot = pending.setdefault(key, {})
+            slot[ext] = member["data"]
+            if "jpg" in slot and "json" in slot:
+                del pending[key]
+                yield f"{path}:{key}", slot["jpg"], slot["json"]
+    for key, slot in pending.items():
+        yield f"{path}:{key}", slot.get("jpg"), slot.get("json")
+
+
+class SA1BShards(_Decoding, torch.utils.data.IterableDataset):
+    """Raw SA-1B tar shards (or prepared ones), read in place and streamed.
+
+    Shards are split across DDP ranks and DataLoader workers: consumer ``rank * workers + worker`` reads shards
+    ``consumer, consumer + rank*workers, ...`` of the (per-epoch shuffled, identical on every rank) shard list,
+    so each sample is read exactly once per epoch — with at least as many shards as ranks x workers. Samples are
+    shuffled through a buffer of ``shuffle_buffer`` pairs.
+    """
+
+    def __init__(self, shards: Sequence[str | Path], *, shuffle_buffer: int = 256, rank: int | None = None,
+                 world_size: int | None = None, **kw):
+        super().__init__(**kw)
+        self.shards = [str(s) for s in shards]
+        if not self.shards:
+            raise FileNotFoundError("no tar shards given")
+        self.shuffle_buffer, self.rank, self.world_size = shuffle_buffer, rank, world_size
+
+    def my_shards(self) -> list[str]:
+        rank, world, worker, workers = _dist_info(self.rank, self.world_size)
+        order = list(self.shards)
+        if self.opts["augment"]:
+            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
+        consumer, consumers = rank * workers + worker, world * workers
+        return order[consumer::consumers]
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, _, worker, _ = _dist_info(self.rank, self.world_size)
+        rng = np.random.default_rng([self.seed, self.epoch, rank, worker])
+        buf: list[tuple[str, bytes | None, bytes | None]] = []
+        for shard in self.my_shards():
+            try:
+                for item in iter_tar_pairs(shard):
+                    if self.shuffle_buffer <= 1:
+                        yield self._decode(item[1], item[2], item[0], rng)
+                        continue
+                    buf.append(item)
+                    if len(buf) >= self.shuffle_buffer:
+                        k, j, s = buf.pop(int(rng.integers(len(buf))))
+                        yield self._decode(j, s, k, rng)
+            except tarfile.ReadError as e:
+                if self.strict:
+                    raise BadSample("corrupt_image", shard, f"unreadable tar: {e}") from None
+                self.skipped["corrupt_shard"] += 1
+        rng.shuffle(buf)
+        for k, j, s in buf:
+            yield self._decode(j, s, k, rng)
+
+
+def _expand(source: str | Path | Iterable) -> list[str]:
+    if isinstance(source, (list, tuple)):
+        out = []
+        for s in source:
+            out += _expand(s)
+        return out
+    s = str(source)
+    if any(ch in s for ch in "*?["):
+        return sorted(glob.glob(s), key=lambda p: _natural(Path(p).name))
+    return [s]
+
+
+def sa1b_dataset(source, *, size: int = 1024, max_instances: int | None = None, min_component_area: int = 16,
+                 augment: bool = True, strict: bool = False, seed: int = 0, zoom: tuple[float, float] = (1.0, 1.5),
+                 **kw):
+    """SA-1B as a torch dataset; the kind of ``source`` is detected:
+
+    - a folder of .jpg/.json (flat or images/ + annotations/) -> ``SA1BFolder`` (map-style)
+    - a .tar file, a glob or list of tars, or a folder containing .tar files (raw or prepared shards)
+      -> ``SA1BShards`` (iterable, sharded over ranks and workers)
+    """
+    common = dict(size=size, max_instances=max_instances, min_component_area=min_component_area, augment=augment,
+                  strict=strict, seed=seed, zoom=zoom)
+    paths = _expand(source)
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        root = Path(paths[0])
+        tars = sorted(root.glob("*.tar"), key=lambda p: _natural(p.name))
+        if tars and not any(root.glob("*.jpg")):
+            return SA1BShards(tars, **common, **kw)
+        return SA1BFolder(root, **common)
+    missing = [p for p in paths if not Path(p).is_file()]
+    if not paths or missing:
+        raise FileNotFoundError(f"SA-1B source not found: {missing or source}")
+    if not all(p.endswith(".tar") for p in paths):
+        raise ValueError(f"expected a folder or .tar shards, got {paths[:3]}")
+    return SA1BShards(paths, **common, **kw)

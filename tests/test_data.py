@@ -1,0 +1,212 @@
+"""SA-1B reader on synthetic scenes written in the exact SA-1B format."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from featlib.data import collate, sa1b_dataset
+from featlib.data.sa1b import BadSample, decode_sample, rle_counts
+from featlib.data.synthetic import encode_rle, load_scene, make_scene, scene_files, write_scenes
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sa1b")
+    write_scenes(root, 4, size=(96, 128), seed=3)
+    return root
+
+
+def test_generator_is_deterministic_and_sa1b_shaped(tmp_path, folder):
+    write_scenes(tmp_path, 4, size=(96, 128), seed=3)
+    for i in range(1, 5):
+        assert (tmp_path / f"sa_{i}.json").read_bytes() == (folder / f"sa_{i}.json").read_bytes()
+    rec = json.loads((folder / "sa_1.json").read_text())
+    assert set(rec["image"]) == {"image_id", "width", "height", "file_name"}
+    ann = rec["annotations"][0]
+    assert set(ann) == {"segmentation", "area", "bbox", "predicted_iou", "stability_score", "point_coords",
+                        "crop_box", "id"}
+    assert isinstance(ann["segmentation"]["counts"], str) and ann["segmentation"]["size"] == [96, 128]
+    kinds = [make_scene(np.random.default_rng([3, i]), (96, 128)).meta for i in range(4)]
+    assert any(m["kind"] == "part" for meta in kinds for m in meta)  # nested parts exist
+
+
+def test_rle_counts_matches_pycocotools():
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        m = rng.random((33, 41)) < rng.uniform(0.05, 0.95)
+        rle = encode_rle(m)
+        runs = rle_counts(rle["counts"])
+        assert runs.sum() == m.size
+        assert runs[1::2].sum() == mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode()})
+
+
+def test_round_trip_equals_generator_masks(folder):
+    """No resize (size = longest side, no augmentation): decoded instances are exactly the generator's components."""
+    from scipy import ndimage
+
+    ds = sa1b_dataset(folder, size=128, augment=False, min_component_area=1)
+    for i in range(len(ds)):
+        s = ds[i]
+        scene = make_scene(np.random.default_rng([3, i]), (96, 128))
+        expected = []
+        for m in scene.masks:
+            lab, n = ndimage.label(m)
+            expected += [lab == c for c in range(1, n + 1)]
+        got = s["masks"][:, :96].numpy()
+        assert len(got) == len(expected)
+        for e, g in zip(expected, got):
+            assert np.array_equal(e, g)
+        assert not s["masks"][:, 96:].any() and s["valid_pixels"][:96].all() and not s["valid_pixels"][96:].any()
+        img, _ = load_scene(folder / f"sa_{i + 1}.jpg")
+        assert np.abs(s["image"][:, :96].permute(1, 2, 0).numpy() * 255 - img).max() <= 1.0
+
+
+def test_connected_components_are_split_and_small_ones_dropped():
+    m = np.zeros((64, 64), bool)
+    m[5:20, 5:20] = True       # 225 px
+    m[40:60, 40:60] = True     # 400 px
+    m[30:32, 2:4] = True       # 4 px
+    img = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(img, format="JPEG")
+    rec = {"annotations": [{"segmentation": encode_rle(m), "bbox": [2, 5, 58, 55], "id": 7,
+                            "predicted_iou": 0.9, "stability_score": 0.95}]}
+    s = decode_sample(img.getvalue(), json.dumps(rec).encode(), "x", size=64, augment=False, min_component_area=10)
+    assert s["masks"].shape[0] == 2
+    assert s["mask_id"].tolist() == [7, 7] and sorted(s["area"].tolist()) == [225, 400]
+    assert torch.allclose(s["predicted_iou"], torch.tensor([0.9, 0.9]))
+
+
+def test_downscale_is_area_then_binarise():
+    m = np.zeros((200, 300), bool)
+    m[:100, :150] = True
+    jpg = io.BytesIO()
+    Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(jpg, format="JPEG")
+    rec = {"annotations": [{"segmentation": encode_rle(m), "bbox": [0, 0, 150, 100], "id": 1}]}
+    s = decode_sample(jpg.getvalue(), json.dumps(rec), "x", size=60, augment=False)  # 5x smaller
+    got = s["masks"][0]
+    assert got.shape == (60, 60) and got[:20, :30].all() and got.sum() == 20 * 30
+    assert s["valid_pixels"][:40, :60].all() and not s["valid_pixels"][40:].any()
+
+
+def test_augmentation_keeps_image_and_masks_aligned(folder):
+    ds = sa1b_dataset(folder, size=96, augment=True, seed=1)
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s["image"].shape == (3, 96, 96) and s["masks"].dtype == torch.bool
+        assert not (s["masks"] & ~s["valid_pixels"]).any()
+        # masks follow image content: within one mask the image is far more uniform than across the image
+        img = s["image"]
+        for m in s["masks"][:3]:
+            if m.sum() > 50:
+                assert img[:, m].std(1).mean() < img[:, s["valid_pixels"]].std(1).mean() + 0.05
+
+
+def test_max_instances_and_collate_padding(folder):
+    ds = sa1b_dataset(folder, size=64, augment=False, max_instances=3)
+    batch = collate([ds[0], ds[1], {"skipped": "corrupt_image", "name": "z"}])
+    assert batch["masks"].shape[:2] == (2, 3) and batch["mask_valid"].all()
+    assert batch["skipped"] == {"corrupt_image": 1}
+    ds = sa1b_dataset(folder, size=64, augment=False)
+    batch = collate([ds[0], ds[1]])
+    k = [ds[0]["masks"].shape[0], ds[1]["masks"].shape[0]]
+    assert batch["mask_valid"].sum(1).tolist() == k
+    assert not batch["masks"][~batch["mask_valid"]].any()
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_out_of_order_tar_members_are_paired(tmp_path):
+    rng = np.random.default_rng(0)
+    files = [scene_files(make_scene(np.random.default_rng(i), (64, 80)), i + 1, rng) for i in range(4)]
+    members = [(n, d) for f in files for n, d in f.items() if not n.endswith(".png")]
+    members = members[1::2] + members[0::2]  # all jsons first, then all jpgs
+    _tar(tmp_path / "shuffled.tar", members)
+    ds = sa1b_dataset(tmp_path / "shuffled.tar", size=80, augment=False)
+    names = sorted(s["name"].rsplit(":", 1)[1] for s in ds)
+    assert names == ["sa_1", "sa_2", "sa_3", "sa_4"] and not ds.skipped
+
+
+def test_every_sample_exactly_once_across_ranks_and_workers(tmp_path):
+    write_scenes(tmp_path, 12, size=(48, 64), shards=6, seed=5)
+    seen = []
+    for rank in range(2):
+        ds = sa1b_dataset(str(tmp_path / "*.tar"), size=64, augment=True, rank=rank, world_size=2, shuffle_buffer=4)
+        loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate)
+        seen += [n.rsplit(":", 1)[1] for b in loader for n in b["name"]]
+    assert sorted(seen) == sorted(f"sa_{i}" for i in range(1, 13))
+
+
+BAD_CASES = ["corrupt_image", "truncated_image", "invalid_json", "malformed_rle", "rle_size_mismatch",
+             "missing_pair", "no_annotations", "decompression_bomb"]
+
+
+def _bad_folder(root, case):
+    write_scenes(root, 2, size=(48, 64), seed=1)
+    jpg, js = root / "sa_2.jpg", root / "sa_2.json"
+    rec = json.loads(js.read_text())
+    if case == "corrupt_image":
+        jpg.write_bytes(b"\xff\xd8 definitely not a jpeg")
+    elif case == "truncated_image":
+        jpg.write_bytes(jpg.read_bytes()[:200])
+    elif case == "invalid_json":
+        js.write_text("{ not json")
+    elif case == "malformed_rle":
+        rec["annotations"][0]["segmentation"]["counts"] = "\x01\x02garbage"
+        js.write_text(json.dumps(rec))
+    elif case == "rle_size_mismatch":
+        rec["annotations"][0]["segmentation"] = encode_rle(np.ones((10, 10), bool))
+        js.write_text(json.dumps(rec))
+    elif case == "missing_pair":
+        js.unlink()
+    elif case == "no_annotations":
+        rec["annotations"] = []
+        js.write_text(json.dumps(rec))
+    elif case == "decompression_bomb":
+        buf = io.BytesIO()
+        Image.new("1", (9000, 9000)).save(buf, format="PNG")  # 81 MP, tiny on disk
+        jpg.write_bytes(buf.getvalue())
+    return root
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_data_is_skipped_and_counted(tmp_path, case):
+    root = _bad_folder(tmp_path, case)
+    expected = "corrupt_image" if case == "truncated_image" else case
+    ds = sa1b_dataset(root, size=64, augment=False)
+    batch = collate([ds[i] for i in range(len(ds))])
+    assert ds.skipped == {expected: 1}
+    assert batch["skipped"] == {expected: 1} and batch["image"].shape[0] == 1
+    strict = sa1b_dataset(root, size=64, augment=False, strict=True)
+    with pytest.raises(BadSample, match="sa_2"):
+        [strict[i] for i in range(len(strict))]
+
+
+def test_bad_shard_members_are_skipped(tmp_path):
+    rng = np.random.default_rng(0)
+    good = scene_files(make_scene(np.random.default_rng(0), (48, 64)), 1, rng)
+    members = [(n, d) for n, d in good.items()] + [("sa_2.jpg", b"junk"), ("sa_2.json", b"{}"), ("sa_3.json", b"{}")]
+    _tar(tmp_path / "bad.tar", members)
+    ds = sa1b_dataset(tmp_path / "bad.tar", size=64, augment=False)
+    out = [s for s in ds if "skipped" not in s]
+    assert len(out) == 1
+    assert ds.skipped == {"invalid_json": 1, "missing_pair": 1}  # '{}' has no annotations list; sa_3 has no jpg
+
+
+def test_source_detection_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        sa1b_dataset(tmp_path / "nothing_here.tar")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no SA-1B"):
+        sa1b_dataset(tmp_path / "empty")
