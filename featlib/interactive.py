@@ -1,0 +1,505 @@
+"""Click segmentation by an s-t graph cut on a feature map, and the standard click-simulation protocol.
+
+    seg = ClickSegmenter(features, image)      # FeatureNet dict {s: [C, h, w]} for ONE image, or [C, H, W] (Lab)
+    seg.add_click(120, 200, positive=True)     # (y, x) in full-resolution pixels
+    seg.add_click(40, 30, positive=False)
+    seg.mask                                   # bool [H, W]
+    seg.undo(); seg.reset()
+
+Model (see docs/CLICKS.md):
+- Nodes are regions of a fine oversegmentation (watershed of the distance mesh from a regular seed grid,
+  ``region_spacing`` px; ``region_spacing=1`` gives the exact pixel graph). Precomputed once: regions, their mean
+  feature per stride, region adjacency with contrast-sensitive weights ``sum over shared pixel edges of
+  exp(-d^2 / (2 mean d^2))`` from the combined distance mesh.
+- Unary: for each node a "distance" to the positive clicks and one to the negative side, each the multi-stride
+  feature distance (per stride ``||mu_r - f_click|| / sqrt(C_s)``, weighted mean over strides, as in the mesh) plus
+  ``geo_weight`` x the geodesic distance on the region graph. The negative side always includes the image-border
+  regions (plus ``border_margin``) so one positive click already gives a bounded object. Costs:
+  ``area * D_pos / (D_pos + D_neg)`` for foreground and ``area * D_neg / (D_pos + D_neg)`` for background.
+- Hard constraints: a node holding a positive click is tied to the source, a negative click to the sink. A region
+  that holds clicks of both signs is split into single-pixel nodes, so **every clicked pixel keeps its label**.
+- Max-flow: ``scipy.sparse.csgraph.maximum_flow`` (Dinic, integer capacities: scaled and rounded) by default;
+  PyMaxflow (optional extra ``maxflow``, GPL) when installed. The mask is the *minimal* source set (nodes reachable
+  from the source in the residual graph), which makes the result unique and deterministic.
+
+Monotonicity (guaranteed with the scipy backend while no region split happens): adding a positive click only lowers
+every node's foreground cost relative to its background cost, and a negative click only raises it. For a graph cut
+(a submodular energy) the minimal minimiser is then nested (Topkis): a positive click never removes pixels from the
+mask and a negative click never adds any. A split (a click of the other sign inside an already-clicked region)
+changes the graph and is exempt. IoU can still fall after a click (a positive click may add background pixels); the
+evaluation counts those drops.
+
+First click negative: allowed. The mask stays empty until the first positive click (there is no object model yet);
+the negative clicks are kept and constrain later cuts. A click on an already-clicked pixel replaces that click.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import breadth_first_order, dijkstra, maximum_flow
+
+from featlib.distances import DistanceMesh, distance_mesh
+
+# Finite capacities are scaled so their total is about 2**29; "infinite" hard constraints are larger than any cut.
+_CAP_BUDGET = float(2**29)
+
+
+def maxflow_available() -> bool:
+    """True when PyMaxflow (optional extra ``maxflow``) is importable."""
+    try:
+        import maxflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------- graph cut
+
+
+def min_cut(
+    n: int,
+    edges_i: np.ndarray,
+    edges_j: np.ndarray,
+    edges_w: np.ndarray,
+    cost_fg: np.ndarray,
+    cost_bg: np.ndarray,
+    hard_fg: np.ndarray | None = None,
+    hard_bg: np.ndarray | None = None,
+    backend: str = "auto",
+) -> tuple[np.ndarray, int]:
+    """Binary s-t min cut of ``sum_v cost(v, label_v) + sum_(i,j) w_ij [label_i != label_j]``.
+
+    Args:
+        n: number of nodes.
+        edges_i, edges_j, edges_w: undirected pairwise terms [E] (w >= 0, float).
+        cost_fg, cost_bg: [n] costs (>= 0, float) of labelling each node foreground / background.
+        hard_fg, hard_bg: optional bool [n] nodes forced to foreground / background (not both).
+        backend: "scipy", "pymaxflow" or "auto" (PyMaxflow if installed).
+
+    Returns:
+        (fg bool [n], cut value in integer capacity units). Capacities are scaled to integers (total ~2**29) and
+        rounded. With scipy the foreground is the minimal source set (unique); PyMaxflow's BK algorithm may put
+        nodes that are free in both search trees on the source side, so the two can differ only on ties.
+    """
+    if backend == "auto":
+        backend = "pymaxflow" if maxflow_available() else "scipy"
+    if backend not in ("scipy", "pymaxflow"):
+        raise ValueError(f"backend must be 'scipy', 'pymaxflow' or 'auto', got {backend!r}")
+    cost_fg = np.asarray(cost_fg, np.float64)
+    cost_bg = np.asarray(cost_bg, np.float64)
+    edges_w = np.asarray(edges_w, np.float64)
+    if cost_fg.shape != (n,) or cost_bg.shape != (n,):
+        raise ValueError(f"cost_fg/cost_bg must have shape ({n},), got {cost_fg.shape} and {cost_bg.shape}")
+    for name, a in (("cost_fg", cost_fg), ("cost_bg", cost_bg), ("edges_w", edges_w)):
+        if not np.isfinite(a).all() or (a < 0).any():
+            raise ValueError(f"{name} must be finite and >= 0")
+    # Only the difference of the two unary costs matters: keep one non-negative t-link per node.
+    diff = cost_fg - cost_bg
+    src = np.maximum(-diff, 0.0)  # S->v, cut when v is background: pays cost_bg - cost_fg
+    snk = np.maximum(diff, 0.0)  # v->T, cut when v is foreground
+    total = src.sum() + snk.sum() + 2.0 * edges_w.sum()
+    scale = _CAP_BUDGET / max(total, 1e-12)
+    src_i = np.rint(src * scale).astype(np.int64)
+    snk_i = np.rint(snk * scale).astype(np.int64)
+    w_i = np.rint(edges_w * scale).astype(np.int64)
+    inf = int(src_i.sum() + snk_i.sum() + 2 * w_i.sum() + 1)
+    if hard_fg is not None:
+        src_i[np.asarray(hard_fg, bool)] = inf
+        snk_i[np.asarray(hard_fg, bool)] = 0
+    if hard_bg is not None:
+        if hard_fg is not None and (np.asarray(hard_fg) & np.asarray(hard_bg)).any():
+            raise ValueError("a node cannot be forced to both foreground and background")
+        snk_i[np.asarray(hard_bg, bool)] = inf
+        src_i[np.asarray(hard_bg, bool)] = 0
+    keep = w_i > 0
+    ei, ej, w_i = np.asarray(edges_i)[keep], np.asarray(edges_j)[keep], w_i[keep]
+    if backend == "pymaxflow":
+        return _cut_pymaxflow(n, ei, ej, w_i, src_i, snk_i)
+    return _cut_scipy(n, ei, ej, w_i, src_i, snk_i)
+
+
+def _cut_scipy(n, ei, ej, w, src, snk) -> tuple[np.ndarray, int]:
+    s, t = n, n + 1
+    nodes = np.arange(n)
+    hs, ht = src > 0, snk > 0
+    rows = np.concatenate([ei, ej, np.full(hs.sum(), s), nodes[ht]])
+    cols = np.concatenate([ej, ei, nodes[hs], np.full(ht.sum(), t)])
+    caps = np.concatenate([w, w, src[hs], snk[ht]])
+    cap = csr_matrix((caps.astype(np.int32), (rows, cols)), shape=(n + 2, n + 2))
+    cap.sum_duplicates()
+    res = maximum_flow(cap, s, t, method="dinic")
+    residual = (cap - res.flow).tocsr()
+    residual.data = (residual.data > 0).astype(np.int8)
+    residual.eliminate_zeros()
+    reach = breadth_first_order(residual, s, directed=True, return_predecessors=False)
+    fg = np.zeros(n + 2, bool)
+    fg[reach] = True
+    return fg[:n], int(res.flow_value)
+
+
+def _cut_pymaxflow(n, ei, ej, w, src, snk) -> tuple[np.ndarray, int]:
+    import maxflow
+
+    g = maxflow.Graph[int](n, max(len(ei), 1))
+    nodes = g.add_nodes(n)
+    if len(ei):
+        g.add_edges(nodes[ei], nodes[ej], w, w)
+    g.add_grid_tedges(nodes, src, snk)
+    flow = g.maxflow()
+    sink_side = g.get_grid_segments(nodes)  # PyMaxflow: True = sink side
+    return ~np.asarray(sink_side, bool), int(flow)
+
+
+# ----------------------------------------------------------------------------------------------- segmenter
+
+
+def _as_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def oversegment(mesh: DistanceMesh, spacing: int, compactness: float = 0.001) -> np.ndarray:
+    """Watershed regions of the mesh's per-pixel boundary strength from a regular seed grid -> int32 [H, W].
+
+    ``spacing <= 1`` returns one region per pixel. Regions are connected and about ``spacing`` px wide; their
+    boundaries follow mesh ridges, so a cut between regions loses little against a pixel cut.
+    """
+    from skimage.segmentation import watershed
+
+    h, w = mesh.shape
+    if spacing <= 1:
+        return np.arange(h * w, dtype=np.int32).reshape(h, w)
+    b = np.zeros((h, w), np.float32)
+    b[:-1] = np.maximum(b[:-1], mesh.dy)
+    b[1:] = np.maximum(b[1:], mesh.dy)
+    b[:, :-1] = np.maximum(b[:, :-1], mesh.dx)
+    b[:, 1:] = np.maximum(b[:, 1:], mesh.dx)
+    markers = np.zeros((h, w), np.int32)
+    ys = np.arange(spacing // 2, h, spacing)
+    xs = np.arange(spacing // 2, w, spacing)
+    markers[np.ix_(ys, xs)] = np.arange(1, len(ys) * len(xs) + 1).reshape(len(ys), len(xs))
+    # Each region floods from one marker, so it is connected; relabel to 0..R-1.
+    labels = watershed(b, markers, compactness=compactness)
+    _, inv = np.unique(labels, return_inverse=True)
+    return inv.reshape(h, w).astype(np.int32)
+
+
+@dataclass
+class Click:
+    y: int
+    x: int
+    positive: bool
+
+
+@dataclass
+class _Graph:
+    regions: np.ndarray  # int32 [H, W] node id per pixel
+    area: np.ndarray  # [R]
+    means: dict  # stride -> float32 [R, C_s]
+    ei: np.ndarray
+    ej: np.ndarray
+    w: np.ndarray  # contrast-sensitive pairwise weight [E]
+    geo: csr_matrix  # symmetric geodesic step lengths
+    border: np.ndarray  # bool [R] touches the image border
+
+
+class ClickSegmenter:
+    """Interactive binary segmentation of one image by graph cut on a feature map.
+
+    Args:
+        features: FeatureNet output for ONE image ``{stride: [C_s, h_s, w_s]}`` (tensors or arrays), or one map
+            ``[C, H, W]`` (e.g. ``featlib.distances.lab_features(image)``), values about [0, 1].
+        image: optional RGB [H, W, 3] (only kept for display; sets the size when given).
+        stride_weights: per-stride weights for both the mesh and the unary distances (default equal).
+        region_spacing: oversegmentation seed spacing in px (1 = pixel graph). Default 4.
+        lam: pairwise weight (per shared pixel edge) relative to the per-pixel unary in [0, 1]. Default 0.6.
+        geo_weight: weight of the geodesic distance in the click distances. Default 1.0.
+        border_margin: added to the distance to border regions (the default background model). Default 0.02.
+        backend: "auto" | "scipy" | "pymaxflow".
+
+    Attributes: ``mask`` bool [H, W]; ``clicks`` list of ``Click``; ``shape`` (H, W); ``last_update_s``.
+    """
+
+    def __init__(
+        self,
+        features,
+        image: np.ndarray | None = None,
+        *,
+        stride_weights: Mapping[int, float] | None = None,
+        region_spacing: int = 4,
+        lam: float = 0.6,
+        geo_weight: float = 1.0,
+        border_margin: float = 0.02,
+        backend: str = "auto",
+    ):
+        if not isinstance(features, Mapping):
+            features = {1: features}
+        feats = {int(s): _as_numpy(f) for s, f in features.items()}
+        for s, f in feats.items():
+            if f.ndim != 3:
+                raise ValueError(f"features at stride {s} must be [C, h, w] for one image, got shape {f.shape}")
+            if not np.isfinite(f).all():
+                raise ValueError(f"features at stride {s} contain NaN or inf")
+        size = None
+        if image is not None:
+            image = np.asarray(image)
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"image must be [H, W, 3], got shape {image.shape}")
+            size = image.shape[:2]
+        if lam < 0 or geo_weight < 0 or border_margin < 0:
+            raise ValueError("lam, geo_weight and border_margin must be >= 0")
+        if backend not in ("auto", "scipy", "pymaxflow"):
+            raise ValueError(f"backend must be 'auto', 'scipy' or 'pymaxflow', got {backend!r}")
+        if backend == "pymaxflow" and not maxflow_available():
+            raise ValueError("backend='pymaxflow' needs PyMaxflow (pip install 'featlib[maxflow]')")
+        self.image = image
+        self.backend = backend
+        self.lam, self.geo_weight, self.border_margin = float(lam), float(geo_weight), float(border_margin)
+        self.mesh = distance_mesh(feats, stride_weights=stride_weights, size=size)
+        self.shape = self.mesh.shape
+        sw = {s: 1.0 for s in feats} if stride_weights is None else {int(s): float(v) for s, v in stride_weights.items()}
+        total = sum(v for v in sw.values() if v > 0)
+        self._feats = {s: f for s, f in feats.items() if sw.get(s, 0) > 0}
+        self._sw = {s: sw[s] / total for s in self._feats}
+        h, w = self.shape
+        # Nearest-cell index per pixel and stride: the upsampling used for unaries (no [D, H, W] tensor is built).
+        self._cell = {}
+        for s, f in self._feats.items():
+            cy = np.minimum(np.arange(h) // s, f.shape[1] - 1)
+            cx = np.minimum(np.arange(w) // s, f.shape[2] - 1)
+            self._cell[s] = (cy[:, None] * f.shape[2] + cx[None, :]).ravel()
+        i, j, d = self.mesh.edges()
+        self._pix_i, self._pix_j = i, j
+        beta = 1.0 / (2.0 * max(float(np.mean(d.astype(np.float64) ** 2)), 1e-12))
+        self._pix_w = np.exp(-beta * d.astype(np.float64) ** 2)
+        self._pix_d = d.astype(np.float64)
+        self._base_regions = oversegment(self.mesh, region_spacing)
+        self._graphs: dict[frozenset, _Graph] = {}
+        self.clicks: list[Click] = []
+        self.mask = np.zeros(self.shape, bool)
+        self.last_update_s = 0.0
+
+    # -- graph construction ---------------------------------------------------------------------------------
+
+    def _graph(self, split: frozenset) -> _Graph:
+        """Region graph with the base regions in ``split`` replaced by single-pixel nodes (cached)."""
+        if split in self._graphs:
+            return self._graphs[split]
+        regions = self._base_regions
+        if split:
+            regions = regions.copy()
+            sel = np.isin(regions, list(split))
+            keep_ids = np.unique(regions[~sel])
+            remap = np.full(regions.max() + 1, -1, np.int64)
+            remap[keep_ids] = np.arange(len(keep_ids))
+            regions = remap[regions]
+            regions[sel] = len(keep_ids) + np.arange(sel.sum())
+            regions = regions.astype(np.int32)
+        h, w = self.shape
+        flat = regions.ravel()
+        r = int(flat.max()) + 1
+        area = np.bincount(flat, minlength=r).astype(np.float64)
+        means = {}
+        for s, f in self._feats.items():
+            c = f.shape[0]
+            ncell = f.shape[1] * f.shape[2]
+            m = coo_matrix((np.ones(flat.size, np.float32), (flat, self._cell[s])), shape=(r, ncell)).tocsr()
+            means[s] = np.asarray(m @ f.reshape(c, ncell).T) / area[:, None].astype(np.float32)
+        ri, rj = flat[self._pix_i], flat[self._pix_j]
+        cross = ri != rj
+        a, b = np.minimum(ri[cross], rj[cross]), np.maximum(ri[cross], rj[cross])
+        key = a.astype(np.int64) * r + b
+        uniq, inv = np.unique(key, return_inverse=True)
+        wsum = np.bincount(inv, weights=self._pix_w[cross])
+        dsum = np.bincount(inv, weights=self._pix_d[cross])
+        cnt = np.bincount(inv).astype(np.float64)
+        ei, ej = (uniq // r).astype(np.int64), (uniq % r).astype(np.int64)
+        # Geodesic step: mean boundary distance plus a small spatial term so flat areas are not free.
+        step = dsum / cnt + 0.02 * np.sqrt(np.sqrt(area[ei] * area[ej])) / max(h, w) * 4
+        geo = csr_matrix((np.concatenate([step, step]), (np.concatenate([ei, ej]), np.concatenate([ej, ei]))), shape=(r, r))
+        border = np.zeros(r, bool)
+        border[np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))] = True
+        g = _Graph(regions, area, means, ei, ej, wsum, geo, border)
+        self._graphs[split] = g
+        return g
+
+    def _click_features(self, clicks: list[Click]) -> dict:
+        return {s: np.stack([f.reshape(f.shape[0], -1)[:, self._cell[s][c.y * self.shape[1] + c.x]] for c in clicks])
+                for s, f in self._feats.items()}
+
+    def _feature_distance(self, g: _Graph, ref: dict) -> np.ndarray:
+        """[R, K] multi-stride distance between node means and K reference vectors (per stride / sqrt(C_s))."""
+        out = 0.0
+        for s, m in g.means.items():
+            r = ref[s]
+            d2 = (m**2).sum(1)[:, None] + (r**2).sum(1)[None, :] - 2.0 * m @ r.T
+            out = out + self._sw[s] * np.sqrt(np.maximum(d2, 0.0)) / np.sqrt(m.shape[1])
+        return np.asarray(out, np.float64)
+
+    def _side_distance(self, g: _Graph, nodes: np.ndarray, ref: dict | None, extra: float = 0.0) -> np.ndarray:
+        if len(nodes) == 0:
+            return np.full(len(g.area), np.inf)
+        feat = self._feature_distance(g, ref).min(1)
+        if self.geo_weight > 0:
+            geo = dijkstra(g.geo, directed=False, indices=np.unique(nodes), min_only=True)
+            feat = feat + self.geo_weight * geo
+        return feat + extra
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def add_click(self, y: int, x: int, positive: bool = True) -> np.ndarray:
+        """Add a click at pixel (y, x) and update ``mask`` (bool [H, W], returned). Outside the image -> ValueError."""
+        y, x = int(y), int(x)
+        h, w = self.shape
+        if not (0 <= y < h and 0 <= x < w):
+            raise ValueError(f"click ({y}, {x}) is outside the image of size {h} x {w}")
+        self.clicks.append(Click(y, x, bool(positive)))
+        self._update()
+        return self.mask
+
+    def undo(self) -> np.ndarray:
+        """Remove the last click (no-op without clicks) and return the updated mask."""
+        if self.clicks:
+            self.clicks.pop()
+            self._update()
+        return self.mask
+
+    def reset(self) -> np.ndarray:
+        """Remove all clicks; the mask becomes empty."""
+        self.clicks = []
+        self._update()
+        return self.mask
+
+    def _update(self) -> None:
+        t0 = time.perf_counter()
+        self.mask = self._solve(self.clicks)
+        self.last_update_s = time.perf_counter() - t0
+
+    def _solve(self, clicks: list[Click]) -> np.ndarray:
+        h, w = self.shape
+        if not any(c.positive for c in clicks):
+            return np.zeros((h, w), bool)
+        # A later click on the same pixel overrides an earlier one there.
+        last = {(c.y, c.x): c for c in clicks}
+        clicks = list(last.values())
+        base = self._base_regions
+        signs: dict[int, set] = {}
+        for c in clicks:
+            signs.setdefault(int(base[c.y, c.x]), set()).add(c.positive)
+        split = frozenset(r for r, s in signs.items() if len(s) > 1)
+        g = self._graph(split)
+        n = len(g.area)
+        node = np.array([g.regions[c.y, c.x] for c in clicks])
+        pos = np.array([c.positive for c in clicks])
+        hard_fg = np.zeros(n, bool)
+        hard_bg = np.zeros(n, bool)
+        hard_fg[node[pos]] = True
+        hard_bg[node[~pos]] = True
+        ref_pos = self._click_features([c for c in clicks if c.positive])
+        d_pos = self._side_distance(g, node[pos], ref_pos)
+        # Background side: border regions (the default prior) and negative clicks, whichever is closer.
+        border_nodes = np.flatnonzero(g.border & ~hard_fg)
+        d_neg = np.full(n, np.inf)
+        if len(border_nodes):
+            bref = {s: m[border_nodes] for s, m in g.means.items()}
+            d_neg = self._side_distance(g, border_nodes, bref, self.border_margin)
+        if (~pos).any():
+            ref_neg = self._click_features([c for c in clicks if not c.positive])
+            d_neg = np.minimum(d_neg, self._side_distance(g, node[~pos], ref_neg))
+        d_neg = np.minimum(d_neg, 1e6)
+        denom = d_pos + d_neg + 1e-9
+        cost_fg = g.area * d_pos / denom
+        cost_bg = g.area * d_neg / denom
+        fg, _ = min_cut(n, g.ei, g.ej, self.lam * g.w, cost_fg, cost_bg, hard_fg, hard_bg, backend=self.backend)
+        return fg[g.regions]
+
+
+# ----------------------------------------------------------------------------------------------- click simulation
+
+
+def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> float:
+    """IoU of two bool [H, W] masks over the pixels not in ``ignore``; 1.0 when both are empty."""
+    valid = np.ones(gt.shape, bool) if ignore is None else ~ignore
+    inter = np.count_nonzero(pred & gt & valid)
+    union = np.count_nonzero((pred | gt) & valid)
+    return 1.0 if union == 0 else inter / union
+
+
+def next_click(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> tuple[int, int, bool] | None:
+    """Standard (RITM/SimpleClick) simulated click: the point deepest inside the larger error region.
+
+    Args: pred, gt bool [H, W]; ignore bool [H, W] or None (pixels excluded, e.g. GrabCut's 128 band).
+    Returns (y, x, positive) — false negatives give a positive click, false positives a negative one — or None
+    when there is no error left. Depth = Euclidean distance transform of the error mask padded with a 1-px zero
+    border (so the image edge counts as a boundary); ties go to the first pixel in raster order.
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {pred.shape} and gt {gt.shape} must have the same shape")
+    valid = np.ones(gt.shape, bool) if ignore is None else ~ignore
+    fn = gt & ~pred & valid
+    fp = ~gt & pred & valid
+    if not fn.any() and not fp.any():
+        return None
+    dt_fn = ndimage.distance_transform_edt(np.pad(fn, 1))[1:-1, 1:-1]
+    dt_fp = ndimage.distance_transform_edt(np.pad(fp, 1))[1:-1, 1:-1]
+    positive = dt_fn.max() >= dt_fp.max()
+    dt = dt_fn if positive else dt_fp
+    y, x = np.unravel_index(int(np.argmax(dt)), dt.shape)
+    return int(y), int(x), bool(positive)
+
+
+@dataclass
+class ClickRun:
+    """Result of simulating clicks on one object: ``ious[k]`` is the IoU after k+1 clicks; ``latency_s`` per click."""
+
+    ious: list[float] = field(default_factory=list)
+    latency_s: list[float] = field(default_factory=list)
+    clicks: list[tuple[int, int, bool]] = field(default_factory=list)
+
+    def noc(self, threshold: float, max_clicks: int = 20) -> int:
+        """Clicks needed to reach IoU >= threshold, ``max_clicks`` when never reached within ``max_clicks``."""
+        for k, v in enumerate(self.ious[:max_clicks]):
+            if v >= threshold:
+                return k + 1
+        return max_clicks
+
+    def drops(self, eps: float = 1e-9) -> list[float]:
+        """Sizes (> 0) of the IoU decreases after a click, one entry per click that lowered IoU."""
+        a = np.asarray(self.ious)
+        d = a[:-1] - a[1:]
+        return [float(v) for v in d if v > eps]
+
+
+def simulate_clicks(
+    segmenter: ClickSegmenter, gt: np.ndarray, ignore: np.ndarray | None = None, n_clicks: int = 20
+) -> ClickRun:
+    """Run the standard click protocol for ``n_clicks`` clicks on a fresh ``segmenter`` (it is reset first).
+
+    When no error is left, the remaining clicks are not made and the last IoU is repeated (no latency entry).
+    """
+    gt = np.asarray(gt, bool)
+    if gt.shape != segmenter.shape:
+        raise ValueError(f"gt shape {gt.shape} does not match the segmenter's image {segmenter.shape}")
+    if ignore is not None:
+        ignore = np.asarray(ignore, bool)
+        if ignore.shape != gt.shape:
+            raise ValueError(f"ignore shape {ignore.shape} does not match gt {gt.shape}")
+    segmenter.reset()
+    run = ClickRun()
+    for _ in range(n_clicks):
+        c = next_click(segmenter.mask, gt, ignore)
+        if c is None:
+            run.ious.append(run.ious[-1] if run.ious else iou(segmenter.mask, gt, ignore))
+            continue
+        segmenter.add_click(*c)
+        run.clicks.append(c)
+        run.latency_s.append(segmenter.last_update_s)
+        run.ious.append(iou(segmenter.mask, gt, ignore))
+    return run

@@ -1,0 +1,196 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from featlib.distances import lab_features
+from featlib.interactive import (
+    ClickRun,
+    ClickSegmenter,
+    iou,
+    maxflow_available,
+    min_cut,
+    next_click,
+    simulate_clicks,
+)
+
+BACKENDS = ["scipy", pytest.param("pymaxflow", marks=pytest.mark.skipif(not maxflow_available(), reason="no PyMaxflow"))]
+
+
+def scene(size=64, seed=0):
+    """A red disk and a blue square on a noisy grey background -> (image uint8 [H, W, 3], disk mask)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disk = (yy - size * 0.4) ** 2 + (xx - size * 0.4) ** 2 < (size * 0.22) ** 2
+    square = (yy > size * 0.7) & (xx > size * 0.65) & (yy < size * 0.92) & (xx < size * 0.92)
+    img = np.full((size, size, 3), 128.0)
+    img[disk] = (200, 40, 40)
+    img[square] = (40, 40, 200)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), disk
+
+
+def multistride(img):
+    """A FeatureNet-like dict: Lab at stride 1, 2x2-block means stacked as channels at stride 2."""
+    lab = lab_features(img)
+    c, h, w = lab.shape
+    s2 = lab.reshape(c, h // 2, 2, w // 2, 2).transpose(0, 2, 4, 1, 3).reshape(c * 4, h // 2, w // 2)
+    return {1: lab, 2: s2}
+
+
+FEATURES = {"lab": lambda img: lab_features(img), "dict": multistride}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_min_cut_matches_brute_force(backend):
+    rng = np.random.default_rng(1)
+    n = 7
+    pairs = np.array(list(itertools.combinations(range(n), 2)))
+    pairs = pairs[rng.random(len(pairs)) < 0.5]
+    w = rng.random(len(pairs))
+    cf, cb = rng.random(n), rng.random(n)
+    fg, _ = min_cut(n, pairs[:, 0], pairs[:, 1], w, cf, cb, backend=backend)
+
+    def energy(lab):
+        return cf[lab].sum() + cb[~lab].sum() + w[lab[pairs[:, 0]] != lab[pairs[:, 1]]].sum()
+
+    best = min(energy(np.array(b, bool)) for b in itertools.product([0, 1], repeat=n))
+    assert energy(fg) == pytest.approx(best, abs=1e-6)
+
+
+@pytest.mark.skipif(not maxflow_available(), reason="PyMaxflow not installed")
+def test_backends_agree_on_same_graph():
+    rng = np.random.default_rng(2)
+    n = 300
+    ei, ej = rng.integers(0, n, 1200), rng.integers(0, n, 1200)
+    keep = ei != ej
+    w = rng.random(keep.sum())
+    cf, cb = rng.random(n), rng.random(n)
+    hard_fg = np.zeros(n, bool)
+    hard_fg[:3] = True
+    a, va = min_cut(n, ei[keep], ej[keep], w, cf, cb, hard_fg=hard_fg, backend="scipy")
+    b, vb = min_cut(n, ei[keep], ej[keep], w, cf, cb, hard_fg=hard_fg, backend="pymaxflow")
+    assert va == vb
+    np.testing.assert_array_equal(a, b)  # random capacities: no ties, the min cut is unique
+    assert a[:3].all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spacing", [1, 4])
+@pytest.mark.parametrize("kind", sorted(FEATURES))
+def test_clicked_pixels_keep_labels_and_deterministic(kind, spacing, backend):
+    img, disk = scene()
+    feats = FEATURES[kind](img)
+    seg = ClickSegmenter(feats, img, region_spacing=spacing, backend=backend)
+    rng = np.random.default_rng(3)
+    clicks = [(26, 26, True)]
+    # Adjacent clicks of both signs land in one region and force a split when spacing > 1.
+    clicks += [(int(y), int(x), bool(p)) for y, x, p in zip(rng.integers(0, 64, 12), rng.integers(0, 64, 12), rng.random(12) < 0.5)]
+    clicks += [(30, 30, True), (30, 31, False), (31, 30, False), (30, 31, True)]
+    seen = {}
+    for y, x, p in clicks:
+        seg.add_click(y, x, p)
+        seen[(y, x)] = p  # a later click on the same pixel overrides
+        for (cy, cx), cp in seen.items():
+            assert seg.mask[cy, cx] == cp
+    other = ClickSegmenter(feats, img, region_spacing=spacing, backend=backend)
+    for y, x, p in clicks:
+        other.add_click(y, x, p)
+    np.testing.assert_array_equal(seg.mask, other.mask)
+
+
+@pytest.mark.parametrize("kind", sorted(FEATURES))
+def test_good_mask_from_few_clicks(kind):
+    img, disk = scene()
+    seg = ClickSegmenter(FEATURES[kind](img), img)
+    seg.add_click(25, 25, True)
+    assert iou(seg.mask, disk) > 0.85
+
+
+def test_monotone_nested_masks_on_pixel_graph():
+    img, disk = scene(seed=4)
+    seg = ClickSegmenter(lab_features(img), img, region_spacing=1, backend="scipy")
+    rng = np.random.default_rng(5)
+    prev = seg.mask.copy()
+    for _ in range(10):
+        y, x, p = int(rng.integers(0, 64)), int(rng.integers(0, 64)), bool(rng.random() < 0.6)
+        seg.add_click(y, x, p)
+        if len(seg.clicks) > 1 and any(c.positive for c in seg.clicks[:-1]):
+            if p:
+                assert (seg.mask | ~prev).all(), "a positive click removed pixels"
+            else:
+                assert (~seg.mask | prev).all(), "a negative click added pixels"
+        prev = seg.mask.copy()
+
+
+def test_undo_reset_and_first_negative():
+    img, _ = scene()
+    seg = ClickSegmenter(lab_features(img), img)
+    seg.add_click(5, 5, False)
+    assert not seg.mask.any()  # documented: empty until the first positive click
+    seg.add_click(25, 25, True)
+    one = seg.mask.copy()
+    assert one.any() and not one[5, 5]
+    seg.add_click(50, 50, True)
+    seg.undo()
+    np.testing.assert_array_equal(seg.mask, one)
+    seg.reset()
+    assert not seg.mask.any() and seg.clicks == []
+    seg.undo()  # no-op
+
+
+@pytest.mark.parametrize("y,x", [(-1, 3), (3, 64), (64, 0)])
+def test_click_outside_raises(y, x):
+    img, _ = scene()
+    seg = ClickSegmenter(lab_features(img), img)
+    with pytest.raises(ValueError, match="outside"):
+        seg.add_click(y, x, True)
+    assert seg.clicks == []
+
+
+def test_bad_inputs():
+    img, _ = scene()
+    f = lab_features(img)
+    f[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ClickSegmenter(f)
+    with pytest.raises(ValueError, match="C, h, w"):
+        ClickSegmenter(np.zeros((64, 64)))
+    with pytest.raises(ValueError, match="backend"):
+        ClickSegmenter(lab_features(img), backend="nope")
+
+
+def test_next_click_protocol():
+    gt = np.zeros((20, 30), bool)
+    gt[4:13, 5:14] = True  # deepest point: centre (8, 9)
+    pred = np.zeros_like(gt)
+    assert next_click(pred, gt) == (8, 9, True)
+    # A large false positive blob beats a thin false negative strip.
+    pred = gt.copy()
+    pred[4:13, 5] = False
+    pred[2:18, 16:28] = True
+    y, x, pos = next_click(pred, gt)
+    assert not pos and 16 <= x < 28
+    # Ignored pixels never receive a click; no error left -> None.
+    ignore = pred & ~gt | (gt & ~pred)
+    assert next_click(pred, gt, ignore) is None
+    assert next_click(gt, gt) is None
+
+
+def test_click_run_noc_and_drops():
+    run = ClickRun(ious=[0.5, 0.86, 0.8, 0.91, 0.95])
+    assert run.noc(0.85) == 2 and run.noc(0.9) == 4 and run.noc(0.99) == 20
+    assert run.noc(0.9, max_clicks=3) == 3
+    assert run.drops() == [pytest.approx(0.06)]
+
+
+def test_simulate_clicks_reaches_object():
+    img, disk = scene()
+    seg = ClickSegmenter(lab_features(img), img)
+    run = simulate_clicks(seg, disk, n_clicks=5)
+    assert len(run.ious) == 5 and run.ious[-1] > 0.9
+    assert run.noc(0.85, max_clicks=5) <= 2
+    for (y, x, p) in run.clicks:
+        assert disk[y, x] == p  # simulated clicks are always on the correct side
+    with pytest.raises(ValueError, match="shape"):
+        simulate_clicks(seg, disk[:10])
