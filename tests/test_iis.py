@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from featlib.data.iis import IISDataset, load_iis
+
+
+def write_layout(root, kind, n=2, size=(24, 32)):
+    img_dir, mask_dir = {"berkeley": ("images", "masks"), "davis": ("img", "gt"), "grabcut": ("data_GT", "boundary_GT")}[kind]
+    (root / img_dir).mkdir(parents=True)
+    (root / mask_dir).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    truth = {}
+    for k in range(n):
+        name = f"im{k}"
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(root / img_dir / f"{name}.jpg")
+        obj = np.zeros(size, bool)
+        obj[4 + k : 15, 6:20] = True
+        if kind == "berkeley":  # RGB mask, 255 object, a 100-valued stain that is NOT object (<= 128)
+            m = np.zeros((*size, 3), np.uint8)
+            m[obj] = 255
+            m[0, 0] = 100
+            Image.fromarray(m).save(root / mask_dir / f"{name}.png")
+        elif kind == "davis":  # palette-like labels: any non-zero is object
+            m = np.zeros(size, np.uint8)
+            m[obj] = 3
+            Image.fromarray(m).save(root / mask_dir / f"{name}.png")
+        else:
+            m = np.zeros(size, np.uint8)
+            m[obj] = 255
+            m[2, :] = 128
+            Image.fromarray(m).save(root / mask_dir / f"{name}.bmp")
+        truth[name] = obj
+    # an image without a mask is skipped and counted
+    Image.fromarray(np.zeros((*size, 3), np.uint8)).save(root / img_dir / "orphan.jpg")
+    return truth
+
+
+@pytest.mark.parametrize("kind", ["berkeley", "davis", "grabcut"])
+def test_layouts(tmp_path, kind):
+    truth = write_layout(tmp_path, kind)
+    ds = load_iis(kind, tmp_path)
+    assert len(ds) == 2 and ds.missing == 1
+    for s in ds:
+        assert s.image.dtype == np.uint8 and s.image.shape == (24, 32, 3)
+        np.testing.assert_array_equal(s.mask, truth[s.name])
+        assert s.ignore.dtype == bool
+        if kind == "grabcut":
+            assert s.ignore[2].all() and not s.mask[2].any()
+        else:
+            assert not s.ignore.any()
+    assert len(load_iis(kind, tmp_path, limit=1)) == 1
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset"):
+        IISDataset("sbd", tmp_path)
+    with pytest.raises(ValueError, match="layout"):
+        IISDataset("davis", tmp_path)
+
+
+def test_grabcut_sample(shared):
+    root = shared / "fixtures" / "grabcut_sample"
+    if not root.is_dir():
+        pytest.skip("no grabcut_sample fixture")
+    ds = load_iis("grabcut", root)
+    assert len(ds) >= 1
+    s = ds[0]
+    assert s.mask.shape == s.image.shape[:2]
+    assert s.mask.any() and (~s.mask).any()
+    assert not (s.mask & s.ignore).any()
