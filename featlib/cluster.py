@@ -1,0 +1,347 @@
+"""One merge hierarchy per image from multi-stride feature distances -> partitions at any granularity.
+
+    h = build_hierarchy(features)                  # FeatureNet dict {s: [C, h, w]} or one map [C, H, W]
+    labels = h.partition(n_segments=50)             # int32 [H, W], labels 0..49, each segment connected
+    labels = h.partition(threshold=0.2)             # or cut at a merge height
+    ucm2 = h.ucm()                                  # [2H+1, 2W+1] ultrametric contour map (BSDS ucm2 layout)
+
+Algorithm (chosen for speed and for partitions that follow the mesh; see docs/PARTITIONS.md):
+1. ``featlib.distances.distance_mesh`` combines the per-stride neighbour distances into one full-resolution mesh.
+2. Oversegmentation: watershed of the per-pixel boundary strength from a regular grid of seeds (``seed_spacing``
+   px), so every initial region is connected and small.
+3. Greedy region merging on the region adjacency graph: always merge the adjacent pair whose shared boundary has
+   the lowest *mean* mesh distance (boundary sums and lengths are added on merge, as in OWT-UCM's merging), with
+   a mild size prior so specks merge before large regions. Merge heights are made monotone (running max), so
+   cuts at increasing thresholds are nested and the heights form an ultrametric.
+A cut replays the first merges through a union-find over the initial regions (no pixel work beyond a final
+lookup), so moving a granularity slider costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from skimage.morphology import local_minima
+from skimage.segmentation import watershed
+
+from featlib.distances import DistanceMesh, distance_mesh, lab_features
+
+
+@dataclass
+class Hierarchy:
+    """A merge tree over an initial oversegmentation.
+
+    Attributes:
+        regions: int32 [H, W] initial region ids 0..R-1.
+        merges: int64 [M, 2] region-graph merges in order (ids of two initial regions, one from each side).
+        heights: float64 [M] monotone merge heights.
+        mesh: the distance mesh the hierarchy was built from.
+        edge_pairs / edge_height: initial-region adjacency pairs [E, 2] and the height at which each pair merges
+            (used by ``ucm``).
+    """
+
+    regions: np.ndarray
+    merges: np.ndarray
+    heights: np.ndarray
+    mesh: DistanceMesh
+    edge_pairs: np.ndarray
+    edge_height: np.ndarray
+
+    @property
+    def n_regions(self) -> int:
+        return int(self.regions.max()) + 1 if self.regions.size else 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.regions.shape
+
+    def _region_labels(self, k: int) -> np.ndarray:
+        """Initial region -> segment label (0..n-1) after the first ``k`` merges."""
+        r = self.n_regions
+        m = self.merges[:k]
+        graph = coo_matrix((np.ones(len(m)), (m[:, 0], m[:, 1])), shape=(r, r))
+        _, lab = connected_components(graph, directed=False)
+        # relabel by the smallest initial region id in each segment: stable across cuts, 0..n-1
+        _, first = np.unique(lab, return_index=True)
+        order = np.argsort(np.argsort(first))
+        return order[lab].astype(np.int32)
+
+    def partition(self, n_segments: int | None = None, threshold: float | None = None) -> np.ndarray:
+        """int32 [H, W] labels 0..n-1 with ``n_segments`` segments (clipped to [1, R]) or all merges <= threshold."""
+        if (n_segments is None) == (threshold is None):
+            raise ValueError("give exactly one of n_segments or threshold")
+        r = self.n_regions
+        if n_segments is not None:
+            if n_segments < 1:
+                raise ValueError(f"n_segments must be >= 1, got {n_segments}")
+            k = int(np.clip(r - n_segments, 0, len(self.merges)))
+        else:
+            k = int(np.searchsorted(self.heights, threshold, side="right"))
+        return self._region_labels(k)[self.regions]
+
+    def n_segments_at(self, threshold: float) -> int:
+        return self.n_regions - int(np.searchsorted(self.heights, threshold, side="right"))
+
+    def thresholds(self, n: int = 32) -> np.ndarray:
+        """``n`` cut heights spread over the hierarchy (quantiles of the merge heights), ascending."""
+        if not len(self.heights):
+            return np.zeros(1)
+        return np.unique(np.quantile(self.heights, np.linspace(0, 1, n)))
+
+    def ucm(self) -> np.ndarray:
+        """Ultrametric contour map in the BSDS ``ucm2`` layout: float [2H+1, 2W+1].
+
+        Pixel (y, x) sits at (2y+1, 2x+1); the edge between (y, x) and (y+1, x) at (2y+2, 2x+1), between (y, x)
+        and (y, x+1) at (2y+1, 2x+2); even-even entries (corners) take the max of their edges. The value is the
+        height at which the two sides merge (0 inside an initial region). Thresholding ``ucm2 > t`` and labelling
+        the pixel grid of ``ucm2 <= t`` gives ``partition(threshold=t)``.
+        """
+        reg = self.regions
+        h, w = reg.shape
+        r = max(self.n_regions, 1)
+        keys = self.edge_pairs[:, 0] * r + self.edge_pairs[:, 1]  # sorted (from np.unique)
+
+        def height(a, b):
+            lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+            out = np.zeros(a.shape)
+            cross = lo != hi
+            idx = np.searchsorted(keys, lo[cross] * r + hi[cross])
+            out[cross] = self.edge_height[idx]
+            return out
+
+        out = np.zeros((2 * h + 1, 2 * w + 1))
+        out[2:-1:2, 1::2] = height(reg[:-1, :], reg[1:, :])
+        out[1::2, 2:-1:2] = height(reg[:, :-1], reg[:, 1:])
+        corners = np.zeros((h + 1, w + 1))
+        v, hz = out[2:-1:2, 1::2], out[1::2, 2:-1:2]
+        corners[1:-1, :-1] = np.maximum(corners[1:-1, :-1], v)
+        corners[1:-1, 1:] = np.maximum(corners[1:-1, 1:], v)
+        corners[:-1, 1:-1] = np.maximum(corners[:-1, 1:-1], hz)
+        corners[1:, 1:-1] = np.maximum(corners[1:, 1:-1], hz)
+        out[::2, ::2] = corners
+        return out
+
+
+def _pixel_strength(mesh: DistanceMesh) -> np.ndarray:
+    """Per-pixel boundary strength: max distance over the pixel's 4 edges. [H, W]."""
+    h, w = mesh.shape
+    g = np.zeros((h, w), np.float32)
+    g[:-1] = np.maximum(g[:-1], mesh.dy)
+    g[1:] = np.maximum(g[1:], mesh.dy)
+    g[:, :-1] = np.maximum(g[:, :-1], mesh.dx)
+    g[:, 1:] = np.maximum(g[:, 1:], mesh.dx)
+    return g
+
+
+def oversegment(mesh: DistanceMesh, seed_spacing: int = 8) -> np.ndarray:
+    """Watershed of the boundary strength from grid seeds: int32 [H, W] connected regions 0..R-1."""
+    h, w = mesh.shape
+    g = _pixel_strength(mesh)
+    # one seed per s x s cell, at the cell's weakest pixel, so seeds never sit on a boundary
+    s = max(1, int(seed_spacing))
+    hp, wp = -(-h // s) * s, -(-w // s) * s
+    cells = np.pad(g, ((0, hp - h), (0, wp - w)), constant_values=np.inf)
+    cells = cells.reshape(hp // s, s, wp // s, s).transpose(0, 2, 1, 3).reshape(hp // s, wp // s, s * s)
+    arg = cells.argmin(-1)
+    cy, cx = np.meshgrid(np.arange(hp // s), np.arange(wp // s), indexing="ij")
+    gy, gx = cy * s + arg // s, cx * s + arg % s
+    markers = np.zeros((h, w), np.int32)
+    markers[gy.ravel(), gx.ravel()] = np.arange(1, gy.size + 1)
+    # Flat regional minima (uniform areas, e.g. a small object of constant feature) get one seed covering the
+    # whole plateau: grid seeds alone could miss an object smaller than a cell or split a plateau arbitrarily.
+    plateaus, n = ndimage.label(local_minima(g, connectivity=1, allow_borders=True))
+    if n:
+        big = np.flatnonzero(np.bincount(plateaus.ravel())[1:] >= max(4, s * s // 2)) + 1
+        keep = np.isin(plateaus, big)
+        markers[keep] = gy.size + plateaus[keep]
+    regions = watershed(g, markers, connectivity=1).astype(np.int32) - 1
+    # watershed regions are connected by construction; relabel densely
+    _, regions = np.unique(regions, return_inverse=True)
+    return regions.reshape(h, w).astype(np.int32)
+
+
+def _adjacency(regions: np.ndarray, mesh: DistanceMesh):
+    """Initial-region adjacency: pairs [E, 2] (a < b), boundary distance sums [E] and lengths [E]."""
+    a = np.concatenate([regions[:-1, :].ravel(), regions[:, :-1].ravel()])
+    b = np.concatenate([regions[1:, :].ravel(), regions[:, 1:].ravel()])
+    d = np.concatenate([mesh.dy.ravel(), mesh.dx.ravel()]).astype(np.float64)
+    cross = a != b
+    a, b, d = a[cross], b[cross], d[cross]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    r = int(regions.max()) + 1
+    key = lo.astype(np.int64) * r + hi
+    uniq, inv = np.unique(key, return_inverse=True)
+    sums = np.bincount(inv, weights=d)
+    lens = np.bincount(inv).astype(np.float64)
+    return np.stack([uniq // r, uniq % r], 1), sums, lens
+
+
+def merge_regions(regions: np.ndarray, mesh: DistanceMesh, size_prior: float = 16.0, contrast: float = 0.0):
+    """Greedy mean-boundary merging. Returns (merges [M, 2], heights [M], edge_pairs [E, 2], edge_height [E]).
+
+    Cost of merging A and B: mean mesh distance along their common boundary, scaled by
+    ``m / (m + size_prior)`` with m = min(|A|, |B|) in pixels: specks (a few pixels sitting on a boundary, whose
+    mean boundary distance is high) merge first, large regions are ranked by their boundary alone. With
+    ``contrast > 0`` the cost is further divided by ``contrast + mean internal distance of A ∪ B``: a boundary
+    counts relative to the texture inside the regions (FH's adaptivity), so textured regions are not shattered.
+    """
+    r = int(regions.max()) + 1
+    # plain Python containers: this loop is scalar work, where numpy scalars are several times slower
+    area = np.bincount(regions.ravel(), minlength=r).astype(float).tolist()
+    pairs, sums, lens = _adjacency(regions, mesh)
+    # neighbour maps: cluster -> {neighbour: [boundary sum, boundary length, initial edge ids]} (shared records)
+    # internal edge statistics (sum, count) per cluster: the texture a boundary is compared against
+    a_all = np.concatenate([regions[:-1, :].ravel(), regions[:, :-1].ravel()])
+    inside = a_all == np.concatenate([regions[1:, :].ravel(), regions[:, 1:].ravel()])
+    d_all = np.concatenate([mesh.dy.ravel(), mesh.dx.ravel()]).astype(np.float64)
+    isum = np.bincount(a_all[inside], weights=d_all[inside], minlength=r).tolist()
+    icnt = np.bincount(a_all[inside], minlength=r).astype(float).tolist()
+    nbrs: list[dict] = [dict() for _ in range(r)]
+    for e, (a, b, s, n) in enumerate(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), sums.tolist(), lens.tolist())):
+        nbrs[a][b] = nbrs[b][a] = [s, n, [e]]
+    alive = [True] * r  # a live cluster keeps the id of one of its initial regions
+    version = [0] * r
+
+    def cost(a, b, rec):
+        m = min(area[a], area[b])
+        c = rec[0] / rec[1] * m / (m + size_prior)
+        if contrast:
+            # boundary relative to the regions' own texture (Felzenszwalb-Huttenlocher's adaptivity, in mean form)
+            inner = (isum[a] + isum[b]) / max(icnt[a] + icnt[b], 1.0)
+            c = c / (contrast + inner)
+        return c
+
+    heap = [(cost(a, b, nbrs[a][b]), 0, 0, a, b) for a, b in zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())]
+    heapq.heapify(heap)
+    merges, heights = [], []
+    edge_height = np.zeros(len(pairs))
+    level = 0.0
+    while heap:
+        c, va, vb, a, b = heapq.heappop(heap)
+        if not (alive[a] and alive[b]) or version[a] != va or version[b] != vb:
+            continue  # stale entry
+        level = max(level, c)
+        merges.append((a, b))
+        heights.append(level)
+        rec = nbrs[a][b]
+        edge_height[rec[2]] = level
+        isum[a] += isum[b] + rec[0]
+        icnt[a] += icnt[b] + rec[1]
+        isum[b], icnt[b] = isum[a], icnt[a]
+        if len(nbrs[a]) < len(nbrs[b]):  # fold the smaller neighbour map into the larger; keep that id
+            a, b = b, a
+        na, nb = nbrs[a], nbrs[b]
+        del na[b], nb[a]
+        for n, rec in nb.items():
+            del nbrs[n][b]
+            mine = na.get(n)
+            if mine is None:
+                na[n] = nbrs[n][a] = rec
+            else:
+                mine[0] += rec[0]
+                mine[1] += rec[1]
+                mine[2] += rec[2]
+        nbrs[b] = {}
+        alive[b] = False
+        area[a] += area[b]
+        version[a] += 1
+        va = version[a]
+        for n, rec in na.items():
+            if a < n:
+                heapq.heappush(heap, (cost(a, n, rec), va, version[n], a, n))
+            else:
+                heapq.heappush(heap, (cost(n, a, rec), version[n], va, n, a))
+    m = np.array(merges, np.int64).reshape(-1, 2)
+    return m, np.array(heights), pairs, edge_height
+
+
+def build_hierarchy(features, *, stride_weights=None, connectivity: int = 4, seed_spacing: int = 6,
+                    size_prior: float = 64.0, contrast: float = 0.01, size: tuple[int, int] | None = None
+                    ) -> Hierarchy:
+    """Build the merge hierarchy of one image.
+
+    Args:
+        features: FeatureNet output for one image ``{s: [C, h, w]}`` (tensor or array), or one map [C, H, W]
+            (e.g. ``featlib.distances.lab_features(image)``).
+        stride_weights: {s: w} weights of the per-stride distance meshes (default: equal).
+        connectivity: 4 (the pixel grid's neighbours; 8 is not supported by the mesh).
+        seed_spacing: grid spacing of the watershed seeds of the initial oversegmentation (px).
+        size_prior, contrast: merge-cost shaping (see ``merge_regions``); defaults chosen on BSDS500 val
+            (docs/PARTITIONS.md).
+        size: (H, W) of the image when features are a dict whose finest stride > 1.
+    """
+    if connectivity != 4:
+        raise ValueError(f"only 4-connectivity is supported, got {connectivity}")
+    mesh = distance_mesh(features, stride_weights=stride_weights, size=size)
+    regions = oversegment(mesh, seed_spacing)
+    merges, heights, pairs, edge_height = merge_regions(regions, mesh, size_prior, contrast)
+    return Hierarchy(regions, merges, heights, mesh, pairs, edge_height)
+
+
+# ----------------------------------------------------------------------------------- baselines, same interface
+
+
+class FixedPartitioner:
+    """A baseline that recomputes a partition per requested segment count (SLIC / Felzenszwalb)."""
+
+    def __init__(self, image: np.ndarray, method: str):
+        if method not in ("slic", "felzenszwalb"):
+            raise ValueError(f"method must be 'slic' or 'felzenszwalb', got {method!r}")
+        self.image, self.method = np.asarray(image), method
+
+    def partition(self, n_segments: int | None = None, threshold: float | None = None) -> np.ndarray:
+        from skimage.segmentation import felzenszwalb, slic
+
+        img = self.image
+        if self.method == "slic":
+            if n_segments is None:
+                raise ValueError("SLIC needs n_segments")
+            lab = slic(img, n_segments=n_segments, compactness=10, start_label=0, enforce_connectivity=True)
+        else:
+            # FH's scale parameter controls granularity; `threshold` is that scale, or search it for n_segments
+            scale = threshold if threshold is not None else _fh_scale_for(img, n_segments)
+            lab = felzenszwalb(img, scale=scale, sigma=0.8, min_size=20)
+        return _relabel_connected(lab)
+
+    def thresholds(self, n: int = 16) -> np.ndarray:
+        return np.geomspace(10, 3000, n)
+
+
+def _fh_scale_for(img: np.ndarray, n_segments: int) -> float:
+    from skimage.segmentation import felzenszwalb
+
+    lo, hi = 1.0, 1e5
+    for _ in range(12):  # bisection in log-scale on the segment count
+        mid = np.sqrt(lo * hi)
+        n = felzenszwalb(img, scale=mid, sigma=0.8, min_size=20).max() + 1
+        if n > n_segments:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.sqrt(lo * hi))
+
+
+def _relabel_connected(labels: np.ndarray) -> np.ndarray:
+    """Split disconnected segments (4-connectivity) and relabel 0..n-1."""
+    out = np.zeros(labels.shape, np.int32)
+    nxt = 0
+    for v in np.unique(labels):
+        lab, n = ndimage.label(labels == v)
+        out[lab > 0] = lab[lab > 0] - 1 + nxt
+        nxt += n
+    return out
+
+
+def lab_hierarchy(image: np.ndarray, smooth: float = 1.5, **kw) -> Hierarchy:
+    """The hierarchy on raw CIE Lab colour (the learning-free baseline), Gaussian-smoothed by ``smooth`` px
+    (pixel-level colour differences are dominated by noise and texture; FH smooths likewise)."""
+    f = lab_features(image)
+    if smooth:
+        f = ndimage.gaussian_filter(f, (0, smooth, smooth))
+    return build_hierarchy(f, **kw)
