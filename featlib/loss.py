@@ -15,6 +15,8 @@ Multi-stride (``MultiStrideLoss``): masks are area-downsampled per stride (a cel
 its in-image pixels are), cells that are mostly outside ``valid_pixels`` are ignored, and masks with fewer than
 ``min_cells`` member cells are invalid at that stride. Margins scale with sqrt(D), D = base * s^2: sigmoid
 features live in [0, 1]^D whose diameter is sqrt(D), so the paper's fixed delta_d = 1.5 is unreachable for D = 3.
+Each stride's loss is then measured in units of sqrt(D) (features and margins divided by it), so its parts are
+comparable across strides and the stride weights alone set the balance.
 """
 
 from __future__ import annotations
@@ -322,8 +324,11 @@ class MultiStrideLoss(torch.nn.Module):
             members = members & cell_valid[:, None]
             ok = mask_valid & (members.flatten(2).sum(-1) >= self.min_cells)
             dv, dd = self.margins[s]
+            # Distances in units of sqrt(D) (the cube's diameter): every stride's loss lives on the same scale,
+            # so the stride weights, not the channel counts, decide how much each stride counts.
+            unit = math.sqrt(features[s].shape[1])
             parts = discriminative_loss(
-                features[s], members, ok, delta_v=dv, delta_d=dd, alpha=self.alpha, beta=self.beta,
+                features[s] / unit, members, ok, delta_v=dv / unit, delta_d=dd / unit, alpha=self.alpha, beta=self.beta,
                 gamma=self.gamma, push_pairs=pairs if pairs is not None else "all",
                 pixel_weight=cell_valid.float())
             total = total + self.stride_weights[s] * parts.total
