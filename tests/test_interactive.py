@@ -75,13 +75,14 @@ def test_backends_agree_on_same_graph():
     assert a[:3].all()
 
 
+@pytest.mark.parametrize("local", [True, False])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("spacing", [1, 4])
 @pytest.mark.parametrize("kind", sorted(FEATURES))
-def test_clicked_pixels_keep_labels_and_deterministic(kind, spacing, backend):
+def test_clicked_pixels_keep_labels_and_deterministic(kind, spacing, backend, local):
     img, disk = scene()
     feats = FEATURES[kind](img)
-    seg = ClickSegmenter(feats, img, region_spacing=spacing, backend=backend)
+    seg = ClickSegmenter(feats, img, region_spacing=spacing, backend=backend, local=local)
     rng = np.random.default_rng(3)
     clicks = [(26, 26, True)]
     # Adjacent clicks of both signs land in one region and force a split when spacing > 1.
@@ -93,7 +94,7 @@ def test_clicked_pixels_keep_labels_and_deterministic(kind, spacing, backend):
         seen[(y, x)] = p  # a later click on the same pixel overrides
         for (cy, cx), cp in seen.items():
             assert seg.mask[cy, cx] == cp
-    other = ClickSegmenter(feats, img, region_spacing=spacing, backend=backend)
+    other = ClickSegmenter(feats, img, region_spacing=spacing, backend=backend, local=local)
     for y, x, p in clicks:
         other.add_click(y, x, p)
     np.testing.assert_array_equal(seg.mask, other.mask)
@@ -107,9 +108,11 @@ def test_good_mask_from_few_clicks(kind):
     assert iou(seg.mask, disk) > 0.85
 
 
-def test_monotone_nested_masks_on_pixel_graph():
+@pytest.mark.parametrize("local,spacing", [(False, 1), (True, 1), (True, 4)])
+def test_monotone_nested_masks(local, spacing):
+    # Global cut: nested by the submodularity argument on the pixel graph (no splits); local: by construction.
     img, disk = scene(seed=4)
-    seg = ClickSegmenter(lab_features(img), img, region_spacing=1, backend="scipy")
+    seg = ClickSegmenter(lab_features(img), img, region_spacing=spacing, backend="scipy", local=local)
     rng = np.random.default_rng(5)
     prev = seg.mask.copy()
     for _ in range(10):
@@ -132,8 +135,14 @@ def test_undo_reset_and_first_negative():
     one = seg.mask.copy()
     assert one.any() and not one[5, 5]
     seg.add_click(50, 50, True)
+    seg.add_click(52, 52, False)
+    seg.undo()
     seg.undo()
     np.testing.assert_array_equal(seg.mask, one)
+    again = ClickSegmenter(lab_features(img), img)
+    again.add_click(5, 5, False)
+    again.add_click(25, 25, True)
+    np.testing.assert_array_equal(again.mask, one)
     seg.reset()
     assert not seg.mask.any() and seg.clicks == []
     seg.undo()  # no-op

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Standard click evaluation (RITM/SimpleClick protocol) of featlib's graph-cut ClickSegmenter.
+
+    python scripts/evaluate_iis.py --dataset grabcut --root ../shared/fixtures/grabcut_sample --features lab
+    python scripts/evaluate_iis.py --dataset berkeley --root data/Berkeley --features runs/x/model.pt --limit 20 \
+        --output results/berkeley.json
+
+``--features``: ``lab`` (CIE Lab colour), a FeatureNet checkpoint (``featlib.train.load_model_checkpoint``: a
+``model.pt`` or a run directory), or ``untrained-<backbone>`` (random weights, a sanity baseline).
+One run of ``max(--max-clicks, --long-clicks)`` clicks per object: NoC@85/90 from the first ``--max-clicks``
+(``--max-clicks`` when never reached), mean IoU per click and IoU drops over the whole run.
+Writes a JSON (top-level ``noc85``, ``noc90``, ``drops`` = clicks after which IoU fell, ``n_objects``; plus drop sizes,
+latency and per-object details) and an IoU-vs-clicks plot next to it (``.png``), and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from featlib.data.iis import LAYOUTS, load_iis  # noqa: E402
+from featlib.distances import lab_features  # noqa: E402
+from featlib.interactive import ClickSegmenter, simulate_clicks  # noqa: E402
+
+
+def feature_fn(spec: str):
+    """``lab`` | checkpoint path | ``untrained-<backbone>`` -> function(image uint8 [H, W, 3]) -> features."""
+    if spec == "lab":
+        return lab_features
+    from featlib.train import image_features
+
+    if spec.startswith("untrained-"):
+        import torch
+
+        from featlib.model import build_model
+
+        torch.manual_seed(0)
+        model = build_model(spec.split("-", 1)[1]).eval()
+    else:
+        from featlib.train import load_model_checkpoint
+
+        if not Path(spec).exists():
+            raise SystemExit(f"--features: {spec!r} is neither 'lab', 'untrained-<backbone>' nor an existing checkpoint")
+        model = load_model_checkpoint(spec)
+    return lambda image: image_features(model, image)
+
+
+def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, **seg_kwargs) -> dict:
+    """Run the protocol on every object of ``dataset`` (IISDataset); returns the result dict written as JSON."""
+    from tqdm import tqdm
+
+    n_clicks = max(max_clicks, long_clicks)
+    per_object, curves, latencies, precompute = [], [], [], []
+    for sample in tqdm(dataset, total=len(dataset), desc="objects", disable=not progress):
+        t0 = time.perf_counter()
+        seg = ClickSegmenter(features(sample.image), sample.image, **seg_kwargs)
+        precompute.append(time.perf_counter() - t0)
+        run = simulate_clicks(seg, sample.mask, sample.ignore, n_clicks=n_clicks)
+        drops = run.drops()
+        curves.append(run.ious)
+        latencies += run.latency_s
+        per_object.append({"name": sample.name, "noc85": run.noc(0.85, max_clicks), "noc90": run.noc(0.90, max_clicks),
+                           "iou@1": run.ious[0], "iou@5": run.ious[min(4, n_clicks - 1)], "drops": len(drops),
+                           "max_drop": max(drops, default=0.0)})
+    if not per_object:
+        raise SystemExit("no objects found")
+    curve = np.mean(np.asarray(curves), axis=0)
+    all_drops = [o["drops"] for o in per_object]
+    sizes = [d for c in curves for d in np.maximum(np.asarray(c[:-1]) - np.asarray(c[1:]), 0) if d > 1e-9]
+    return {
+        "noc85": float(np.mean([o["noc85"] for o in per_object])),
+        "noc90": float(np.mean([o["noc90"] for o in per_object])),
+        "drops": int(sum(all_drops)),
+        "n_objects": len(per_object),
+        "max_clicks": max_clicks,
+        "n_clicks": n_clicks,
+        "objects_with_drops": int(sum(d > 0 for d in all_drops)),
+        "drop_size_mean": float(np.mean(sizes)) if sizes else 0.0,
+        "drop_size_max": float(np.max(sizes)) if sizes else 0.0,
+        "mean_iou_per_click": [float(v) for v in curve],
+        "latency_median_s": float(np.median(latencies)) if latencies else 0.0,
+        "latency_p90_s": float(np.percentile(latencies, 90)) if latencies else 0.0,
+        "precompute_median_s": float(np.median(precompute)),
+        "objects": per_object,
+    }
+
+
+def plot_curve(result: dict, path: Path, label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = result["mean_iou_per_click"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(np.arange(1, len(c) + 1), c, label=label)
+    for t in (0.85, 0.9):
+        ax.axhline(t, color="grey", lw=0.6, ls="--")
+    ax.set(xlabel="clicks", ylabel="mean IoU", ylim=(0, 1), title=f"{result['n_objects']} objects")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, choices=sorted(LAYOUTS))
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--features", default="lab", help="lab | CHECKPOINT | untrained-<backbone>")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--long-clicks", type=int, default=100, help="length of the long run for IoU curve and drops (0: off)")
+    p.add_argument("--region-spacing", type=int, default=4)
+    p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
+    p.add_argument("--output", type=Path, default=None, help="RESULT.json (the plot goes to RESULT.png)")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    if a.max_clicks < 1 or a.long_clicks < 0:
+        p.error("--max-clicks must be >= 1 and --long-clicks >= 0")
+    try:
+        ds = load_iis(a.dataset, a.root, limit=a.limit)
+    except ValueError as e:
+        p.error(str(e))
+    res = evaluate(ds, feature_fn(a.features), a.max_clicks, a.long_clicks, progress=not a.no_progress,
+                   region_spacing=a.region_spacing, backend=a.backend)
+    res.update(dataset=a.dataset, features=a.features)
+    c = res["mean_iou_per_click"]
+    print(f"\n{'dataset':10s} {'features':14s} {'objects':>7s} {'NoC@85':>7s} {'NoC@90':>7s} {'IoU@1':>6s} {'IoU@5':>6s} "
+          f"{'IoU@20':>6s} {'drops':>6s} {'mean drop':>9s} {'ms/click':>8s}")
+    print(f"{a.dataset:10s} {a.features[-14:]:14s} {res['n_objects']:7d} {res['noc85']:7.2f} {res['noc90']:7.2f} "
+          f"{c[0]:6.3f} {c[min(4, len(c) - 1)]:6.3f} {c[min(19, len(c) - 1)]:6.3f} {res['drops']:6d} "
+          f"{res['drop_size_mean']:9.4f} {1000 * res['latency_median_s']:8.1f}")
+    if a.output is not None:
+        a.output.parent.mkdir(parents=True, exist_ok=True)
+        a.output.write_text(json.dumps(res, indent=1))
+        plot_curve(res, a.output.with_suffix(".png"), a.features)
+        print(f"wrote {a.output} and {a.output.with_suffix('.png')}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
