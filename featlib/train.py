@@ -71,7 +71,8 @@ class TrainConfig:
     # optimisation
     batch_size: int = 4                    # per process
     grad_accum: int = 1
-    max_steps: int = 300
+    max_steps: int = 300                   # length of the LR schedule
+    stop_at: int | None = None             # stop early at this step (e.g. a job's time slice); resume continues
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 20
@@ -88,8 +89,8 @@ class TrainConfig:
     # logging, validation, checkpoints
     output_dir: str = "runs/demo"
     log_every: int = 10
-    val_every: int = 100
-    image_every: int = 100
+    val_every: int = 100                   # <= 0 disables
+    image_every: int = 100                 # <= 0 disables
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     tracker: str = "tensorboard"           # "tensorboard" | "none"
@@ -141,6 +142,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(hints)}")
     for k, v in raw.items():
+        if isinstance(v, str) and _type_ok(1.5, hints[k]) and not _type_ok("x", hints[k]):
+            try:  # PyYAML reads "1e-3" as a string (YAML 1.1); accept it for float keys
+                raw[k] = v = float(v)
+            except ValueError:
+                pass
         if not _type_ok(v, hints[k]):
             raise ConfigError(f"config key {k!r} must be {hints[k]}, got {v!r} ({type(v).__name__})")
     cfg = TrainConfig(**raw)
@@ -431,7 +437,7 @@ def load_model_checkpoint(path: str | Path, map_location: str = "cpu") -> Featur
 def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[int, np.ndarray]:
     """uint8 [H, W, 3] -> {s: float32 [C, h, w]} numpy features of one image."""
     model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255).to(device)
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float().div(255).to(device)
     return {s: f[0].float().cpu().numpy() for s, f in model(x).items()}
 
 
@@ -554,7 +560,9 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not (cfg.progress and accelerator.is_main_process))
     start, seen, data_wait, last = time.perf_counter(), 0, 0.0, {}
     unwrapped = accelerator.unwrap_model(model)
-    while step < cfg.max_steps:
+    last_step = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
+    out = grad_norm = None
+    while step < last_step:
         model.train()
         for _ in range(cfg.grad_accum):
             t0 = time.perf_counter()
@@ -593,25 +601,32 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
             bar.set_postfix(loss=f"{out.logs['loss/total']:.4f}", spread=f"{spread:.3f}",
                             img_s=f"{seen / elapsed:.1f}")
             _log(accelerator, cfg, metrics_file, last, step)
-        if val_set and (step % cfg.val_every == 0 or step == cfg.max_steps):
+        if val_set and cfg.val_every > 0 and (step % cfg.val_every == 0 or step == cfg.max_steps):
             v = validate(unwrapped, val_set, accelerator.device)
             last.update(v)
             _log(accelerator, cfg, metrics_file, v, step)
             bar.write(f"step {step}: val mean best IoU {v['val/mean_best_iou']:.3f} "
                       f"(raw RGB {v['val/rgb_mean_best_iou']:.3f}), covering {v['val/covering']:.3f}")
-        if val_set and (step % cfg.image_every == 0 or step == cfg.max_steps):
+        if val_set and cfg.image_every > 0 and (step % cfg.image_every == 0 or step == cfg.max_steps):
             _log_figure(accelerator, cfg, unwrapped, val_set[0], step, out_dir)
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+        if step % cfg.checkpoint_every == 0 or step == last_step:
             save_checkpoint(accelerator, out_dir, step, {"data": loader.state_dict()}, cfg.keep_checkpoints)
     bar.close()
+    # DDP keeps replicas identical; check it rather than assume it (a fingerprint per rank, gathered)
+    fingerprint = torch.stack([p.detach().double().sum() for p in unwrapped.parameters()]).sum().reshape(1)
+    fingerprints = accelerator.gather(fingerprint.to(accelerator.device)).cpu().tolist()
+    result = {"step": step, "final_loss": float(out.total.detach()) if out is not None else float("nan"), "val": {k: v for k, v in last.items()
+              if k.startswith("val/")}, "seconds": time.perf_counter() - start, "collapse": alarm.fired,
+              "skipped": dict(loader.skipped), "world_size": world, "replica_fingerprints": fingerprints}
     if accelerator.is_main_process:
         save_model(unwrapped, out_dir / "model.pt")
+        (out_dir / "run_summary.json").write_text(json.dumps(result, indent=2))
+        if len(set(fingerprints)) > 1:
+            log.warning("replicas diverged: parameter fingerprints %s", fingerprints)
     accelerator.wait_for_everyone()
     if cfg.tracker != "none":
         accelerator.end_training()
-    return {"step": step, "final_loss": float(out.total.detach()), "val": {k: v for k, v in last.items()
-            if k.startswith("val/")}, "seconds": time.perf_counter() - start, "collapse": alarm.fired,
-            "skipped": dict(loader.skipped), "accelerator": accelerator}
+    return {**result, "accelerator": accelerator}
 
 
 def _log(accelerator, cfg, metrics_file: Path, values: dict, step: int) -> None:
