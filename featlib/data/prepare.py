@@ -1,0 +1,93 @@
+"""Repack raw SA-1B tar shards into training-ready shards at the training size.
+
+Each prepared sample keeps SA-1B's format — ``sa_N.jpg`` + ``sa_N.json`` — but the JPEG is resized so its
+longest side is ``size`` and every mask's RLE is re-encoded at that size (area-resized, then binarised, like the
+reader does). The reader needs no flag: it sees smaller photos and smaller RLEs, so decoding costs ~(size/2250)^2
+of the raw work. The JSON records ``"featlib_prepared": {"size": size, "source": ...}``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from featlib.data.sa1b import BadSample, _open_image, check_rle, iter_tar_pairs
+from featlib.data.synthetic import encode_rle
+
+
+def prepare_pair(jpg: bytes, record: bytes, name: str, size: int, quality: int = 90) -> tuple[bytes, bytes]:
+    """One raw (jpg, json) pair -> (jpg, json) at longest side ``size``. Raises BadSample on bad input."""
+    try:
+        rec = json.loads(record)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadSample("invalid_json", name, str(e)) from None
+    anns = rec.get("annotations") if isinstance(rec, dict) else None
+    if not isinstance(anns, list):
+        raise BadSample("invalid_json", name, "no 'annotations' list")
+    if not anns:
+        raise BadSample("no_annotations", name)
+    img = _open_image(jpg, name, 64_000_000)
+    w0, h0 = img.size
+    r = min(1.0, size / max(h0, w0))
+    w1, h1 = max(1, round(w0 * r)), max(1, round(h0 * r))
+    try:
+        img.draft("RGB", (w1, h1))
+        small = img.convert("RGB").resize((w1, h1), Image.LANCZOS)
+    except Exception as e:
+        raise BadSample("corrupt_image", name, f"{type(e).__name__}: {e}") from None
+    out_anns = []
+    for a in anns:
+        rle = check_rle(a.get("segmentation") if isinstance(a, dict) else None, (h0, w0), name)
+        m = mask_utils.decode(rle)
+        cov = np.asarray(Image.fromarray(m * 255).resize((w1, h1), Image.BOX))
+        mm = cov >= 128
+        if not mm.any():
+            continue
+        ys, xs = np.nonzero(mm)
+        out_anns.append({**a, "segmentation": encode_rle(mm), "area": int(mm.sum()),
+                         "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                                  int(ys.max() - ys.min() + 1)]})
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=quality)
+    image = {**rec.get("image", {}), "width": w1, "height": h1}
+    meta = {"size": size, "source": name, "original_size": [h0, w0]}
+    return buf.getvalue(), json.dumps({"image": image, "annotations": out_anns, "featlib_prepared": meta}).encode()
+
+
+def prepare_shard(src: str | Path, dst: str | Path, size: int) -> dict:
+    """Write ``dst`` (a tar) from raw shard ``src``; atomic (temp name + rename) and verified after writing.
+
+    Returns {"written": n, "skipped": {reason: count}}. Bad samples are skipped and counted, never fatal.
+    """
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(dst.name + ".partial")
+    written, skipped = 0, {}
+    with tarfile.open(tmp, "w") as tar:
+        for key, jpg, js in iter_tar_pairs(src):
+            stem = key.rsplit(":", 1)[-1]
+            try:
+                if jpg is None or js is None:
+                    raise BadSample("missing_pair", key)
+                pj, pr = prepare_pair(jpg, js, key, size)
+            except BadSample as e:
+                skipped[e.reason] = skipped.get(e.reason, 0) + 1
+                continue
+            for ext, data in (("jpg", pj), ("json", pr)):
+                info = tarfile.TarInfo(f"{stem}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            written += 1
+    # verify before publishing: every pair readable, counts match
+    n = sum(1 for _, j, s in iter_tar_pairs(tmp) if j is not None and s is not None)
+    if n != written:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"{dst}: verification failed ({n} readable pairs, {written} written)")
+    os.replace(tmp, dst)
+    return {"written": written, "skipped": skipped}
