@@ -168,11 +168,11 @@ def _as_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def oversegment(mesh: DistanceMesh, spacing: int, compactness: float = 0.001) -> np.ndarray:
-    """Watershed regions of the mesh's per-pixel boundary strength from a regular seed grid -> int32 [H, W].
+def oversegment(mesh: DistanceMesh, spacing: int, compactness: float = 0.0) -> np.ndarray:
+    """Watershed regions of the distance mesh from a regular seed grid -> int32 [H, W] ids 0..R-1.
 
-    ``spacing <= 1`` returns one region per pixel. Regions are connected and about ``spacing`` px wide; their
-    boundaries follow mesh ridges, so a cut between regions loses little against a pixel cut.
+    ``spacing <= 1`` returns one region per pixel. Regions are about ``spacing`` px wide and their borders lie on
+    mesh ridges, so a cut between regions loses little against a pixel cut.
     """
     from skimage.segmentation import watershed
 
@@ -184,14 +184,52 @@ def oversegment(mesh: DistanceMesh, spacing: int, compactness: float = 0.001) ->
     b[1:] = np.maximum(b[1:], mesh.dy)
     b[:, :-1] = np.maximum(b[:, :-1], mesh.dx)
     b[:, 1:] = np.maximum(b[:, 1:], mesh.dx)
-    markers = np.zeros((h, w), np.int32)
-    ys = np.arange(spacing // 2, h, spacing)
-    xs = np.arange(spacing // 2, w, spacing)
-    markers[np.ix_(ys, xs)] = np.arange(1, len(ys) * len(xs) + 1).reshape(len(ys), len(xs))
-    # Each region floods from one marker, so it is connected; relabel to 0..R-1.
-    labels = watershed(b, markers, compactness=compactness)
-    _, inv = np.unique(labels, return_inverse=True)
+    # One seed per spacing x spacing block, at the block's weakest-boundary pixel: a seed on an edge would grow a
+    # region straddling it (the same reason SLIC moves its seeds off gradients).
+    gh, gw = -(-h // spacing), -(-w // spacing)
+    padded = np.full((gh * spacing, gw * spacing), np.inf, np.float32)
+    padded[:h, :w] = b + 1e-6 * np.random.default_rng(0).random((h, w), dtype=np.float32)  # fixed tie-break
+    blocks = padded.reshape(gh, spacing, gw, spacing).transpose(0, 2, 1, 3).reshape(gh, gw, spacing * spacing)
+    k = blocks.argmin(-1)
+    ys = (np.arange(gh)[:, None] * spacing + k // spacing).ravel()
+    xs = (np.arange(gw)[None, :] * spacing + k % spacing).ravel()
+    # Flood on the doubled (2H-1) x (2W-1) grid where every pixel edge is a site of its own (as in BSDS ucm2):
+    # region borders then fall exactly on the strong pixel edges instead of one pixel beside them, which a
+    # per-pixel boundary map cannot guarantee (both pixels beside a step edge are equally "high").
+    grid = np.zeros((2 * h - 1, 2 * w - 1), np.float32)
+    grid[1::2, 0::2] = mesh.dy
+    grid[0::2, 1::2] = mesh.dx
+    grid[1::2, 1::2] = np.maximum(np.maximum(mesh.dy[:, :-1], mesh.dy[:, 1:]), np.maximum(mesh.dx[:-1], mesh.dx[1:]))
+    markers = np.zeros(grid.shape, np.int32)
+    markers[2 * ys, 2 * xs] = np.arange(1, len(ys) + 1)
+    labels = watershed(grid, markers, compactness=compactness)[0::2, 0::2]
+    _, inv = np.unique(labels, return_inverse=True)  # relabel to 0..R-1
     return inv.reshape(h, w).astype(np.int32)
+
+
+def contrast_weights(mesh: DistanceMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel edges of a mesh with contrast-sensitive weights: (i, j, w = exp(-d^2 / (2 mean d^2)), d), all [E]."""
+    i, j, d = mesh.edges()
+    d = d.astype(np.float64)
+    beta = 1.0 / (2.0 * max(float(np.mean(d**2)), 1e-12))
+    return i, j, np.exp(-beta * d**2), d
+
+
+def region_adjacency(regions: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray, d: np.ndarray):
+    """Sum pixel-edge terms over region pairs -> (ei, ej, sum w, sum d, edge count), each [E_regions].
+
+    regions: int [H, W] ids 0..R-1; i, j: flat pixel indices of the pixel edges; w, d: per-pixel-edge values.
+    """
+    flat = regions.ravel()
+    r = int(flat.max()) + 1
+    ri, rj = flat[i], flat[j]
+    cross = ri != rj
+    a, b = np.minimum(ri[cross], rj[cross]), np.maximum(ri[cross], rj[cross])
+    uniq, inv = np.unique(a.astype(np.int64) * r + b, return_inverse=True)
+    wsum = np.bincount(inv, weights=w[cross], minlength=len(uniq))
+    dsum = np.bincount(inv, weights=d[cross], minlength=len(uniq))
+    cnt = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+    return (uniq // r).astype(np.int64), (uniq % r).astype(np.int64), wsum, dsum, cnt
 
 
 @dataclass
@@ -284,11 +322,7 @@ class ClickSegmenter:
             cy = np.minimum(np.arange(h) // s, f.shape[1] - 1)
             cx = np.minimum(np.arange(w) // s, f.shape[2] - 1)
             self._cell[s] = (cy[:, None] * f.shape[2] + cx[None, :]).ravel()
-        i, j, d = self.mesh.edges()
-        self._pix_i, self._pix_j = i, j
-        beta = 1.0 / (2.0 * max(float(np.mean(d.astype(np.float64) ** 2)), 1e-12))
-        self._pix_w = np.exp(-beta * d.astype(np.float64) ** 2)
-        self._pix_d = d.astype(np.float64)
+        self._pix_i, self._pix_j, self._pix_w, self._pix_d = contrast_weights(self.mesh)
         self._base_regions = oversegment(self.mesh, region_spacing)
         self._graphs: dict[frozenset, _Graph] = {}
         self.local = bool(local)
@@ -323,15 +357,7 @@ class ClickSegmenter:
             ncell = f.shape[1] * f.shape[2]
             m = coo_matrix((np.ones(flat.size, np.float32), (flat, self._cell[s])), shape=(r, ncell)).tocsr()
             means[s] = np.asarray(m @ f.reshape(c, ncell).T) / area[:, None].astype(np.float32)
-        ri, rj = flat[self._pix_i], flat[self._pix_j]
-        cross = ri != rj
-        a, b = np.minimum(ri[cross], rj[cross]), np.maximum(ri[cross], rj[cross])
-        key = a.astype(np.int64) * r + b
-        uniq, inv = np.unique(key, return_inverse=True)
-        wsum = np.bincount(inv, weights=self._pix_w[cross])
-        dsum = np.bincount(inv, weights=self._pix_d[cross])
-        cnt = np.bincount(inv).astype(np.float64)
-        ei, ej = (uniq // r).astype(np.int64), (uniq % r).astype(np.int64)
+        ei, ej, wsum, dsum, cnt = region_adjacency(regions, self._pix_i, self._pix_j, self._pix_w, self._pix_d)
         # Geodesic step: mean boundary distance plus a small spatial term so flat areas are not free.
         step = dsum / cnt + 0.02 * np.sqrt(np.sqrt(area[ei] * area[ej])) / max(h, w) * 4
         geo = csr_matrix((np.concatenate([step, step]), (np.concatenate([ei, ej]), np.concatenate([ej, ei]))), shape=(r, r))
