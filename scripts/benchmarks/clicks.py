@@ -1,0 +1,89 @@
+"""Per-click update time of featlib's ClickSegmenter at 512 x 512 vs scikit-image SLIC on the same image.
+
+    python scripts/benchmark.py clicks [--quick] [--clicks 20] [--size 512] [--features lab|untrained-b0]
+Input: a BSDS500 val image (../shared) resized to size x size with its largest first-annotator segment as the object,
+or a synthetic scene when ../shared is absent. Clicks follow the standard simulation protocol (20 clicks).
+Measured after the one-off precompute (also reported): median wall time of ``add_click``; baseline: one
+``skimage.segmentation.slic`` call (defaults) on the image, median of 3. Target: median click <= 0.4 x SLIC.
+Both max-flow backends run when PyMaxflow is installed (their masks are compared too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from PIL import Image
+
+from featlib.distances import lab_features
+from featlib.interactive import ClickSegmenter, maxflow_available, simulate_clicks
+from featlib.utils import shared_dir
+
+
+def test_image(size: int) -> tuple[np.ndarray, np.ndarray, str]:
+    root = shared_dir()
+    if root is not None and (root / "datasets" / "bsds500").is_dir():
+        from featlib.refine import bsds_samples
+
+        name, image, mask, _ = next(bsds_samples(root / "datasets" / "bsds500", 1))
+        img = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+        m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
+        return img, m, f"BSDS val {name}"
+    from featlib.data.synthetic import make_scene
+
+    sc = make_scene(np.random.default_rng(0), (size, size))
+    return sc.image, max(sc.masks, key=lambda m: m.sum()), "synthetic scene"
+
+
+def features_of(image: np.ndarray, spec: str):
+    if spec == "lab":
+        return lab_features(image)
+    import torch
+
+    from featlib.model import build_model
+    from featlib.train import image_features
+
+    torch.manual_seed(0)
+    return image_features(build_model(spec.split("-", 1)[1]).eval(), image)
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="benchmark.py clicks")
+    p.add_argument("--quick", action="store_true", help="128 x 128, 5 clicks")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--clicks", type=int, default=20)
+    p.add_argument("--features", default="lab", help="lab | untrained-<backbone>")
+    a = p.parse_args(argv)
+    size, n_clicks = (128, 5) if a.quick else (a.size, a.clicks)
+    from skimage.segmentation import slic
+
+    image, gt, source = test_image(size)
+    slic_t = []
+    for _ in range(1 if a.quick else 3):
+        t0 = time.perf_counter()
+        slic(image)
+        slic_t.append(time.perf_counter() - t0)
+    slic_s = float(np.median(slic_t))
+    feats = features_of(image, a.features)
+    print(f"image: {source}, {size}x{size}, features {a.features}; {n_clicks} simulated clicks")
+    print(f"skimage SLIC (defaults): {1000 * slic_s:.1f} ms")
+    backends = ["scipy"] + (["pymaxflow"] if maxflow_available() else [])
+    masks = {}
+    print(f"{'backend':10s} {'precompute ms':>13s} {'median click ms':>15s} {'p90 ms':>7s} {'ratio vs SLIC':>13s} {'final IoU':>9s}")
+    for b in backends:
+        t0 = time.perf_counter()
+        seg = ClickSegmenter(feats, image, backend=b)
+        pre = time.perf_counter() - t0
+        run = simulate_clicks(seg, gt, n_clicks=n_clicks)
+        lat = np.asarray(run.latency_s)
+        med = float(np.median(lat))
+        masks[b] = seg.mask.copy()
+        print(f"{b:10s} {1000 * pre:13.1f} {1000 * med:15.1f} {1000 * np.percentile(lat, 90):7.1f} {med / slic_s:13.3f}x "
+              f"{run.ious[-1]:9.3f}")
+    if len(masks) == 2:
+        same = np.mean(masks["scipy"] == masks["pymaxflow"])
+        print(f"scipy vs PyMaxflow final masks: {100 * same:.2f} % pixels equal")
+    else:
+        print("PyMaxflow not installed: scipy backend only (pip install 'featlib[maxflow]')")
+    print("target: median click <= 0.4x SLIC")
