@@ -573,3 +573,78 @@ def simulate_clicks(
         run.latency_s.append(segmenter.last_update_s)
         run.ious.append(iou(segmenter.mask, gt, ignore))
     return run
+
+
+# ----------------------------------------------------------------------------------------------- notebook widget
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, clicks: list[Click] = (), alpha: float = 0.45) -> np.ndarray:
+    """uint8 [H, W, 3] view: mask tinted blue with its outline, positive clicks green, negative clicks red."""
+    img = np.asarray(image)
+    img = (img * 255).astype(np.uint8) if img.dtype != np.uint8 else img
+    out = img.astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.array([40, 120, 255], np.float32)
+    edge = mask ^ ndimage.binary_erosion(mask)
+    out[edge] = (255, 255, 0)
+    h, w = mask.shape
+    r = max(2, min(h, w) // 100)
+    for c in clicks:
+        out[max(0, c.y - r): c.y + r + 1, max(0, c.x - r): c.x + r + 1] = (0, 220, 0) if c.positive else (230, 0, 0)
+    return out.astype(np.uint8)
+
+
+def handle_event(segmenter: ClickSegmenter, event: dict) -> bool:
+    """Apply one ipyevents mouse event: left click -> positive, right click (contextmenu) or shift -> negative.
+
+    Returns True when a click was added. ``dataX/dataY`` are image-pixel coordinates (ipyevents, Image widget).
+    """
+    kind = event.get("type")
+    if kind not in ("click", "contextmenu") or "dataX" not in event:
+        return False
+    y, x = int(event["dataY"]), int(event["dataX"])
+    h, w = segmenter.shape
+    if not (0 <= y < h and 0 <= x < w):
+        return False
+    positive = kind == "click" and event.get("button", 0) == 0 and not event.get("shiftKey", False)
+    segmenter.add_click(y, x, positive)
+    return True
+
+
+def click_widget(segmenter: ClickSegmenter, image: np.ndarray | None = None, width: int | None = None):
+    """A JupyterLab widget: click on the image (left = positive, right/shift+left = negative), Undo/Reset buttons.
+
+    Needs ipywidgets and ipyevents (extra ``notebooks``). Returns the ``ipywidgets.VBox``.
+    """
+    import io
+
+    import ipywidgets as widgets
+    from ipyevents import Event
+    from PIL import Image
+
+    image = segmenter.image if image is None else image
+    if image is None:
+        raise ValueError("click_widget needs the RGB image (pass image= or build the segmenter with image=)")
+    view = widgets.Image(format="png", layout=widgets.Layout(width=f"{width or image.shape[1]}px"))
+    status = widgets.Label()
+    undo, reset = widgets.Button(description="Undo"), widgets.Button(description="Reset")
+
+    def redraw():
+        buf = io.BytesIO()
+        Image.fromarray(overlay(image, segmenter.mask, segmenter.clicks)).save(buf, format="PNG")
+        view.value = buf.getvalue()
+        n = len(segmenter.clicks)
+        status.value = f"{n} clicks, {segmenter.mask.mean():.1%} of the image selected" + (
+            f", last update {1000 * segmenter.last_update_s:.0f} ms" if n else "")
+
+    def on_event(event):
+        if handle_event(segmenter, event):
+            redraw()
+
+    events = Event(source=view, watched_events=["click", "contextmenu"], prevent_default_action=True)
+    events.on_dom_event(on_event)
+    undo.on_click(lambda _: (segmenter.undo(), redraw()))
+    reset.on_click(lambda _: (segmenter.reset(), redraw()))
+    redraw()
+    box = widgets.VBox([widgets.HBox([undo, reset, status]), view])
+    box._featlib_events = events  # keep the listener alive with the widget
+    return box

@@ -203,3 +203,22 @@ def test_simulate_clicks_reaches_object():
         assert disk[y, x] == p  # simulated clicks are always on the correct side
     with pytest.raises(ValueError, match="shape"):
         simulate_clicks(seg, disk[:10])
+
+
+def test_widget_events_and_overlay():
+    from featlib.interactive import click_widget, handle_event, overlay
+
+    img, disk = scene()
+    seg = ClickSegmenter(lab_features(img), img)
+    assert handle_event(seg, {"type": "click", "button": 0, "dataX": 25, "dataY": 26})
+    assert seg.clicks[-1].positive and (seg.clicks[-1].y, seg.clicks[-1].x) == (26, 25)
+    assert handle_event(seg, {"type": "contextmenu", "button": 2, "dataX": 60, "dataY": 2})
+    assert handle_event(seg, {"type": "click", "button": 0, "shiftKey": True, "dataX": 1, "dataY": 1})
+    assert [c.positive for c in seg.clicks] == [True, False, False]
+    assert not handle_event(seg, {"type": "click", "dataX": 500, "dataY": 1})  # outside: ignored in the UI
+    assert not handle_event(seg, {"type": "mousemove", "dataX": 5, "dataY": 5})
+    ov = overlay(img, seg.mask, seg.clicks)
+    assert ov.shape == img.shape and ov.dtype == np.uint8 and not np.array_equal(ov, img)
+    pytest.importorskip("ipyevents")
+    box = click_widget(seg)
+    assert len(box.children) == 2
