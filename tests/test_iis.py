@@ -69,3 +69,34 @@ def test_grabcut_sample(shared):
     assert s.mask.shape == s.image.shape[:2]
     assert s.mask.any() and (~s.mask).any()
     assert not (s.mask & s.ignore).any()
+
+
+def test_evaluate_iis_script(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    # a tiny GrabCut-layout folder with an easy object: a bright square on a dark noisy background
+    (tmp_path / "data" / "data_GT").mkdir(parents=True)
+    (tmp_path / "data" / "boundary_GT").mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        img = rng.integers(20, 60, (48, 64, 3)).astype(np.uint8)
+        m = np.zeros((48, 64), np.uint8)
+        m[10 + k : 30, 15:45] = 255
+        img[m > 0] = (220, 200, 40)
+        m[9 + k, 15:45] = 128
+        Image.fromarray(img).save(tmp_path / "data" / "data_GT" / f"o{k}.png")
+        Image.fromarray(m).save(tmp_path / "data" / "boundary_GT" / f"o{k}.bmp")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_iis.py"
+    spec = importlib.util.spec_from_file_location("evaluate_iis", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "res.json"
+    mod.main(["--dataset", "grabcut", "--root", str(tmp_path / "data"), "--features", "lab", "--max-clicks", "5",
+              "--long-clicks", "8", "--output", str(out), "--no-progress"])
+    res = json.loads(out.read_text())
+    assert res["n_objects"] == 2 and len(res["mean_iou_per_click"]) == 8
+    assert 1 <= res["noc85"] <= 5 and res["noc85"] <= res["noc90"] <= 5
+    assert isinstance(res["drops"], int) and res["drops"] >= 0
+    assert out.with_suffix(".png").is_file()
