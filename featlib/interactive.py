@@ -26,7 +26,8 @@ Update rule (``local=True``, default): the cut is solved for the whole click set
 touches the new click is applied: for a positive click the 4-connected piece of newly-foreground pixels that holds
 the clicked pixel, for a negative click the piece of newly-background pixels. So masks are **nested by
 construction** (a positive click never removes a pixel, a negative click never adds one), every clicked pixel keeps
-its label, and similar-looking regions far from the click do not flip. Without ``local`` the mask is the global cut;
+its label, and similar-looking regions far from the click do not flip; ``reach`` further bounds how far from the
+click a change may extend (relative to how deep the click sits in its error blob). Without ``local`` the mask is the global cut;
 then nestedness still holds while no region split happens (the unaries move monotonically and the minimal minimiser
 of a graph cut is nested, Topkis), which the tests check on the pixel graph. IoU can still fall after a click (a
 positive click may add some background with the object part); the evaluation counts those drops.
@@ -269,6 +270,10 @@ class ClickSegmenter:
         backend: "auto" | "scipy" | "pymaxflow".
         local: apply only the connected change holding each new click (default; masks nested by construction).
             ``False``: the mask is the global cut for the current click set.
+        reach: with ``local``, a click whose pixel lies r px inside its error blob may change pixels at most
+            ``reach * max(r, 2)`` px away (box); the first click of each kind is unbounded. None = no limit.
+            Default 5: on the tuning set (GrabCut sample + 8 BSDS objects, 40 clicks) the summed IoU drops per
+            object fell from 0.77 to 0.21 for NoC@90 8.2 -> 8.7.
 
     Attributes: ``mask`` bool [H, W]; ``clicks`` list of ``Click``; ``shape`` (H, W); ``last_update_s``.
     """
@@ -285,6 +290,7 @@ class ClickSegmenter:
         border_margin: float = 0.2,
         backend: str = "auto",
         local: bool = True,
+        reach: float | None = 5.0,
     ):
         if not isinstance(features, Mapping):
             features = {1: features}
@@ -326,6 +332,7 @@ class ClickSegmenter:
         self._base_regions = oversegment(self.mesh, region_spacing)
         self._graphs: dict[frozenset, _Graph] = {}
         self.local = bool(local)
+        self.reach = None if reach is None else float(reach)
         self.clicks: list[Click] = []
         self._history: list[np.ndarray] = []
         self.mask = np.zeros(self.shape, bool)
@@ -429,6 +436,14 @@ class ClickSegmenter:
             # one, restricted to the 4-connected piece holding the clicked pixel. Far-away flips of similar-looking
             # regions were not asked for and are the main cause of IoU drops; the masks are nested by construction.
             change = (cut & ~self.mask) if click.positive else (self.mask & ~cut)
+            same = self.mask if click.positive else ~self.mask
+            if self.reach and same.any() and change[y, x]:
+                # Trust region: a click deep inside an error blob of depth r may change pixels up to reach * r
+                # away (bounding box of the disk, cheap); the first click of each sign is unbounded.
+                r = self.reach * max(ndimage.distance_transform_edt(~same)[y, x], 2.0)
+                box = np.zeros_like(change)
+                box[max(0, int(y - r)): int(y + r) + 1, max(0, int(x - r)): int(x + r) + 1] = True
+                change &= box
             new = self.mask.copy()
             if change[y, x]:
                 lab, _ = ndimage.label(change)
