@@ -440,7 +440,8 @@ class ClickSegmenter:
             if self.reach and same.any() and change[y, x]:
                 # Trust region: a click deep inside an error blob of depth r may change pixels up to reach * r
                 # away (bounding box of the disk, cheap); the first click of each sign is unbounded.
-                r = self.reach * max(ndimage.distance_transform_edt(~same)[y, x], 2.0)
+                edge = np.argwhere(same & ~ndimage.binary_erosion(same, border_value=1))
+                r = self.reach * max(np.sqrt(((edge - (y, x)) ** 2).sum(1).min()), 2.0)
                 box = np.zeros_like(change)
                 box[max(0, int(y - r)): int(y + r) + 1, max(0, int(x - r)): int(x + r) + 1] = True
                 change &= box
