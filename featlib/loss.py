@@ -340,3 +340,30 @@ class MultiStrideLoss(torch.nn.Module):
         out.total = total
         out.logs["loss/total"] = total.item()
         return out
+
+
+def fit_free_features(masks: torch.Tensor, loss: MultiStrideLoss, steps: int = 200, lr: float = 0.1,
+                      seed: int = 0, valid_pixels: torch.Tensor | None = None) -> tuple[dict, list[float]]:
+    """Optimise a free feature tensor (no network) for ``loss`` on ``masks`` [B, K, H, W]: is the loss satisfiable?
+
+    Features are sigmoid(logits) per stride, like FeatureNet's. Returns ({s: features}, loss history).
+    """
+    g = torch.Generator().manual_seed(seed)
+    b, _, h, w = masks.shape
+    logits = {s: (torch.randn(b, loss.base_channels * s * s, math.ceil(h / s), math.ceil(w / s), generator=g) * 0.1)
+              .requires_grad_() for s in loss.strides}
+    opt = torch.optim.Adam(logits.values(), lr=lr)
+    history = []
+    for _ in range(steps):
+        out = loss({s: torch.sigmoid(v) for s, v in logits.items()}, masks, valid_pixels=valid_pixels)
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+        history.append(out.total.item())
+    return {s: torch.sigmoid(v).detach() for s, v in logits.items()}, history
+
+
+def active_masks_per_stride(masks: torch.Tensor, strides=(1, 2, 4, 8, 16), min_cells: int = 2) -> dict[int, int]:
+    """How many of ``masks`` [B, K, H, W] survive the loss's downsampling rule (>= min_cells cells) per stride."""
+    down = downsample_masks(masks, strides)
+    return {s: int((down[s][0].flatten(2).sum(-1) >= min_cells).sum()) for s in strides}

@@ -62,6 +62,7 @@ class TrainConfig:
     data_root: str = "data/synthetic"      # where synthetic scenes live (written if absent) / BSDS500 root
     n_train: int = 64                      # synthetic scenes for training
     n_val: int = 8                         # held-out synthetic scenes (or BSDS val images) for validation
+    val_on_train: bool = False             # score the training scenes instead (overfitting studies)
     scene_size: int = 160                  # synthetic scene longest side
     image_size: int = 128                  # training sample side S
     max_instances: int | None = 64
@@ -256,7 +257,7 @@ def validation_set(cfg: TrainConfig) -> list[tuple[np.ndarray, list[np.ndarray]]
         return [(r.image, [s + 1 for s in r.segmentations]) for r in load_bsds(cfg.data_root, "val", cfg.n_val)]
     from featlib.data.synthetic import load_scene
 
-    root = synthetic_dirs(cfg)[1] if cfg.data == "synthetic" else Path(cfg.data_root) / "val"
+    root = synthetic_dirs(cfg)[0 if cfg.val_on_train else 1] if cfg.data == "synthetic" else Path(cfg.data_root) / "val"
     scenes = sorted(root.glob("sa_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))[: cfg.n_val]
     out = []
     for p in scenes:
