@@ -251,6 +251,7 @@ class _Graph:
     geo: csr_matrix  # symmetric geodesic step lengths
     border: np.ndarray  # bool [R] touches the image border
     geo_cache: dict = field(default_factory=dict)
+    term_cache: dict = field(default_factory=dict)
     border_model: tuple | None = None
 
 
@@ -394,18 +395,19 @@ class ClickSegmenter:
             g.geo_cache[key] = dijkstra(g.geo, directed=False, indices=list(key), min_only=True)
         return g.geo_cache[key]
 
-    def _side_distance(self, g: _Graph, sources: list[np.ndarray], ref: dict, extra: float = 0.0) -> np.ndarray:
-        """min over references k of (feature distance to ref k + geo_weight * geodesic distance to sources[k]).
+    def _reference_term(self, g: _Graph, key, nodes: np.ndarray, ref: dict) -> np.ndarray:
+        """[R] min over references k of (feature distance to ref k + geo_weight * geodesic distance to nodes[k]).
 
-        Each reference keeps its own geodesic term: adding the closest feature match and the closest click
+        Cached per graph under ``key`` (a click's pixel or "border"), so a new click costs one column and one
+        Dijkstra. Each reference keeps its own geodesic term: adding the closest feature match and the closest click
         separately would let a region that looks like one click and lies beside another become foreground.
         """
-        if len(sources) == 0:
-            return np.full(len(g.area), np.inf)
-        d = self._feature_distance(g, ref)  # [R, K]
-        if self.geo_weight > 0:
-            d = d + self.geo_weight * np.stack([self._geo(g, nodes) for nodes in sources], axis=1)
-        return d.min(1) + extra
+        if key not in g.term_cache:
+            d = self._feature_distance(g, ref)  # [R, K]
+            if self.geo_weight > 0:
+                d = d + self.geo_weight * np.stack([self._geo(g, n) for n in nodes], axis=1)
+            g.term_cache[key] = d.min(1)
+        return g.term_cache[key]
 
     def _border_model(self, g: _Graph) -> tuple[list[np.ndarray], dict]:
         """Border regions grouped into <= 8 feature clusters: (node sets, {stride: [K, C_s]} mean features)."""
@@ -490,15 +492,16 @@ class ClickSegmenter:
         hard_bg = np.zeros(n, bool)
         hard_fg[node[pos]] = True
         hard_bg[node[~pos]] = True
-        pos_clicks = [c for c in clicks if c.positive]
-        neg_clicks = [c for c in clicks if not c.positive]
-        d_pos = self._side_distance(g, [node[k:k + 1] for k in np.flatnonzero(pos)], self._click_features(pos_clicks))
+        def click_term(k: int) -> np.ndarray:
+            c = clicks[k]
+            return self._reference_term(g, (c.y, c.x), [node[k:k + 1]], self._click_features([c]))
+
+        d_pos = np.min([click_term(k) for k in np.flatnonzero(pos)], axis=0)
         # Background side: border regions (the default prior, + border_margin) and negative clicks, whichever is closer.
         groups, bref = self._border_model(g)
-        d_neg = self._side_distance(g, groups, bref, self.border_margin)
-        if neg_clicks:
-            d_neg = np.minimum(d_neg, self._side_distance(g, [node[k:k + 1] for k in np.flatnonzero(~pos)],
-                                                          self._click_features(neg_clicks)))
+        d_neg = self._reference_term(g, "border", groups, bref) + self.border_margin
+        for k in np.flatnonzero(~pos):
+            d_neg = np.minimum(d_neg, click_term(k))
         d_neg = np.minimum(d_neg, 1e6)
         denom = d_pos + d_neg + 1e-9
         cost_fg = g.area * d_pos / denom
