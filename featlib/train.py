@@ -257,7 +257,8 @@ def validation_set(cfg: TrainConfig) -> list[tuple[np.ndarray, list[np.ndarray]]
         return [(r.image, [s + 1 for s in r.segmentations]) for r in load_bsds(cfg.data_root, "val", cfg.n_val)]
     from featlib.data.synthetic import load_scene
 
-    root = synthetic_dirs(cfg)[0 if cfg.val_on_train else 1] if cfg.data == "synthetic" else Path(cfg.data_root) / "val"
+    # SA-1B has no ground-truth partitions: SA-1B runs validate on the held-out synthetic scenes too
+    root = synthetic_dirs(cfg)[0 if cfg.val_on_train and cfg.data == "synthetic" else 1]
     scenes = sorted(root.glob("sa_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))[: cfg.n_val]
     out = []
     for p in scenes:

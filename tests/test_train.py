@@ -120,3 +120,20 @@ def test_kill_during_checkpointing_keeps_previous_checkpoint(tmp_path):
               tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"at step {step}" in res.stdout + res.stderr
+
+
+def test_full_run_config_is_valid_apart_from_its_data(tmp_path):
+    from featlib.data.synthetic import write_scenes
+
+    write_scenes(tmp_path, 2, size=(48, 64), shards=1)
+    cfg = load_config(ROOT / "configs" / "sa1b_l0.yaml", [f"data={tmp_path / 'sa_000000.tar'}"])
+    assert cfg.backbone == "l0" and cfg.image_size == 1024 and cfg.mixed_precision == "bf16"
+
+
+def test_training_on_tar_shards_runs(tmp_path):
+    from featlib.data.synthetic import write_scenes
+
+    write_scenes(tmp_path / "shards", 6, size=(48, 64), shards=2)
+    res = run(tiny(tmp_path, f"data={tmp_path / 'shards'}/*.tar", "max_steps=2", "checkpoint_every=2"), tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "run_summary.json").read_text())["step"] == 2
