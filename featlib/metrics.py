@@ -183,3 +183,22 @@ def region_scores(seg: np.ndarray, gts: Sequence[np.ndarray]) -> dict[str, float
     return {"covering": covering(seg, gts), "pri": pri(seg, gts), "vi": vi(seg, gts), "asa": asa(seg, gts),
             "ue": undersegmentation_error(seg, gts), "boundary_p": p, "boundary_r": r, "boundary_f": f,
             "n_segments": int(len(np.unique(seg)))}
+
+
+def covering_pri_vi(seg: np.ndarray, gt) -> tuple[float, float, float]:
+    """(covering, PRI, VI) from one contingency table per ground truth — what threshold sweeps need, 3x cheaper."""
+    cov, ri, v = [], [], []
+    for g in _as_list(gt):
+        c = contingency(seg, g)
+        n = c.sum()
+        rs, rg = c.sum(1), c.sum(0)
+        cov.append(float((rg * (c / (rs[:, None] + rg[None, :] - c)).max(0)).sum() / n))
+        pairs = n * (n - 1) / 2
+        ri.append(float((pairs + 2 * (c * (c - 1) / 2).sum() - (rs * (rs - 1) / 2).sum() - (rg * (rg - 1) / 2).sum())
+                        / pairs) if n > 1 else 1.0)
+        p, ps, pg = c / n, rs / n, rg / n
+        nz = p > 0
+        h_s, h_g = -(ps[ps > 0] * np.log(ps[ps > 0])).sum(), -(pg[pg > 0] * np.log(pg[pg > 0])).sum()
+        mi = (p[nz] * np.log(p[nz] / (ps[:, None] * pg[None, :])[nz])).sum()
+        v.append(float(max(h_s + h_g - 2 * mi, 0.0)))
+    return float(np.mean(cov)), float(np.mean(ri)), float(np.mean(v))

@@ -104,3 +104,11 @@ def test_shape_errors():
         M.covering(np.zeros((2, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="size"):
         M.mean_best_iou(np.zeros((2, 2)), np.zeros((1, 2, 3), bool))
+
+
+def test_combined_scores_match_individual_metrics():
+    rng = np.random.default_rng(3)
+    seg = rng.integers(0, 6, (30, 40))
+    gts = [rng.integers(0, 4, (30, 40)), rng.integers(0, 9, (30, 40))]
+    c, p, v = M.covering_pri_vi(seg, gts)
+    assert (c, p, v) == pytest.approx((M.covering(seg, gts), M.pri(seg, gts), M.vi(seg, gts)))

@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""Evaluate unsupervised partitions on BSDS500 against every annotator.
+
+    python scripts/evaluate_partitions.py --dataset bsds500 --root ../shared/datasets/bsds500 --split val \
+        --method hierarchy,slic,felzenszwalb --features lab --output outputs/partitions/val.json
+
+For each method a sweep of its granularity parameter (hierarchy: merge-height thresholds, one dataset-wide grid;
+SLIC: segment counts; Felzenszwalb: scale) gives per-image covering / PRI / VI; ODS takes the best dataset-wide
+setting, OIS the best setting per image (BSDS conventions). ASA, undersegmentation error and boundary recall are
+reported at matched segment counts. Writes RESULT.json (top-level "ods", "ois" {covering, pri, vi}, "n_images" for
+the first method; every method under "methods") and RESULT.png (covering vs number of segments, all methods).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from featlib.metrics import asa, boundary_prf, covering_pri_vi, ods_ois, undersegmentation_error
+
+HIER_THRESHOLDS = np.geomspace(0.01, 200, 48)
+SLIC_COUNTS = [8, 16, 32, 64, 128, 256, 512, 1024]
+FH_SCALES = list(np.geomspace(20, 8000, 16))
+MATCHED = [25, 50, 100, 200, 400]
+
+
+def _fh(img, scale):
+    from skimage.segmentation import felzenszwalb
+
+    return felzenszwalb(img, scale=scale, sigma=0.8, min_size=20)
+
+
+def _slic(img, n):
+    from skimage.segmentation import slic
+
+    return slic(img, n_segments=n, compactness=10, start_label=0)
+
+
+_MODEL = None
+
+
+def _features(image, features: str):
+    global _MODEL
+    if features == "lab":
+        from scipy import ndimage
+
+        from featlib.distances import lab_features
+
+        return ndimage.gaussian_filter(lab_features(image), (0, 1.5, 1.5))
+    from featlib.train import image_features, load_model_checkpoint
+
+    if _MODEL is None:
+        import torch
+
+        torch.set_num_threads(1)
+        _MODEL = load_model_checkpoint(features)
+    return image_features(_MODEL, image)
+
+
+def evaluate_image(args) -> dict:
+    """All methods on one image: per-setting (covering, pri, vi, n_segments) and matched-count scores."""
+    root, split, image_id, methods, features = args
+    from featlib.cluster import build_hierarchy
+    from featlib.data.bsds import load_record
+
+    rec = load_record(root, split, image_id)
+    img, gts = rec.image, rec.segmentations
+    out = {"id": image_id}
+    for method in methods:
+        t = time.perf_counter()
+        if method == "hierarchy":
+            h = build_hierarchy(_features(img, features), size=img.shape[:2])
+            segs = [h.partition(threshold=th) for th in HIER_THRESHOLDS]
+            matched = {n: h.partition(n_segments=n) for n in MATCHED}
+        elif method == "slic":
+            segs = [_slic(img, n) for n in SLIC_COUNTS]
+            matched = {n: _slic(img, n) for n in MATCHED}
+        else:
+            segs = [_fh(img, s) for s in FH_SCALES]
+            counts = [len(np.unique(s)) for s in segs]
+            matched = {n: segs[int(np.argmin([abs(c - n) for c in counts]))] for n in MATCHED}
+        seconds = time.perf_counter() - t
+        sweep = [(*covering_pri_vi(s, gts), len(np.unique(s))) for s in segs]
+        m = {}
+        for n, s in matched.items():
+            m[n] = {"n_segments": int(len(np.unique(s))), "asa": asa(s, gts), "ue": undersegmentation_error(s, gts),
+                    "boundary_recall": boundary_prf(s, gts, tolerance=2)[1]}
+        out[method] = {"sweep": sweep, "matched": m, "seconds": seconds}
+    return out
+
+
+def summarise(results: list[dict], method: str) -> dict:
+    sweep = np.array([r[method]["sweep"] for r in results])  # [n_images, n_settings, 4]
+    ods, ois = {}, {}
+    for j, key in enumerate(("covering", "pri", "vi")):
+        o, i, k = ods_ois(sweep[:, :, j], higher_is_better=key != "vi")
+        ods[key], ois[key] = round(o, 4), round(i, 4)
+    matched = {n: {k: round(float(np.mean([r[method]["matched"][n][k] for r in results])), 4)
+                   for k in ("n_segments", "asa", "ue", "boundary_recall")} for n in MATCHED}
+    return {"ods": ods, "ois": ois, "n_images": len(results),
+            "per_setting": {"mean_segments": sweep[:, :, 3].mean(0).round(1).tolist(),
+                            "covering": sweep[:, :, 0].mean(0).round(4).tolist(),
+                            "pri": sweep[:, :, 1].mean(0).round(4).tolist(),
+                            "vi": sweep[:, :, 2].mean(0).round(4).tolist()},
+            "matched": matched,
+            "seconds_per_image": round(float(np.mean([r[method]["seconds"] for r in results])), 3)}
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+    for method, s in summary["methods"].items():
+        ps = s["per_setting"]
+        for a, key in zip(ax, ("covering", "pri", "vi")):
+            a.plot(ps["mean_segments"], ps[key], "o-", ms=3, label=f"{method} (ODS {s['ods'][key]:.3f})")
+    for a, key in zip(ax, ("covering", "PRI", "VI (lower is better)")):
+        a.set(xscale="log", xlabel="mean number of segments", title=key)
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="bsds500", choices=["bsds500"])
+    p.add_argument("--root", required=True)
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--method", default="hierarchy,slic,felzenszwalb",
+                   help="comma-separated: hierarchy, slic, felzenszwalb (the first is the JSON's top-level result)")
+    p.add_argument("--features", default="lab", help="'lab' or a model.pt checkpoint (hierarchy only)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--output", default="outputs/partitions/result.json")
+    a = p.parse_args(argv)
+    methods = [m.strip() for m in a.method.split(",")]
+    bad = [m for m in methods if m not in ("hierarchy", "slic", "felzenszwalb")]
+    if bad:
+        p.error(f"unknown method(s) {bad}")
+    from featlib.data.bsds import bsds_ids
+
+    try:
+        ids = bsds_ids(a.root, a.split)[: a.limit]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.features != "lab" and not Path(a.features).exists():
+        print(f"error: features checkpoint not found: {a.features}", file=sys.stderr)
+        return 2
+    jobs = [(a.root, a.split, i, methods, a.features) for i in ids]
+    with ProcessPoolExecutor(max_workers=max(1, a.workers)) as pool:
+        results = list(tqdm(pool.map(evaluate_image, jobs), total=len(jobs), desc=f"BSDS500 {a.split}"))
+    summary = {"methods": {m: summarise(results, m) for m in methods}, "features": a.features, "split": a.split}
+    summary.update({k: summary["methods"][methods[0]][k] for k in ("ods", "ois", "n_images")})
+    out = Path(a.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    plot(summary, out.with_suffix(".png"))
+    print(f"{'method':14s} {'cov ODS':>8s} {'cov OIS':>8s} {'PRI ODS':>8s} {'PRI OIS':>8s} {'VI ODS':>7s} "
+          f"{'VI OIS':>7s} {'s/img':>6s}")
+    for m, s in summary["methods"].items():
+        print(f"{m:14s} {s['ods']['covering']:8.3f} {s['ois']['covering']:8.3f} {s['ods']['pri']:8.3f} "
+              f"{s['ois']['pri']:8.3f} {s['ods']['vi']:7.3f} {s['ois']['vi']:7.3f} {s['seconds_per_image']:6.2f}")
+    print("\nat matched segment counts (ASA ↑ / UE ↓ / boundary recall ↑ at 2 px):")
+    for m, s in summary["methods"].items():
+        row = "  ".join(f"{n}: {v['asa']:.3f}/{v['ue']:.3f}/{v['boundary_recall']:.3f}" for n, v in s["matched"].items())
+        print(f"{m:14s} {row}")
+    print(f"\nwrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
