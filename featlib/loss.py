@@ -277,7 +277,7 @@ class MultiStrideLoss(torch.nn.Module):
     def __init__(self, strides: Sequence[int] = (1, 2, 4, 8, 16), base_channels: int = 3,
                  stride_weights: Mapping[int, float] | None = None,
                  margins: Mapping[int, tuple[float, float]] | None = None, margin_v: float = 0.05,
-                 margin_d: float = 0.2, push_pairs: str = "disjoint", min_cells: int = 2, alpha: float = 1.0,
+                 margin_d: float = 0.2, push_pairs: str = "all", min_cells: int = 2, alpha: float = 1.0,
                  beta: float = 1.0, gamma: float = 0.001, overlap_threshold: float = 0.1,
                  adjacency_radius: int = 2):
         super().__init__()

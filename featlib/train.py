@@ -82,7 +82,7 @@ class TrainConfig:
     mixed_precision: str = "no"            # "no" | "bf16" | "fp16"
     seed: int = 0
     # loss
-    push_pairs: str = "disjoint"
+    push_pairs: str = "all"
     margin_v: float = 0.05
     margin_d: float = 0.2
     min_cells: int = 2
