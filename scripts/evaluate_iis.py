@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     c = res["mean_iou_per_click"]
     print(f"\n{'dataset':10s} {'features':14s} {'objects':>7s} {'NoC@85':>7s} {'NoC@90':>7s} {'IoU@1':>6s} {'IoU@5':>6s} "
           f"{'IoU@20':>6s} {'drops':>6s} {'mean drop':>9s} {'ms/click':>8s}")
-    print(f"{a.dataset:10s} {a.features[-14:]:14s} {res['n_objects']:7d} {res['noc85']:7.2f} {res['noc90']:7.2f} "
+    print(f"{a.dataset:10s} {Path(a.features).name[:14]:14s} {res['n_objects']:7d} {res['noc85']:7.2f} {res['noc90']:7.2f} "
           f"{c[0]:6.3f} {c[min(4, len(c) - 1)]:6.3f} {c[min(19, len(c) - 1)]:6.3f} {res['drops']:6d} "
           f"{res['drop_size_mean']:9.4f} {1000 * res['latency_median_s']:8.1f}")
     if a.output is not None:
