@@ -14,6 +14,7 @@ Modules (imports flow one way: utils -> model/weights -> loss/data -> distances 
 - ``featlib.refine``       HILL: patch scores -> mask by graph cut.
 - ``featlib.train``        training loop pieces shared by scripts/train_accelerate.py and the notebooks.
 - ``featlib.viz``          feature maps as colours, label overlays.
+- ``featlib.widgets``      ipywidgets explorers for the notebooks.
 
 Top-level names are imported lazily so that ``import featlib`` stays cheap.
 """
@@ -39,7 +40,7 @@ _EXPORTS = {
 
 _SUBMODULES = {
     "model", "weights", "brightness", "loss", "data", "distances", "cluster", "metrics",
-    "interactive", "refine", "train", "viz", "utils",
+    "interactive", "refine", "train", "viz", "widgets", "utils",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
