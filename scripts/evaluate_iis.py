@@ -10,6 +10,7 @@
 One run of ``max(--max-clicks, --long-clicks)`` clicks per object: NoC@85/90 from the first ``--max-clicks``
 (``--max-clicks`` when never reached), mean IoU per click and IoU drops over the whole run.
 Writes a JSON (top-level ``noc85``, ``noc90``, ``drops`` = clicks after which IoU fell, ``n_objects``; plus drop sizes,
+``drops_over_0.01`` = clicks after which IoU fell by more than 0.01,
 latency and per-object details) and an IoU-vs-clicks plot next to it (``.png``), and prints a table.
 """
 
@@ -68,7 +69,7 @@ def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, *
         latencies += run.latency_s
         per_object.append({"name": sample.name, "noc85": run.noc(0.85, max_clicks), "noc90": run.noc(0.90, max_clicks),
                            "iou@1": run.ious[0], "iou@5": run.ious[min(4, n_clicks - 1)], "drops": len(drops),
-                           "max_drop": max(drops, default=0.0)})
+                           "max_drop": max(drops, default=0.0), "ious": [round(float(v), 5) for v in run.ious]})
     if not per_object:
         raise SystemExit("no objects found")
     curve = np.mean(np.asarray(curves), axis=0)
@@ -82,6 +83,7 @@ def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, *
         "max_clicks": max_clicks,
         "n_clicks": n_clicks,
         "objects_with_drops": int(sum(d > 0 for d in all_drops)),
+        "drops_over_0.01": int(sum(d > 0.01 for d in sizes)),
         "drop_size_mean": float(np.mean(sizes)) if sizes else 0.0,
         "drop_size_max": float(np.max(sizes)) if sizes else 0.0,
         "mean_iou_per_click": [float(v) for v in curve],
