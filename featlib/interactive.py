@@ -378,6 +378,9 @@ class ClickSegmenter:
         border = np.zeros(r, bool)
         border[np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))] = True
         g = _Graph(regions, area, means, avg, ei, ej, wsum, geo, border)
+        # Keep the base graph and the two most recent split graphs (each holds full-size arrays).
+        for old in [k for k in self._graphs if k][:-1]:
+            del self._graphs[old]
         self._graphs[split] = g
         return g
 
