@@ -222,3 +222,26 @@ def test_widget_events_and_overlay():
     pytest.importorskip("ipyevents")
     box = click_widget(seg)
     assert len(box.children) == 2
+
+
+@pytest.mark.parametrize("reach", [1.0, 3.0])
+def test_trust_region_bounds_late_changes(reach):
+    from scipy import ndimage
+
+    img, disk = scene(96, seed=6)
+    seg = ClickSegmenter(lab_features(img), img, reach=reach)
+    # the last click is a positive click in the flat background: the cut would take all of it, the box limits it
+    run_clicks = [(38, 38, True), (70, 75, True), (5, 90, False), (60, 20, True), (38, 60, False), (90, 5, True)]
+    n_checked = 0
+    for y, x, p in run_clicks:
+        before = seg.mask.copy()
+        same = before if p else ~before
+        seg.add_click(y, x, p)
+        changed = np.argwhere(seg.mask != before)
+        if len(seg.clicks) == 1 or not same.any() or same[y, x] or len(changed) == 0:
+            continue
+        r = reach * max(ndimage.distance_transform_edt(~same)[y, x], 2.0)
+        # changes are whole regions meeting the box: allow one region width (spacing 4, regions <= ~2x spacing)
+        assert np.abs(changed - (y, x)).max() <= r + 8
+        n_checked += 1
+    assert n_checked >= 2
