@@ -107,6 +107,8 @@ def discriminative_loss(
     pixel_weight: torch.Tensor | None = None,
     overlap_threshold: float = 0.1,
     adjacency_radius: int = 2,
+    dense: bool | None = None,
+    min_members: int = 1,
 ) -> LossParts:
     """Discriminative loss at one stride.
 
@@ -116,6 +118,9 @@ def discriminative_loss(
         mask_valid: bool [B, K] or None (all valid). Invalid and empty masks are ignored.
         push_pairs: "all" (the paper), "disjoint", "adjacent" (see ``pair_relations``), or bool [B, K, K].
         pixel_weight: [B, H, W] non-negative weights (0 = ignored pixel) or None.
+        dense: pull-term layout — dense [B, K, N] distances or gathered member features [M, C]; None picks the
+            cheaper (dense at coarse strides, where N is small and C large). Same values either way.
+        min_members: masks with fewer member pixels (weight > 0) than this are ignored.
     Returns:
         LossParts of scalars; a batch with no valid mask gives zeros that still carry a (zero) gradient.
     """
@@ -123,18 +128,73 @@ def discriminative_loss(
     dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
     with torch.autocast(device_type=features.device.type, enabled=False):
         return _discriminative_loss(features.to(dtype), masks, mask_valid, delta_v, delta_d, alpha, beta, gamma,
-                                    push_pairs, pixel_weight, overlap_threshold, adjacency_radius)
+                                    push_pairs, pixel_weight, overlap_threshold, adjacency_radius, dense,
+                                    min_members)
+
+
+def _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members=1):
+    """Pull term from a sparse list of (image, mask, pixel) member triples: memory ~ total mask area x C.
+
+    Returns (mu [B, K, C], valid [B, K], mass [B*K], per-mask pull [B, K])."""
+    b, c, h, w = x.shape
+    k = masks.shape[1]
+    feats = x.flatten(2).transpose(1, 2).reshape(b * h * w, c)  # [B*N, C]
+    bi, ki, ni = masks.flatten(2).nonzero(as_tuple=True)
+    flat_n = bi * (h * w) + ni
+    pw = pixel_weight.to(x.dtype).reshape(-1) if pixel_weight is not None else None
+    keep = None
+    if mask_valid is not None:
+        keep = mask_valid.to(x.device)[bi, ki]
+    if pw is not None:
+        keep = (pw.index_select(0, flat_n) > 0) if keep is None else keep & (pw.index_select(0, flat_n) > 0)
+    if keep is not None and not bool(keep.all()):
+        bi, ki, flat_n = bi[keep], ki[keep], flat_n[keep]
+    # index_select (backward = index_add) rather than advanced indexing (backward = a sorting index_put)
+    wt = pw.index_select(0, flat_n) if pw is not None else None
+    flat_k = bi * k + ki
+    ones = torch.ones(len(flat_k), dtype=x.dtype, device=x.device)
+    mass = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(0, flat_k, ones if wt is None else wt)
+    xi = feats.index_select(0, flat_n)  # [M, C]
+    sums = torch.zeros(b * k, c, dtype=x.dtype, device=x.device).index_add_(
+        0, flat_k, xi if wt is None else xi * wt[:, None])
+    mu = sums / mass.clamp(min=1e-12)[:, None]
+    d = _norm(mu.index_select(0, flat_k) - xi)
+    hinge = F.relu(d - delta_v) ** 2
+    per_mask = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(
+        0, flat_k, hinge if wt is None else wt * hinge)
+    per_mask = per_mask / mass.clamp(min=1e-12)
+    valid = (mass > 0) & (torch.bincount(flat_k, minlength=b * k) >= min_members)
+    return mu.view(b, k, c), valid.view(b, k), mass, per_mask.view(b, k)
+
+
+def _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members=1):
+    """Pull term with dense [B, K, N] distances from a Gram expansion: cheap when N is small and C large
+    (coarse strides: 1024 cells x 768 channels at /16 for 512^2). Same outputs as ``_pull_sparse``."""
+    b, c, h, w = x.shape
+    k = masks.shape[1]
+    feats = x.flatten(2)  # [B, C, N]
+    wgt = masks.flatten(2).to(x.dtype)  # [B, K, N]
+    if mask_valid is not None:
+        wgt = wgt * mask_valid.to(x.dtype)[:, :, None]
+    if pixel_weight is not None:
+        wgt = wgt * pixel_weight.to(x.dtype).flatten(1)[:, None, :]
+    mass = wgt.sum(-1)  # [B, K]
+    mu = (wgt @ feats.transpose(1, 2)) / mass.clamp(min=1e-12)[..., None]  # [B, K, C]
+    sq = (feats * feats).sum(1)[:, None, :] - 2 * (mu @ feats) + (mu * mu).sum(-1)[..., None]
+    d = torch.sqrt(torch.clamp(sq, min=_EPS))  # [B, K, N]
+    per_mask = (wgt * F.relu(d - delta_v) ** 2).sum(-1) / mass.clamp(min=1e-12)
+    valid = (mass > 0) & (torch.count_nonzero(wgt, dim=-1) >= min_members)
+    return mu, valid, mass.reshape(-1), per_mask
 
 
 def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, gamma, push_pairs, pixel_weight,
-                         overlap_threshold, adjacency_radius) -> LossParts:
+                         overlap_threshold, adjacency_radius, dense=None, min_members=1) -> LossParts:
     b, c, h, w = x.shape
     k = masks.shape[1]
     zero = x.sum() * 0.0  # keeps a valid graph for degenerate batches
     if k == 0:
         z = zero.expand(())
         return LossParts(z, z, z, z, torch.zeros(b, dtype=torch.long, device=x.device))
-    feats = x.flatten(2).transpose(1, 2)  # [B, N, C]
     if isinstance(push_pairs, str):
         allowed = pair_relations(masks, push_pairs, overlap_threshold=overlap_threshold,
                                  adjacency_radius=adjacency_radius)
@@ -143,38 +203,25 @@ def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, ga
         if allowed.shape != (b, k, k):
             raise ValueError(f"push_pairs tensor must be [B, K, K] = {(b, k, k)}, got {tuple(allowed.shape)}")
 
-    # Members as a sparse list: (image, mask, pixel) triples; memory ~ total mask area.
-    member = masks.flatten(2)
-    if mask_valid is not None:
-        member = member & mask_valid[:, :, None]
-    if pixel_weight is not None:
-        if pixel_weight.shape != (b, h, w):
-            raise ValueError(f"pixel_weight must be [B, H, W] = {(b, h, w)}, got {tuple(pixel_weight.shape)}")
-        pw = pixel_weight.to(x.dtype).flatten(1)
-        member = member & (pw > 0)[:, None, :]
-    bi, ki, ni = member.nonzero(as_tuple=True)
-    wt = pw[bi, ni] if pixel_weight is not None else torch.ones(len(bi), dtype=x.dtype, device=x.device)
-    flat_k = bi * k + ki
-    mass = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(0, flat_k, wt)  # N_k
-    xi = feats[bi, ni]  # [M, C]
-    sums = torch.zeros(b * k, c, dtype=x.dtype, device=x.device).index_add_(0, flat_k, xi * wt[:, None])
-    valid = (mass > 0).view(b, k)
-    mu = (sums / mass.clamp(min=1e-12)[:, None]).view(b, k, c)
+    if dense is None:  # pick the cheaper layout: [B, K, N] distances vs gathered [M, C] member features
+        dense = b * k * h * w < int(torch.count_nonzero(masks)) * c
+    if pixel_weight is not None and pixel_weight.shape != (b, h, w):
+        raise ValueError(f"pixel_weight must be [B, H, W] = {(b, h, w)}, got {tuple(pixel_weight.shape)}")
+    if dense:
+        mu, valid, mass, per_mask = _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members)
+    else:
+        mu, valid, mass, per_mask = _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members)
     n_masks = valid.sum(1)
     cb = n_masks.to(x.dtype)
-
-    # pull: hinge on each member's distance to its mask mean, averaged within the mask, then over masks
-    d = _norm(mu.view(b * k, c)[flat_k] - xi)
-    per_mask = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(
-        0, flat_k, wt * F.relu(d - delta_v) ** 2)
-    per_mask = (per_mask / mass.clamp(min=1e-12)).view(b, k)
     pull = (per_mask * valid).sum(1) / cb.clamp(min=1)
 
     # push: hinge on distances between means of allowed pairs
     pair = valid[:, :, None] & valid[:, None, :] & ~torch.eye(k, dtype=torch.bool, device=x.device)
     if allowed is not None:
         pair = pair & allowed
-    dmu = _norm(mu[:, :, None, :] - mu[:, None, :, :])  # [B, K, K]
+    # ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b: a [B, K, K] Gram matrix instead of a [B, K, K, C] difference tensor
+    sq = (mu * mu).sum(-1)
+    dmu = torch.sqrt(torch.clamp(sq[:, :, None] + sq[:, None, :] - 2 * mu @ mu.transpose(1, 2), min=_EPS))
     hinge = F.relu(2 * delta_d - dmu) ** 2 * pair
     push = hinge.sum((1, 2)) / (cb * (cb - 1)).clamp(min=1)
 
@@ -217,11 +264,16 @@ def downsample_masks(masks: torch.Tensor, strides: Sequence[int], valid_pixels: 
     inside = torch.ones(1, 1, h, w, dtype=torch.int32, device=masks.device)
     valid = (valid_pixels[:, None] if valid_pixels is not None
              else torch.ones(b, 1, h, w, dtype=torch.bool, device=masks.device)).to(torch.int32)
-    counts = F.pad(masks.to(torch.uint8), (0, pw, 0, ph))
+    counts = masks.view(torch.uint8)  # same bytes, no copy
+    if ph or pw:
+        counts = F.pad(counts, (0, pw, 0, ph))
     inside, valid = F.pad(inside, (0, pw, 0, ph)), F.pad(valid, (0, pw, 0, ph))
     out, s = {}, 1
+    if 1 in strides:  # full resolution: membership is the mask itself
+        out[1] = (masks, valid_pixels if valid_pixels is not None
+                  else torch.ones(b, h, w, dtype=torch.bool, device=masks.device))
     while True:
-        if s in strides:
+        if s in strides and s > 1:
             hs, ws = math.ceil(h / s), math.ceil(w / s)
             ins = inside[..., :hs, :ws]
             members = (2 * counts[..., :hs, :ws].to(torch.int32) >= ins) & (ins > 0)
@@ -229,11 +281,16 @@ def downsample_masks(masks: torch.Tensor, strides: Sequence[int], valid_pixels: 
             out[s] = (members, cell_valid)
         if s >= top:
             break
-        pool = lambda t: t.unflatten(-2, (-1, 2)).unflatten(-1, (-1, 2)).sum((-3, -1))  # noqa: E731
-        counts = pool(counts.to(torch.int16 if s >= 4 else torch.uint8))
-        inside, valid = pool(inside), pool(valid)
+        counts = _pool2(counts.to(torch.int16) if s == 4 else counts)  # uint8 holds counts up to 4 (s = 2)
+        inside, valid = _pool2(inside), _pool2(valid)
         s *= 2
     return out
+
+
+def _pool2(t: torch.Tensor) -> torch.Tensor:
+    """2x2 sum over the last two dims (even sizes): strided adds, several times faster than a reshape-sum."""
+    t = t[..., 0::2, :] + t[..., 1::2, :]
+    return t[..., 0::2] + t[..., 1::2]
 
 
 def feature_spread(features: torch.Tensor, cell_valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -321,16 +378,15 @@ class MultiStrideLoss(torch.nn.Module):
         out = MultiStrideOutput(total)
         for s in self.strides:
             members, cell_valid = down[s]
-            members = members & cell_valid[:, None]
-            ok = mask_valid & (members.flatten(2).sum(-1) >= self.min_cells)
+            all_valid = bool(cell_valid.all())  # padding-free batches skip the per-pixel weights entirely
             dv, dd = self.margins[s]
             # Distances in units of sqrt(D) (the cube's diameter): every stride's loss lives on the same scale,
             # so the stride weights, not the channel counts, decide how much each stride counts.
             unit = math.sqrt(features[s].shape[1])
             parts = discriminative_loss(
-                features[s] / unit, members, ok, delta_v=dv / unit, delta_d=dd / unit, alpha=self.alpha, beta=self.beta,
-                gamma=self.gamma, push_pairs=pairs if pairs is not None else "all",
-                pixel_weight=cell_valid.float())
+                features[s] / unit, members, mask_valid, delta_v=dv / unit, delta_d=dd / unit, alpha=self.alpha,
+                beta=self.beta, gamma=self.gamma, push_pairs=pairs if pairs is not None else "all",
+                pixel_weight=None if all_valid else cell_valid.float(), min_members=self.min_cells)
             total = total + self.stride_weights[s] * parts.total
             out.parts[s] = parts
             out.logs.update({f"s{s}/pull": parts.pull.item(), f"s{s}/push": parts.push.item(),

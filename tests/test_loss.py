@@ -235,3 +235,19 @@ def test_free_features_reach_zero_loss():
         out.total.backward()
         opt.step()
     assert out.total.item() < 1e-3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dense_and_sparse_layouts_agree(seed):
+    x, masks, valid = random_case(seed, b=2, k=5, c=6, h=7, w=9, disjoint=False)
+    weight = torch.rand(2, 7, 9, dtype=torch.float64) * (torch.rand(2, 7, 9) > 0.2)
+    kw = dict(delta_v=0.05, delta_d=0.6, pixel_weight=weight)
+    xs, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a = discriminative_loss(xs, masks, valid, dense=False, **kw)
+    d = discriminative_loss(xd, masks, valid, dense=True, **kw)
+    for p, q in zip((a.total, a.pull, a.push, a.reg), (d.total, d.pull, d.push, d.reg)):
+        assert torch.allclose(p, q, atol=1e-10)
+    a.total.backward(), d.total.backward()
+    assert torch.allclose(xs.grad, xd.grad, atol=1e-8)
+    f = lambda t: discriminative_loss(t, masks, valid, dense=True, **kw).total  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)
