@@ -1,7 +1,8 @@
 """MultiStrideLoss forward+backward vs a straightforward per-mask loop, same inputs, same process family.
 
     python scripts/benchmark.py loss [--quick]
-B=4, 512x512, strides 1-16, K = 16 / 64 / 256 random overlapping masks. Peak memory: each measurement runs in a
+B=4, 512x512, strides 1-16, K = 16 / 64 / 256 random overlapping rectangles with log-uniform sides (SA-1B-like:
+most masks small). Peak memory: each measurement runs in a
 fresh child process; we report its peak RSS minus the peak RSS of a child that only builds the inputs (so the
 number is what the loss itself adds). Targets: >= 10x faster than the loop at K=64; time and memory ~linear in K.
 """
@@ -21,11 +22,13 @@ STRIDES = (1, 2, 4, 8, 16)
 def make_inputs(b, size, k, seed=0):
     g = torch.Generator().manual_seed(seed)
     feats = {s: torch.rand(b, 3 * s * s, size // s, size // s, generator=g).requires_grad_() for s in STRIDES}
-    # random rectangles of varied size (overlapping, some nested), like SA-1B's object/part masks
+    # random overlapping rectangles with SA-1B-like sizes: sides log-uniform in [size/64, size/2] (area 0.02 %-25 %
+    # of the image, most masks small, as SA-1B's object / part / sub-part masks are)
     masks = torch.zeros(b, k, size, size, dtype=torch.bool)
     for i in range(b):
         for j in range(k):
-            h, w = (torch.randint(size // 16, size // 2, (2,), generator=g)).tolist()
+            lo, hi = torch.log(torch.tensor(size / 64.0)), torch.log(torch.tensor(size / 2.0))
+            h, w = torch.exp(lo + (hi - lo) * torch.rand(2, generator=g)).int().clamp(min=2).tolist()
             y, x = torch.randint(0, size - h, (1,), generator=g).item(), torch.randint(0, size - w, (1,), generator=g).item()
             masks[i, j, y:y + h, x:x + w] = True
     return feats, masks
