@@ -55,14 +55,15 @@ def loop_loss(feats, masks, loss):
                 mu = x.mean(1)
                 mus.append(mu)
                 pull = pull + (torch.relu((x - mu[:, None]).norm(dim=0) - dv / unit) ** 2).mean()
-            if not mus:
+            if not mus:  # no mask big enough at this stride: the image does not count (as in featlib)
                 continue
             mu = torch.stack(mus)
             d = torch.cdist(mu, mu)
             c = len(mus)
             push = (torch.relu(2 * dd / unit - d) ** 2).fill_diagonal_(0).sum() / max(c * (c - 1), 1)
             per_image.append(pull / c + push + 0.001 * mu.norm(dim=1).mean())
-        total = total + loss.stride_weights[s] * torch.stack(per_image).mean()
+        if per_image:
+            total = total + loss.stride_weights[s] * torch.stack(per_image).mean()
     return total
 
 
@@ -88,9 +89,10 @@ def measure(method, b, size, k, repeats):
     q = mp.get_context("fork").Queue()
     p = mp.get_context("fork").Process(target=_child, args=(method, b, size, k, repeats, q))
     p.start()
-    r = q.get()
-    p.join()
-    return r
+    p.join()  # the child's result is two floats, so the queue never blocks the join
+    if p.exitcode != 0:
+        raise RuntimeError(f"benchmark child ({method}, K={k}) failed with exit code {p.exitcode}")
+    return q.get(timeout=10)
 
 
 def main(argv: list[str]) -> None:
