@@ -75,9 +75,19 @@ def _to_pixel_edges(cell_d: np.ndarray, stride: int, size: tuple[int, int], axis
         cols = (ex + 1) / stride - 1
     if cell_d.size == 0:  # a single cell along this axis: no boundary seen at this stride
         return np.zeros((len(rows), len(cols)), np.float32)
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    out = ndimage.map_coordinates(cell_d, [rr.ravel(), cc.ravel()], order=1, mode="nearest")
-    return out.reshape(len(rows), len(cols)).astype(np.float32)
+    # bilinear on a separable grid = linear along rows, then along columns (clamped at the ends)
+    return _lerp(_lerp(cell_d, rows, 0), cols, 1).astype(np.float32)
+
+
+def _lerp(a: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation of ``a`` at fractional indices ``pos`` along ``axis``, clamped to [0, n-1]."""
+    n = a.shape[axis]
+    pos = np.clip(pos, 0, n - 1)
+    i0 = np.minimum(np.floor(pos).astype(np.intp), max(n - 2, 0))
+    t = (pos - i0).astype(np.float32)
+    lo, hi = np.take(a, i0, axis=axis), np.take(a, np.minimum(i0 + 1, n - 1), axis=axis)
+    t = t[:, None] if axis == 0 else t[None, :]
+    return lo + t * (hi - lo)
 
 
 def distance_mesh(

@@ -83,3 +83,29 @@ def test_lab_features_range_and_errors():
     assert lab.min() >= -0.01 and lab.max() <= 1.01
     with pytest.raises(ValueError, match="RGB"):
         lab_features(img[..., 0])
+
+
+@pytest.mark.parametrize("stride", [2, 4, 16])
+@pytest.mark.parametrize("size", [(64, 64), (50, 37), (17, 40)])
+def test_pixel_edge_interpolation_matches_scipy_bilinear(stride, size):
+    """The separable interpolation equals scipy's bilinear map_coordinates (clamped ends) on the same grid."""
+    from scipy import ndimage
+
+    from featlib.distances import _to_pixel_edges
+
+    h, w = size
+    rng = np.random.default_rng(stride)
+    ch, cw = -(-h // stride), -(-w // stride)
+    for axis, shape in ((0, (ch - 1, cw)), (1, (ch, cw - 1))):
+        cell_d = rng.random(shape).astype(np.float32)
+        if axis == 0:
+            rows = (np.arange(h - 1) + 1) / stride - 1
+            cols = (np.arange(w) + 0.5) / stride - 0.5
+        else:
+            rows = (np.arange(h) + 0.5) / stride - 0.5
+            cols = (np.arange(w - 1) + 1) / stride - 1
+        rr, cc = np.meshgrid(rows, cols, indexing="ij")
+        ref = ndimage.map_coordinates(cell_d, [rr.ravel(), cc.ravel()], order=1, mode="nearest")
+        out = _to_pixel_edges(cell_d, stride, size, axis)
+        assert out.shape == (len(rows), len(cols))
+        np.testing.assert_allclose(out, ref.reshape(out.shape), atol=1e-5)
