@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 PUSH_MODES = ("all", "disjoint", "adjacent")
 _EPS = 1e-20  # under a sqrt: keeps the gradient finite (zero) when two vectors coincide
+_PER_IMAGE_ABOVE = 8_000_000  # gathered member values (M x C) above which the sparse pull runs image by image
 
 
 @dataclass
@@ -109,6 +110,7 @@ def discriminative_loss(
     adjacency_radius: int = 2,
     dense: bool | None = None,
     min_members: int = 1,
+    feature_scale: float = 1.0,
 ) -> LossParts:
     """Discriminative loss at one stride.
 
@@ -121,6 +123,8 @@ def discriminative_loss(
         dense: pull-term layout — dense [B, K, N] distances or gathered member features [M, C]; None picks the
             cheaper (dense at coarse strides, where N is small and C large). Same values either way.
         min_members: masks with fewer member pixels (weight > 0) than this are ignored.
+        feature_scale: the loss of ``features * feature_scale``, applied to the per-mask means and distances so
+            the feature map itself is never copied.
     Returns:
         LossParts of scalars; a batch with no valid mask gives zeros that still carry a (zero) gradient.
     """
@@ -129,45 +133,125 @@ def discriminative_loss(
     with torch.autocast(device_type=features.device.type, enabled=False):
         return _discriminative_loss(features.to(dtype), masks, mask_valid, delta_v, delta_d, alpha, beta, gamma,
                                     push_pairs, pixel_weight, overlap_threshold, adjacency_radius, dense,
-                                    min_members)
+                                    min_members, feature_scale)
 
 
-def _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members=1):
-    """Pull term from a sparse list of (image, mask, pixel) member triples: memory ~ total mask area x C.
+def _member_index(masks: torch.Tensor) -> torch.Tensor:
+    """Flat indices into ``masks`` (bool, any shape) of its True entries, ascending: ``masks.flatten().nonzero()``.
 
+    Masks are mostly False, so the scan reads them 8 bytes at a time and looks inside non-zero words only
+    (2x faster than ``nonzero`` on the bool tensor at SA-1B-like densities)."""
+    flat = masks.reshape(-1)
+    if flat.numel() % 8 or flat.storage_offset() % 8 or not flat.is_contiguous() or flat.device.type != "cpu":
+        return flat.nonzero().squeeze(1)
+    words = flat.view(torch.int64)
+    hit = (words != 0).nonzero().squeeze(1)
+    inner = words.index_select(0, hit).view(torch.uint8).view(-1, 8).nonzero()
+    return hit.index_select(0, inner[:, 0]) * 8 + inner[:, 1]
+
+
+def _segment_sum(x: torch.Tensor, flat_k: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Row sums of x [M, C] per segment: rows with equal ``flat_k`` (ascending, ``count`` = its bincount) -> [S, C].
+
+    A few wide rows: ``index_add_``. Many narrow rows (the fine strides): ``segment_reduce``, 2-3x faster there
+    because scatter-adding millions of rows into a few hundred targets does not parallelise."""
+    if x.shape[1] <= 16 and x.device.type == "cpu":
+        return torch.segment_reduce(x, "sum", lengths=count, axis=0)
+    return torch.zeros(count.shape[0], x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, flat_k, x)
+
+
+class _SparsePull(torch.autograd.Function):
+    """Means and pull of every mask from gathered member features, with a hand-written backward.
+
+    Forward: mu_k = sum_i w_i x_i / m_k, d_i = ||x_i - mu_k||, pull_k = sum_i w_i [s d_i - delta_v]_+^2 / m_k
+    (s = ``scale``; mu is returned unscaled). Backward (g = upstream grads of pull and mu): with
+    a_i = 2 s w_i g_pull_k [s d_i - delta_v]_+ / (m_k d_i),
+    dL/dx_i = a_i (x_i - mu_k) + (w_i / m_k) (g_mu_k - sum_{j in k} a_j (x_j - mu_k)).
+    Autograd would keep and walk ~10 [M, C] intermediates; this keeps one and makes ~5 passes over it, one image
+    chunk at a time (one image per chunk when the batch's [M, C] would overflow the cache). That is most of the
+    loss's time at SA-1B-like mask counts.
+    """
+
+    @staticmethod
+    def forward(ctx, x, pix, flat_k, bounds, count, wt, mass, delta_v, scale):
+        # x [B, C, H, W]; chunks of B / len(bounds[1:]) images; members i: pix [M] pixel within its chunk, flat_k [M]
+        # mask b * K + k (ascending), chunk j's members at bounds[j]:bounds[j+1]; count [B*K] members per mask;
+        # wt [M] or None; mass [B*K] weight sums
+        b, c, h, w = x.shape
+        chunks = len(bounds) - 1
+        k = count.shape[0] // chunks  # masks per chunk
+        feats = x.permute(0, 2, 3, 1).reshape(chunks, -1, c)  # rows = pixels, so a gather reads whole rows
+        inv_mass = 1.0 / mass.clamp(min=1e-12)
+        mus, pulls, saved = [], [], []
+        for i in range(chunks):
+            lo, hi, ks = bounds[i], bounds[i + 1], slice(i * k, (i + 1) * k)
+            kk, wi, im = flat_k[lo:hi] - i * k, None if wt is None else wt[lo:hi], inv_mass[ks]
+            xi = feats[i].index_select(0, pix[lo:hi])  # [M_b, C]
+            mu = _segment_sum(xi if wi is None else xi * wi[:, None], kk, count[ks]) * im[:, None]
+            diff = xi.sub_(mu.index_select(0, kk))  # x_i - mu_k, in place of xi
+            sq = (diff * diff).sum(1)
+            d = torch.sqrt(sq.clamp(min=_EPS))
+            excess = F.relu(scale * d - delta_v)
+            hinge = excess * excess
+            pulls.append(torch.zeros_like(im).index_add_(0, kk, hinge if wi is None else wi * hinge) * im)
+            mus.append(mu)
+            # grad of the clamped sqrt is zero below _EPS, as autograd's would be
+            saved.append((diff, torch.where(sq > _EPS, scale * excess / d, torch.zeros_like(d))))
+        ctx.saved, ctx.bounds, ctx.shape = saved, bounds, (b, c, h, w)
+        ctx.save_for_backward(pix, flat_k, count, wt, inv_mass)
+        return torch.cat(mus), torch.cat(pulls)
+
+    @staticmethod
+    def backward(ctx, g_mu, g_pull):
+        pix, flat_k, count, wt, inv_mass = ctx.saved_tensors
+        b, c, h, w = ctx.shape
+        bounds = ctx.bounds
+        k = count.shape[0] // (len(bounds) - 1)
+        grad = torch.zeros(len(bounds) - 1, b * h * w // (len(bounds) - 1), c, dtype=g_mu.dtype, device=g_mu.device)
+        for i, (diff, ratio) in enumerate(ctx.saved):
+            lo, hi, ks = bounds[i], bounds[i + 1], slice(i * k, (i + 1) * k)
+            kk = flat_k[lo:hi] - i * k
+            wm = inv_mass[ks].index_select(0, kk)  # w_i / m_k
+            if wt is not None:
+                wm = wm * wt[lo:hi]
+            t = diff * (2 * g_pull[ks].index_select(0, kk) * wm * ratio)[:, None]  # a_i (x_i - mu_k)  [M_b, C]
+            g_hat = g_mu[ks] - _segment_sum(t, kk, count[ks])  # [K, C]
+            grad[i].index_add_(0, pix[lo:hi], torch.addcmul(t, g_hat.index_select(0, kk), wm[:, None]))
+        return grad.view(b, h, w, c).permute(0, 3, 1, 2), None, None, None, None, None, None, None, None
+
+
+def _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, member_index=None, scale=1.0):
+    """Pull term from a sparse list of (image, mask, pixel) member pairs: memory ~ total mask area x C.
+
+    ``member_index``: ``_member_index(masks)`` if already computed.
     Returns (mu [B, K, C], valid [B, K], mass [B*K], per-mask pull [B, K])."""
     b, c, h, w = x.shape
-    k = masks.shape[1]
-    feats = x.flatten(2).transpose(1, 2).reshape(b * h * w, c)  # [B*N, C]
-    bi, ki, ni = masks.flatten(2).nonzero(as_tuple=True)
-    flat_n = bi * (h * w) + ni
-    pw = pixel_weight.to(x.dtype).reshape(-1) if pixel_weight is not None else None
+    k, n = masks.shape[1], h * w
+    idx = _member_index(masks) if member_index is None else member_index
+    flat_k, pix = idx // n, idx % n  # mask b * K + k (ascending), pixel within the image
     keep = None
     if mask_valid is not None:
-        keep = mask_valid.to(x.device)[bi, ki]
-    if pw is not None:
-        keep = (pw.index_select(0, flat_n) > 0) if keep is None else keep & (pw.index_select(0, flat_n) > 0)
+        keep = mask_valid.to(x.device).reshape(-1).index_select(0, flat_k)
+    wt = None
+    if pixel_weight is not None:
+        wt = pixel_weight.to(x.dtype).reshape(b, n)[flat_k // k, pix]
+        keep = (wt > 0) if keep is None else keep & (wt > 0)
     if keep is not None and not bool(keep.all()):
-        bi, ki, flat_n = bi[keep], ki[keep], flat_n[keep]
-    # index_select (backward = index_add) rather than advanced indexing (backward = a sorting index_put)
-    wt = pw.index_select(0, flat_n) if pw is not None else None
-    flat_k = bi * k + ki
-    ones = torch.ones(len(flat_k), dtype=x.dtype, device=x.device)
-    mass = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(0, flat_k, ones if wt is None else wt)
-    xi = feats.index_select(0, flat_n)  # [M, C]
-    sums = torch.zeros(b * k, c, dtype=x.dtype, device=x.device).index_add_(
-        0, flat_k, xi if wt is None else xi * wt[:, None])
-    mu = sums / mass.clamp(min=1e-12)[:, None]
-    d = _norm(mu.index_select(0, flat_k) - xi)
-    hinge = F.relu(d - delta_v) ** 2
-    per_mask = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(
-        0, flat_k, hinge if wt is None else wt * hinge)
-    per_mask = per_mask / mass.clamp(min=1e-12)
-    valid = (mass > 0) & (torch.bincount(flat_k, minlength=b * k) >= min_members)
+        flat_k, pix = flat_k[keep], pix[keep]
+        wt = None if wt is None else wt[keep]
+    count = torch.bincount(flat_k, minlength=b * k)
+    mass = count.to(x.dtype) if wt is None else torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(
+        0, flat_k, wt)
+    if len(flat_k) * c > _PER_IMAGE_ABOVE:  # per image: a batch-wide working set this large spills out of cache
+        bounds = [0] + torch.cumsum(count.view(b, k).sum(1), 0).tolist()
+    else:
+        bounds, pix = [0, len(flat_k)], (flat_k // k) * n + pix
+    mu, per_mask = _SparsePull.apply(x, pix, flat_k, bounds, count, wt, mass, delta_v, scale)
+    valid = (mass > 0) & (count >= min_members)
     return mu.view(b, k, c), valid.view(b, k), mass, per_mask.view(b, k)
 
 
-def _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members=1):
+def _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, scale=1.0):
     """Pull term with dense [B, K, N] distances from a Gram expansion: cheap when N is small and C large
     (coarse strides: 1024 cells x 768 channels at /16 for 512^2). Same outputs as ``_pull_sparse``."""
     b, c, h, w = x.shape
@@ -182,13 +266,13 @@ def _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members=1):
     mu = (wgt @ feats.transpose(1, 2)) / mass.clamp(min=1e-12)[..., None]  # [B, K, C]
     sq = (feats * feats).sum(1)[:, None, :] - 2 * (mu @ feats) + (mu * mu).sum(-1)[..., None]
     d = torch.sqrt(torch.clamp(sq, min=_EPS))  # [B, K, N]
-    per_mask = (wgt * F.relu(d - delta_v) ** 2).sum(-1) / mass.clamp(min=1e-12)
+    per_mask = (wgt * F.relu(scale * d - delta_v) ** 2).sum(-1) / mass.clamp(min=1e-12)
     valid = (mass > 0) & (torch.count_nonzero(wgt, dim=-1) >= min_members)
     return mu, valid, mass.reshape(-1), per_mask
 
 
 def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, gamma, push_pairs, pixel_weight,
-                         overlap_threshold, adjacency_radius, dense=None, min_members=1) -> LossParts:
+                         overlap_threshold, adjacency_radius, dense=None, min_members=1, scale=1.0) -> LossParts:
     b, c, h, w = x.shape
     k = masks.shape[1]
     zero = x.sum() * 0.0  # keeps a valid graph for degenerate batches
@@ -203,14 +287,21 @@ def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, ga
         if allowed.shape != (b, k, k):
             raise ValueError(f"push_pairs tensor must be [B, K, K] = {(b, k, k)}, got {tuple(allowed.shape)}")
 
-    if dense is None:  # pick the cheaper layout: [B, K, N] distances vs gathered [M, C] member features
-        dense = b * k * h * w < int(torch.count_nonzero(masks)) * c
     if pixel_weight is not None and pixel_weight.shape != (b, h, w):
         raise ValueError(f"pixel_weight must be [B, H, W] = {(b, h, w)}, got {tuple(pixel_weight.shape)}")
+    idx = None
+    if dense is None:
+        # Pick the cheaper layout. Gathering [M, C] member features costs ~M*C; the dense layout costs two
+        # [B, K, N] x C products, which BLAS makes cheap per element: it wins only when masks are dense (measured).
+        idx = _member_index(masks)
+        dense = 4 * len(idx) > masks.numel()
     if dense:
-        mu, valid, mass, per_mask = _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members)
+        mu, valid, mass, per_mask = _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members, scale)
     else:
-        mu, valid, mass, per_mask = _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members)
+        mu, valid, mass, per_mask = _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members, idx,
+                                                 scale)
+    if scale != 1.0:
+        mu = mu * scale
     n_masks = valid.sum(1)
     cb = n_masks.to(x.dtype)
     pull = (per_mask * valid).sum(1) / cb.clamp(min=1)
@@ -276,7 +367,11 @@ def downsample_masks(masks: torch.Tensor, strides: Sequence[int], valid_pixels: 
         if s in strides and s > 1:
             hs, ws = math.ceil(h / s), math.ceil(w / s)
             ins = inside[..., :hs, :ws]
-            members = (2 * counts[..., :hs, :ws].to(torch.int32) >= ins) & (ins > 0)
+            # 2 * count >= n_inside  <=>  count >= ceil(n_inside / 2): compare in the counts' own small dtype
+            half = ((ins + 1) // 2).to(counts.dtype)
+            members = counts[..., :hs, :ws] >= half
+            if not bool((ins > 0).all()):
+                members &= ins > 0
             cell_valid = (2 * valid[:, 0, :hs, :ws] >= ins[:, 0]) & (ins[:, 0] > 0)
             out[s] = (members, cell_valid)
         if s >= top:
@@ -298,11 +393,18 @@ def feature_spread(features: torch.Tensor, cell_valid: torch.Tensor | None = Non
 
     features [B, C, h, w], cell_valid bool [B, h, w] -> scalar (0 for a constant output).
     """
+    # moments E[y^2] - E[y]^2 of y = x - (a cell of x), fast reductions where torch.var_mean takes ~10x longer on
+    # CPU; the shift makes a constant output exactly 0 and keeps the difference well conditioned
     x = features.detach().float().flatten(2)
-    m = (cell_valid.flatten(1) if cell_valid is not None else torch.ones_like(x[:, 0], dtype=torch.bool)).float()
-    n = m.sum(1).clamp(min=1)
-    mean = (x * m[:, None]).sum(2) / n[:, None]
-    var = (((x - mean[..., None]) ** 2) * m[:, None]).sum(2) / n[:, None]
+    x = x - x[:, :, :1]
+    if cell_valid is None or bool(cell_valid.all()):
+        n = torch.tensor(float(x.shape[2]))
+        s1, s2 = x.sum(2), torch.linalg.vecdot(x, x, dim=2)
+    else:
+        m = cell_valid.flatten(1).float()[:, None, :]
+        n = m.sum(2).clamp(min=1)
+        s1, s2 = (x * m).sum(2), (x * x * m).sum(2)
+    var = (s2 / n - (s1 / n) ** 2).clamp(min=0)
     return var.sqrt().mean(1).mean()
 
 
@@ -384,9 +486,10 @@ class MultiStrideLoss(torch.nn.Module):
             # so the stride weights, not the channel counts, decide how much each stride counts.
             unit = math.sqrt(features[s].shape[1])
             parts = discriminative_loss(
-                features[s] / unit, members, mask_valid, delta_v=dv / unit, delta_d=dd / unit, alpha=self.alpha,
+                features[s], members, mask_valid, delta_v=dv / unit, delta_d=dd / unit, alpha=self.alpha,
                 beta=self.beta, gamma=self.gamma, push_pairs=pairs if pairs is not None else "all",
-                pixel_weight=None if all_valid else cell_valid.float(), min_members=self.min_cells)
+                pixel_weight=None if all_valid else cell_valid.float(), min_members=self.min_cells,
+                feature_scale=1.0 / unit)
             total = total + self.stride_weights[s] * parts.total
             out.parts[s] = parts
             out.logs.update({f"s{s}/pull": parts.pull.item(), f"s{s}/push": parts.push.item(),

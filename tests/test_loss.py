@@ -239,7 +239,8 @@ def test_free_features_reach_zero_loss():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_dense_and_sparse_layouts_agree(seed):
-    x, masks, valid = random_case(seed, b=2, k=5, c=6, h=7, w=9, disjoint=False)
+    # c = 6 and 20: the sparse layout sums segments with segment_reduce (narrow rows) or index_add (wide rows)
+    x, masks, valid = random_case(seed, b=2, k=5, c=6 if seed % 2 == 0 else 20, h=7, w=9, disjoint=False)
     weight = torch.rand(2, 7, 9, dtype=torch.float64) * (torch.rand(2, 7, 9) > 0.2)
     kw = dict(delta_v=0.05, delta_d=0.6, pixel_weight=weight)
     xs, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -249,5 +250,62 @@ def test_dense_and_sparse_layouts_agree(seed):
         assert torch.allclose(p, q, atol=1e-10)
     a.total.backward(), d.total.backward()
     assert torch.allclose(xs.grad, xd.grad, atol=1e-8)
-    f = lambda t: discriminative_loss(t, masks, valid, dense=True, **kw).total  # noqa: E731
+    for dense in (True, False):  # the sparse layout has a hand-written backward
+        f = lambda t: discriminative_loss(t, masks, valid, dense=dense, **kw).total  # noqa: E731
+        assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)
+    # gradients through the means alone (push and regulariser, no pull): the other half of that backward
+    kw.update(alpha=0.0)
+    f = lambda t: discriminative_loss(t, masks, valid, dense=False, **kw).total  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 5, 7, 9), (3, 2, 16, 5)])
+def test_member_index_equals_nonzero(shape):
+    from featlib.loss import _member_index
+
+    g = torch.Generator().manual_seed(sum(shape))
+    masks = torch.rand(shape, generator=g) > 0.7
+    assert torch.equal(_member_index(masks), masks.reshape(-1).nonzero().squeeze(1))
+    sub = masks[:, 1:]  # a view with a storage offset
+    assert torch.equal(_member_index(sub), sub.reshape(-1).nonzero().squeeze(1))
+
+
+def test_feature_spread_ignores_invalid_cells():
+    x = torch.rand(2, 4, 6, 6)
+    valid = torch.ones(2, 6, 6, dtype=torch.bool)
+    valid[:, :, 4:] = False
+    x_padded = x.clone()
+    x_padded[:, :, :, 4:] = 5.0  # padding far from the data must not count
+    expected = x[:, :, :, :4].flatten(2).std(2, unbiased=False).mean()
+    assert torch.allclose(feature_spread(x_padded, valid), expected, atol=1e-6)
+    assert torch.allclose(feature_spread(x, torch.ones_like(valid)), x.flatten(2).std(2, unbiased=False).mean(), atol=1e-6)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_feature_scale_equals_scaling_the_features(dense):
+    x, masks, valid = random_case(4, b=2, k=4, c=6, h=6, w=7, disjoint=False)
+    kw = dict(delta_v=0.02, delta_d=0.3, dense=dense)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    scaled = discriminative_loss(a, masks, valid, feature_scale=0.4, **kw)
+    direct = discriminative_loss(b * 0.4, masks, valid, **kw)
+    for p, q in zip((scaled.total, scaled.pull, scaled.push, scaled.reg), (direct.total, direct.pull, direct.push, direct.reg)):
+        assert torch.allclose(p, q, atol=1e-10)
+    scaled.total.backward(), direct.total.backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-10)
+
+
+def test_per_image_chunks_give_the_same_loss_and_gradients(monkeypatch):
+    import featlib.loss as loss_module
+
+    x, masks, valid = random_case(5, b=3, k=4, c=5, h=8, w=6, disjoint=False)
+    weight = torch.rand(3, 8, 6, dtype=torch.float64) * (torch.rand(3, 8, 6) > 0.2)
+    kw = dict(delta_v=0.02, delta_d=0.3, dense=False, pixel_weight=weight)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    whole = discriminative_loss(a, masks, valid, **kw)
+    monkeypatch.setattr(loss_module, "_PER_IMAGE_ABOVE", 0)
+    chunked = discriminative_loss(b, masks, valid, **kw)
+    assert torch.allclose(whole.total, chunked.total, atol=1e-12)
+    whole.total.backward(), chunked.total.backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+    f = lambda t: discriminative_loss(t, masks, valid, **kw).total  # noqa: E731
     assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)

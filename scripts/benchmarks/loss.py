@@ -99,7 +99,7 @@ def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="benchmark.py loss")
     p.add_argument("--quick", action="store_true")
     a = p.parse_args(argv)
-    b, size, ks, repeats = (1, 128, (4, 8), 1) if a.quick else (4, 512, (16, 64, 256), 2)
+    b, size, ks, repeats = (1, 128, (4, 8), 1) if a.quick else (4, 512, (16, 64, 256), 3)
     print(f"B={b}, {size}x{size}, strides {STRIDES}; time = best of {repeats} fwd+bwd; memory = peak RSS above inputs")
     print(f"{'K':>5s} {'featlib (s)':>12s} {'loop (s)':>10s} {'speed-up':>9s} {'featlib MB':>11s} {'loop MB':>9s}")
     for k in ks:
