@@ -137,3 +137,20 @@ def test_training_on_tar_shards_runs(tmp_path):
     res = run(tiny(tmp_path, f"data={tmp_path / 'shards'}/*.tar", "max_steps=2", "checkpoint_every=2"), tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "run_summary.json").read_text())["step"] == 2
+
+
+def test_demo_script_smoke(tmp_path):
+    """`make demo`'s script end to end in smoke sizes: trains, picks stride weights on training scenes, compares
+    with raw RGB, writes the figure and the summary."""
+    env = {**os.environ, "FEATLIB_SMOKE": "1", "MPLBACKEND": "Agg"}
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), f"data_root={tmp_path / 'data'}",
+                          f"output_dir={tmp_path / 'out'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["held_out_scenes"] == 2
+    assert summary["stride_weights"]["chosen"] in summary["stride_weights"]["train_scores"]
+    for key in ("learned", "learned_equal_weights", "raw_rgb"):
+        assert 0.0 <= summary["mean_best_iou"][key] <= 1.0
+    assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000
+    assert "raw RGB" in res.stdout
