@@ -275,9 +275,8 @@ def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, ga
                          overlap_threshold, adjacency_radius, dense=None, min_members=1, scale=1.0) -> LossParts:
     b, c, h, w = x.shape
     k = masks.shape[1]
-    zero = x.sum() * 0.0  # keeps a valid graph for degenerate batches
-    if k == 0:
-        z = zero.expand(())
+    if k == 0:  # no masks at all: zeros that still hang off the features' graph
+        z = x.sum() * 0.0
         return LossParts(z, z, z, z, torch.zeros(b, dtype=torch.long, device=x.device))
     if isinstance(push_pairs, str):
         allowed = pair_relations(masks, push_pairs, overlap_threshold=overlap_threshold,
@@ -323,7 +322,7 @@ def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, ga
     n = has.sum().clamp(min=1).to(x.dtype)
 
     def batch(v):
-        return (v * has).sum() / n + zero
+        return (v * has).sum() / n  # the means always come from x, so this keeps a graph even with no mask
 
     return LossParts(batch(per_image), batch(pull), batch(push), batch(reg), n_masks)
 
