@@ -458,7 +458,9 @@ def _pieces(instances: np.ndarray) -> np.ndarray:
 
 def score_partition(features, gts: list[np.ndarray], size=None, stride_weights=None
                     ) -> tuple[float, float, np.ndarray]:
-    """Cluster ``features`` with the hierarchy at the ground truth's number of pieces; (mean best IoU, covering, labels).
+    """Cluster ``features`` with the hierarchy at the ground truth's number of pieces.
+
+    Returns (mean best IoU, covering, labels).
 
     ``stride_weights``: how the per-stride distance meshes combine (``featlib.distances.distance_mesh``; None = equal).
     """

@@ -5,7 +5,8 @@
 2. train configs/demo.yaml (EfficientViT-b0 FeatureNet, multi-stride discriminative loss) with a progress bar;
 3. choose how the per-stride distance meshes combine on the *training* scenes (equal, 1/s, finest strides), then
    evaluate on the held-out scenes: the same hierarchy clustering on the learned features and on raw RGB;
-4. write outputs/demo/: model.pt, checkpoints/, tensorboard/, metrics.jsonl, demo.png (image | features | clusters | GT).
+4. write outputs/demo/: model.pt, checkpoints/, tensorboard/, metrics.jsonl, demo.png (image | features | clusters |
+   GT) and summary.json.
 
 FEATLIB_SMOKE=1 shrinks every size so the same path runs in seconds. Extra arguments are config overrides
 (key=value), e.g. `python scripts/demo.py max_steps=500`.

@@ -279,7 +279,8 @@ def test_feature_spread_ignores_invalid_cells():
     x_padded[:, :, :, 4:] = 5.0  # padding far from the data must not count
     expected = x[:, :, :, :4].flatten(2).std(2, unbiased=False).mean()
     assert torch.allclose(feature_spread(x_padded, valid), expected, atol=1e-6)
-    assert torch.allclose(feature_spread(x, torch.ones_like(valid)), x.flatten(2).std(2, unbiased=False).mean(), atol=1e-6)
+    expected = x.flatten(2).std(2, unbiased=False).mean()
+    assert torch.allclose(feature_spread(x, torch.ones_like(valid)), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("dense", [True, False])
@@ -289,8 +290,8 @@ def test_feature_scale_equals_scaling_the_features(dense):
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     scaled = discriminative_loss(a, masks, valid, feature_scale=0.4, **kw)
     direct = discriminative_loss(b * 0.4, masks, valid, **kw)
-    for p, q in zip((scaled.total, scaled.pull, scaled.push, scaled.reg), (direct.total, direct.pull, direct.push, direct.reg)):
-        assert torch.allclose(p, q, atol=1e-10)
+    for part in ("total", "pull", "push", "reg"):
+        assert torch.allclose(getattr(scaled, part), getattr(direct, part), atol=1e-10)
     scaled.total.backward(), direct.total.backward()
     assert torch.allclose(a.grad, b.grad, atol=1e-10)
 
