@@ -145,7 +145,7 @@ def _member_index(masks: torch.Tensor) -> torch.Tensor:
     if flat.numel() % 8 or flat.storage_offset() % 8 or not flat.is_contiguous() or flat.device.type != "cpu":
         return flat.nonzero().squeeze(1)
     words = flat.view(torch.int64)
-    hit = (words != 0).nonzero().squeeze(1)
+    hit = words.nonzero().squeeze(1)
     inner = words.index_select(0, hit).view(torch.uint8).view(-1, 8).nonzero()
     return hit.index_select(0, inner[:, 0]) * 8 + inner[:, 1]
 
