@@ -94,6 +94,22 @@ def test_downscale_is_area_then_binarise():
     assert s["valid_pixels"][:40, :60].all() and not s["valid_pixels"][40:].any()
 
 
+@pytest.mark.parametrize("hw", [(481, 321), (321, 481), (9, 40)])
+def test_reduced_jpeg_decode_keeps_the_window_inside_the_image(hw):
+    """JPEG draft rounds each axis up separately (481 x 321 at 1/8 -> 61 x 41): the crop box must use each axis's own
+    factor. Regression: BSDS500 image 100080 (481 x 321) was refused as corrupt at size 64."""
+    h, w = hw
+    img = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
+    jpg = io.BytesIO()
+    Image.fromarray(img).save(jpg, format="JPEG")
+    m = np.zeros((h, w), bool)
+    m[h // 3:, w // 3:] = True  # reaches the bottom-right corner
+    rec = {"annotations": [{"segmentation": encode_rle(m), "bbox": [w // 3, h // 3, w - w // 3, h - h // 3], "id": 1}]}
+    for seed in range(200):
+        s = decode_sample(jpg.getvalue(), rec, "x", size=64, augment=True, rng=np.random.default_rng(seed))
+        assert s["image"].shape == (3, 64, 64) and s["masks"].shape[1:] == (64, 64)
+
+
 def test_augmentation_keeps_image_and_masks_aligned(folder):
     ds = sa1b_dataset(folder, size=96, augment=True, seed=1)
     for i in range(len(ds)):

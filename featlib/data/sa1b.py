@@ -149,13 +149,13 @@ def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 10
     img = _open_image(jpg, name, max_pixels)
     w0, h0 = img.size
     r, (cy, cx), (oh, ow), flip = _plan(h0, w0, size, augment, rng, zoom)
-    # source box (original pixels) of the output window
-    box = (cx / r, cy / r, (cx + ow) / r, (cy + oh) / r)
     try:
         img.draft("RGB", (max(1, int(w0 * r)), max(1, int(h0 * r))))  # DCT-domain downscale, JPEG only
-        d = img.size[0] / w0
-        pix = img.convert("RGB").resize((ow, oh), Image.BILINEAR, box=tuple(v * d for v in box),
-                                        reducing_gap=None if d < 1 else 2.0)
+        # source box of the output window in the (drafted) image's pixels; each axis has its own draft factor
+        # (sizes round up per axis), and float error must not push the box past the image (PIL refuses it)
+        dw, dh = img.size[0] / w0, img.size[1] / h0
+        box = (cx / r * dw, cy / r * dh, min((cx + ow) / r * dw, img.size[0]), min((cy + oh) / r * dh, img.size[1]))
+        pix = img.convert("RGB").resize((ow, oh), Image.BILINEAR, box=box, reducing_gap=None if dw < 1 else 2.0)
     except BadSample:
         raise
     except Exception as e:
@@ -175,7 +175,7 @@ def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 10
         if ox1 <= ox0 or oy1 <= oy0:
             continue
         full = mask_utils.decode(rle)
-        src = ((ox0 + cx) / r, (oy0 + cy) / r, (ox1 + cx) / r, (oy1 + cy) / r)
+        src = ((ox0 + cx) / r, (oy0 + cy) / r, min((ox1 + cx) / r, w0), min((oy1 + cy) / r, h0))
         cov = np.asarray(Image.fromarray(full * 255).resize((ox1 - ox0, oy1 - oy0), Image.BOX, box=src))
         m = cov >= 128  # area-resize then binarise: a pixel is in when >= half of it is covered
         lab, n = ndimage.label(m)
