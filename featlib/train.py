@@ -589,6 +589,11 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
 
     alarm = CollapseAlarm(cfg.collapse_spread, cfg.collapse_patience)
     metrics_file = out_dir / "metrics.jsonl"
+    if accelerator.is_main_process:
+        _truncate_metrics(metrics_file, step)
+        if resume_dir is None and list_checkpoints(out_dir):
+            accelerator.print(f"WARNING: {out_dir} holds checkpoints of an earlier run; this run starts at step 0 "
+                              "(pass --resume latest to continue that run instead)")
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not (cfg.progress and accelerator.is_main_process))
     start, seen, data_wait, last = time.perf_counter(), 0, 0.0, {}
     unwrapped = accelerator.unwrap_model(model)
@@ -659,6 +664,17 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
     if cfg.tracker != "none":
         accelerator.end_training()
     return {**result, "accelerator": accelerator}
+
+
+def _truncate_metrics(metrics_file: Path, step: int) -> None:
+    """Keep only rows logged up to ``step`` (the run's starting step): a fresh run into an old output_dir, or a
+    resume from a checkpoint older than the last logged row, must not leave duplicate or foreign steps."""
+    if not metrics_file.exists():
+        return
+    rows = [line for line in metrics_file.read_text().splitlines() if line.strip()]
+    keep = [line for line in rows if json.loads(line).get("step", 0) <= step] if step else []
+    if len(keep) != len(rows):
+        metrics_file.write_text("".join(line + "\n" for line in keep))
 
 
 def _log(accelerator, cfg, metrics_file: Path, values: dict, step: int) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from featlib.train import (CollapseAlarm, ConfigError, TrainConfig, check_world_size, list_checkpoints,
-                           load_config, load_model_checkpoint, lr_factor)
+                           load_config, load_model_checkpoint, lr_factor, read_metrics)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_accelerate.py"
@@ -98,6 +98,14 @@ def test_resume_matches_straight_run(tmp_path):
     sa = json.loads((tmp_path / "a" / "run" / "run_summary.json").read_text())
     sb = json.loads((tmp_path / "b" / "run" / "run_summary.json").read_text())
     assert sa["final_loss"] == pytest.approx(sb["final_loss"], rel=1e-4, abs=1e-6)
+
+    def logged_steps(d):
+        return [r["step"] for r in read_metrics(d) if "loss/total" in r]
+
+    assert logged_steps(tmp_path / "b" / "run") == logged_steps(tmp_path / "a" / "run")  # no step logged twice
+    again = run(tiny(tmp_path / "a", "max_steps=6", "checkpoint_every=3"), tmp_path)  # fresh run, same output_dir
+    assert again.returncode == 0 and "checkpoints of an earlier run" in again.stdout + again.stderr
+    assert logged_steps(tmp_path / "a" / "run") == logged_steps(tmp_path / "b" / "run")
 
 
 def test_kill_during_checkpointing_keeps_previous_checkpoint(tmp_path):
