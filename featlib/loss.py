@@ -25,11 +25,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 PUSH_MODES = ("all", "disjoint", "adjacent")
 _EPS = 1e-20  # under a sqrt: keeps the gradient finite (zero) when two vectors coincide
+_FUSED = True  # compiled loops for narrow CPU strides (tests switch them off to compare with the tensor version)
 _PER_IMAGE_ABOVE = 8_000_000  # gathered member values (M x C) above which the sparse pull runs image by image
 
 
@@ -220,6 +223,103 @@ class _SparsePull(torch.autograd.Function):
         return grad.view(b, h, w, c).permute(0, 3, 1, 2), None, None, None, None, None, None, None, None
 
 
+# Narrow strides on CPU (C <= 16: the /1 and /2 maps): the same pull fused into two compiled loops, one pass over
+# each mask's members instead of ~10 tensor passes; reads the [B, C, N] map in place (no pixel-major copy). Wide
+# strides stay with the tensor version, whose pixel-major gathers read whole rows (the loops here would stride
+# across channels). Measured at B = 4, 512^2, K = 64: /1 39 -> 17 ms, /2 24 -> 19 ms forward + backward.
+
+
+@numba.njit(parallel=True, cache=True)
+def _fused_pull_forward(x, pix, seg, wt, inv_mass, k, delta_v, scale, eps):
+    """x [B, C, N]; mask s = b * k + kk has members seg[s]:seg[s+1] (pixels pix, weights wt or empty)
+    -> mu [S, C], pull [S], ratio [M] (as in ``_SparsePull``). One pass per mask, masks in parallel."""
+    s_count, c = seg.shape[0] - 1, x.shape[1]
+    mu = np.zeros((s_count, c), x.dtype)
+    pull = np.zeros(s_count, x.dtype)
+    ratio = np.zeros(pix.shape[0], x.dtype)
+    weighted = wt.shape[0] > 0
+    for s in numba.prange(s_count):
+        lo, hi, b = seg[s], seg[s + 1], s // k
+        if hi == lo:
+            continue
+        xb = x[b]
+        for i in range(lo, hi):
+            w = wt[i] if weighted else 1.0
+            p = pix[i]
+            for j in range(c):
+                mu[s, j] += w * xb[j, p]
+        for j in range(c):
+            mu[s, j] *= inv_mass[s]
+        acc = 0.0
+        for i in range(lo, hi):
+            p = pix[i]
+            sq = 0.0
+            for j in range(c):
+                dd = xb[j, p] - mu[s, j]
+                sq += dd * dd
+            d = math.sqrt(max(sq, eps))
+            e = max(scale * d - delta_v, 0.0)
+            acc += (wt[i] if weighted else 1.0) * e * e
+            ratio[i] = scale * e / d if sq > eps else 0.0
+        pull[s] = acc * inv_mass[s]
+    return mu, pull, ratio
+
+
+@numba.njit(parallel=True, cache=True)
+def _fused_pull_backward(x, pix, seg, wt, inv_mass, k, mu, ratio, g_mu, g_pull):
+    """dL/dx as [B, N, C] from the upstream grads of mu [S, C] and pull [S]; parallel over images (their pixels
+    are disjoint, so the scatter needs no atomics)."""
+    b_count, c = x.shape[0], x.shape[1]
+    grad = np.zeros((b_count, x.shape[2], c), x.dtype)  # pixel-major: one member's C values land side by side
+    weighted = wt.shape[0] > 0
+    for b in numba.prange(b_count):
+        xb, gb = x[b], grad[b]
+        g_hat = np.empty(c, x.dtype)
+        for s in range(b * k, (b + 1) * k):
+            lo, hi = seg[s], seg[s + 1]
+            if hi == lo:
+                continue
+            for j in range(c):
+                g_hat[j] = g_mu[s, j]
+            base = 2.0 * g_pull[s] * inv_mass[s]
+            for i in range(lo, hi):  # g_hat = g_mu - sum_i a_i (x_i - mu)
+                a = base * ratio[i] * (wt[i] if weighted else 1.0)
+                if a != 0.0:
+                    p = pix[i]
+                    for j in range(c):
+                        g_hat[j] -= a * (xb[j, p] - mu[s, j])
+            for i in range(lo, hi):
+                w = (wt[i] if weighted else 1.0)
+                a = base * ratio[i] * w
+                wm = w * inv_mass[s]
+                p = pix[i]
+                for j in range(c):
+                    gb[p, j] += a * (xb[j, p] - mu[s, j]) + wm * g_hat[j]
+    return grad
+
+
+class _FusedPull(torch.autograd.Function):
+    """``_SparsePull`` for CPU maps with few channels, through the compiled loops above."""
+
+    @staticmethod
+    def forward(ctx, x, pix, seg, k, wt, mass, delta_v, scale):
+        b, c, h, w = x.shape
+        x3 = x.detach().contiguous().view(b, c, h * w).numpy()
+        inv_mass = (1.0 / mass.clamp(min=1e-12)).numpy()
+        wt_np = wt.numpy() if wt is not None else np.zeros(0, x3.dtype)
+        mu, pull, ratio = _fused_pull_forward(x3, pix.numpy(), seg.numpy(), wt_np, inv_mass, k, delta_v, scale, _EPS)
+        ctx.arrays, ctx.shape = (x3, pix.numpy(), seg.numpy(), wt_np, inv_mass, k, mu, ratio), x.shape
+        return torch.from_numpy(mu), torch.from_numpy(pull)
+
+    @staticmethod
+    def backward(ctx, g_mu, g_pull):
+        x3, pix, seg, wt_np, inv_mass, k, mu, ratio = ctx.arrays
+        grad = _fused_pull_backward(x3, pix, seg, wt_np, inv_mass, k, mu, ratio,
+                                    g_mu.contiguous().numpy(), g_pull.contiguous().numpy())
+        b, c, h, w = ctx.shape
+        return torch.from_numpy(grad).view(b, h, w, c).permute(0, 3, 1, 2), None, None, None, None, None, None, None
+
+
 def _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, member_index=None, scale=1.0):
     """Pull term from a sparse list of (image, mask, pixel) member pairs: memory ~ total mask area x C.
 
@@ -242,6 +342,12 @@ def _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, mem
     count = torch.bincount(flat_k, minlength=b * k)
     mass = count.to(x.dtype) if wt is None else torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(
         0, flat_k, wt)
+    if c <= 16 and x.device.type == "cpu" and _FUSED:
+        seg = torch.cat([count.new_zeros(1), torch.cumsum(count, 0)])
+        mu, per_mask = _FusedPull.apply(x, pix, seg, k, wt, mass, delta_v, scale)
+        mu = mu.to(x.dtype)
+        valid = (mass > 0) & (count >= min_members)
+        return mu.view(b, k, c), valid.view(b, k), mass, per_mask.view(b, k)
     if len(flat_k) * c > _PER_IMAGE_ABOVE:  # per image: a batch-wide working set this large spills out of cache
         bounds = [0] + torch.cumsum(count.view(b, k).sum(1), 0).tolist()
     else:

@@ -311,3 +311,24 @@ def test_per_image_chunks_give_the_same_loss_and_gradients(monkeypatch):
     assert torch.allclose(a.grad, b.grad, atol=1e-12)
     f = lambda t: discriminative_loss(t, masks, valid, **kw).total  # noqa: E731
     assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("c", [3, 12])
+def test_fused_cpu_pull_equals_tensor_version(monkeypatch, c):
+    """Narrow CPU strides use compiled loops; the tensor version (GPU, wide strides) must give the same values and
+    gradients."""
+    import featlib.loss as loss_module
+
+    x, masks, valid = random_case(6, b=3, k=5, c=c, h=9, w=8, disjoint=False)
+    weight = torch.rand(3, 9, 8, dtype=torch.float64) * (torch.rand(3, 9, 8) > 0.2)
+    kw = dict(delta_v=0.03, delta_d=0.3, dense=False, pixel_weight=weight, feature_scale=0.7)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fused = discriminative_loss(a, masks, valid, **kw)
+    monkeypatch.setattr(loss_module, "_FUSED", False)
+    tensor = discriminative_loss(b, masks, valid, **kw)
+    for part in ("total", "pull", "push", "reg"):
+        assert torch.allclose(getattr(fused, part), getattr(tensor, part), atol=1e-12), part
+    fused.total.backward(), tensor.total.backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: discriminative_loss(t, masks, valid, **kw).total,
+                                    (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)  # the tensor version
