@@ -154,12 +154,7 @@ def _member_index(masks: torch.Tensor) -> torch.Tensor:
 
 
 def _segment_sum(x: torch.Tensor, flat_k: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """Row sums of x [M, C] per segment: rows with equal ``flat_k`` (ascending, ``count`` = its bincount) -> [S, C].
-
-    A few wide rows: ``index_add_``. Many narrow rows (the fine strides): ``segment_reduce``, 2-3x faster there
-    because scatter-adding millions of rows into a few hundred targets does not parallelise."""
-    if x.shape[1] <= 16 and x.device.type == "cpu":
-        return torch.segment_reduce(x, "sum", lengths=count, axis=0)
+    """Row sums of x [M, C] per segment (rows with equal ``flat_k``) -> [len(count), C]."""
     return torch.zeros(count.shape[0], x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, flat_k, x)
 
 

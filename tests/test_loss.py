@@ -239,7 +239,7 @@ def test_free_features_reach_zero_loss():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_dense_and_sparse_layouts_agree(seed):
-    # c = 6 and 20: the sparse layout sums segments with segment_reduce (narrow rows) or index_add (wide rows)
+    # c = 6 and 20: on CPU the sparse layout runs the compiled loops (narrow rows) or the tensor version (wide rows)
     c, h, w = (6, 7, 9) if seed % 2 == 0 else (20, 4, 5)
     x, masks, valid = random_case(seed, b=2, k=5, c=c, h=h, w=w, disjoint=False)
     weight = torch.rand(2, h, w, dtype=torch.float64) * (torch.rand(2, h, w) > 0.2)
