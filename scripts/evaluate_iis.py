@@ -4,6 +4,7 @@
     python scripts/evaluate_iis.py --dataset grabcut --root ../shared/fixtures/grabcut_sample --features lab
     python scripts/evaluate_iis.py --dataset berkeley --root data/Berkeley --features runs/x/model.pt --limit 20 \
         --output results/berkeley.json
+    python scripts/evaluate_iis.py --dataset bsds --root ../shared/datasets/bsds500 --limit 30 --skip 8 --long-clicks 50
 
 ``--features``: ``lab`` (CIE Lab colour), a FeatureNet checkpoint (``featlib.train.load_model_checkpoint``: a
 ``model.pt`` or a run directory), or ``untrained-<backbone>`` (random weights, a sanity baseline).
@@ -94,6 +95,19 @@ def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, *
     }
 
 
+class _Lazy:
+    """Items ``index`` of a lazy dataset, read one at a time."""
+
+    def __init__(self, dataset, index):
+        self.dataset, self.index = dataset, list(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __iter__(self):
+        return (self.dataset[i] for i in self.index)
+
+
 def plot_curve(result: dict, path: Path, label: str) -> None:
     import matplotlib
 
@@ -114,13 +128,19 @@ def plot_curve(result: dict, path: Path, label: str) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, choices=sorted(LAYOUTS))
+    p.add_argument("--dataset", required=True, choices=sorted(LAYOUTS) + ["bsds"],
+                   help="a RITM-layout benchmark, or bsds: per BSDS500 val image its largest 5-50 %% first-annotator "
+                        "segment (--root = the BSDS500 folder with images/ and groundTruth/)")
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--features", default="lab", help="lab | CHECKPOINT | untrained-<backbone>")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None,
+                   help="first N objects, before --skip (bsds: first N val images; those without a 5-50 %% segment drop out)")
+    p.add_argument("--skip", type=int, default=0, help="leave out the first N objects (e.g. those used for tuning)")
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--long-clicks", type=int, default=100, help="length of the long run for IoU curve and drops (0: off)")
     p.add_argument("--region-spacing", type=int, default=4)
+    p.add_argument("--reach", type=float, default=3.0, help="trust-region factor (ClickSegmenter reach; 0: off)")
+    p.add_argument("--touch-up", type=float, default=4.5, help="ClickSegmenter touch_up in px (0: off)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
     p.add_argument("--output", type=Path, default=None, help="RESULT.json (the plot goes to RESULT.png)")
     p.add_argument("--no-progress", action="store_true")
@@ -128,11 +148,19 @@ def main(argv: list[str] | None = None) -> dict:
     if a.max_clicks < 1 or a.long_clicks < 0:
         p.error("--max-clicks must be >= 1 and --long-clicks >= 0")
     try:
-        ds = load_iis(a.dataset, a.root, limit=a.limit)
-    except ValueError as e:
+        if a.dataset == "bsds":
+            from featlib.data.iis import IISSample
+            from featlib.refine import bsds_samples
+
+            ds = [IISSample(n, im, m, np.zeros(m.shape, bool)) for n, im, m, _ in bsds_samples(a.root, a.limit or 10**9)]
+            ds = ds[a.skip:]
+        else:
+            full = load_iis(a.dataset, a.root, limit=a.limit)
+            ds = _Lazy(full, range(a.skip, len(full)))
+    except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     res = evaluate(ds, feature_fn(a.features), a.max_clicks, a.long_clicks, progress=not a.no_progress,
-                   region_spacing=a.region_spacing, backend=a.backend)
+                   region_spacing=a.region_spacing, backend=a.backend, reach=a.reach or None, touch_up=a.touch_up)
     res.update(dataset=a.dataset, features=a.features)
     c = res["mean_iou_per_click"]
     print(f"\n{'dataset':10s} {'features':14s} {'objects':>7s} {'NoC@85':>7s} {'NoC@90':>7s} {'IoU@1':>6s} {'IoU@5':>6s} "

@@ -100,3 +100,27 @@ def test_evaluate_iis_script(tmp_path):
     assert 1 <= res["noc85"] <= 5 and res["noc85"] <= res["noc90"] <= 5
     assert isinstance(res["drops"], int) and res["drops"] >= 0
     assert out.with_suffix(".png").is_file()
+
+
+def test_evaluate_iis_bsds_skip(shared, tmp_path):
+    """--dataset bsds reads objects straight from BSDS500; --skip leaves out the first ones (the tuning objects)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = shared / "datasets" / "bsds500"
+    if not root.is_dir():
+        pytest.skip("BSDS500 not in ../shared")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_iis.py"
+    spec = importlib.util.spec_from_file_location("evaluate_iis", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    runs = {}
+    for skip in (0, 1):
+        out = tmp_path / f"skip{skip}.json"
+        mod.main(["--dataset", "bsds", "--root", str(root), "--limit", "2", "--skip", str(skip), "--max-clicks", "2",
+                  "--long-clicks", "0", "--touch-up", "0", "--output", str(out), "--no-progress"])
+        runs[skip] = json.loads(out.read_text())
+    assert runs[0]["n_objects"] == 2 and runs[1]["n_objects"] == 1
+    assert runs[1]["objects"][0]["name"] == runs[0]["objects"][1]["name"]
+    assert runs[1]["objects"][0]["ious"] == runs[0]["objects"][1]["ious"]

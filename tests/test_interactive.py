@@ -245,3 +245,35 @@ def test_trust_region_bounds_late_changes(reach):
         assert np.abs(changed - (y, x)).max() <= r + 8
         n_checked += 1
     assert n_checked >= 2
+
+
+@pytest.mark.parametrize("dist", [1, 3])
+def test_touch_up_changes_only_the_empty_disc(dist):
+    """A click r px from the mask (r < touch_up) flips only pixels closer to it than the mask is; touch_up=0 lets
+    the region-level cut take more (so the bound is what limits the change, not the scene)."""
+    from scipy import ndimage
+
+    img, disk = scene(96, seed=6)
+    changes = {}
+    for touch_up in (4.5, 0.0):
+        seg = ClickSegmenter(lab_features(img), img, touch_up=touch_up, backend="scipy")
+        seg.add_click(38, 38, True)
+        dt = ndimage.distance_transform_edt(~seg.mask)
+        # a background pixel exactly `dist` px from the mask, right of the disk centre row
+        y = 38
+        x = int(np.flatnonzero(np.isclose(dt[y], dist) & (np.arange(96) > 38))[0])
+        before = seg.mask.copy()
+        seg.add_click(y, x, True)
+        assert seg.mask[y, x] and (seg.mask | ~before).all()
+        changes[touch_up] = np.argwhere(seg.mask != before)
+    d2 = ((changes[4.5] - (y, x)) ** 2).sum(1)
+    assert (d2 < dist**2).all(), "touch-up changed a pixel outside the empty disc"
+    if dist == 1:
+        assert len(changes[4.5]) == 1  # only the clicked pixel
+    assert len(changes[0.0]) > len(changes[4.5])
+
+
+def test_touch_up_validation():
+    img, _ = scene()
+    with pytest.raises(ValueError, match="touch_up"):
+        ClickSegmenter(lab_features(img), img, touch_up=-1)
