@@ -11,8 +11,9 @@
 One run of ``max(--max-clicks, --long-clicks)`` clicks per object: NoC@85/90 from the first ``--max-clicks``
 (``--max-clicks`` when never reached), mean IoU per click and IoU drops over the whole run.
 Writes a JSON (top-level ``noc85``, ``noc90``, ``drops`` = clicks after which IoU fell, ``n_objects``; plus drop sizes,
-``drops_over_0.01`` = clicks after which IoU fell by more than 0.01,
-latency and per-object details) and an IoU-vs-clicks plot next to it (``.png``), and prints a table.
+``drops_over_0.01`` = clicks after which IoU fell by more than 0.01, both also per click index,
+latency and per-object details) and a plot next to it (``.png``: mean IoU vs clicks, and per click how many objects
+lost IoU), and prints a table.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, *
         raise SystemExit("no objects found")
     curve = np.mean(np.asarray(curves), axis=0)
     all_drops = [o["drops"] for o in per_object]
-    sizes = [d for c in curves for d in np.maximum(np.asarray(c[:-1]) - np.asarray(c[1:]), 0) if d > 1e-9]
+    fall = np.zeros((len(curves), n_clicks))  # fall[i, k]: IoU lost by object i at click k + 1
+    fall[:, 1:] = np.maximum(np.asarray(curves)[:, :-1] - np.asarray(curves)[:, 1:], 0)
+    sizes = [float(d) for d in fall.ravel() if d > 1e-9]
     return {
         "noc85": float(np.mean([o["noc85"] for o in per_object])),
         "noc90": float(np.mean([o["noc90"] for o in per_object])),
@@ -88,6 +91,8 @@ def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, *
         "drop_size_mean": float(np.mean(sizes)) if sizes else 0.0,
         "drop_size_max": float(np.max(sizes)) if sizes else 0.0,
         "mean_iou_per_click": [float(v) for v in curve],
+        "drops_per_click": [int(v) for v in (fall > 1e-9).sum(0)],
+        "drops_over_0.01_per_click": [int(v) for v in (fall > 0.01).sum(0)],
         "latency_median_s": float(np.median(latencies)) if latencies else 0.0,
         "latency_p90_s": float(np.percentile(latencies, 90)) if latencies else 0.0,
         "precompute_median_s": float(np.median(precompute)),
@@ -115,12 +120,22 @@ def plot_curve(result: dict, path: Path, label: str) -> None:
     import matplotlib.pyplot as plt
 
     c = result["mean_iou_per_click"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(np.arange(1, len(c) + 1), c, label=label)
+    k = np.arange(1, len(c) + 1)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    ax.plot(k, c, label=label)
     for t in (0.85, 0.9):
         ax.axhline(t, color="grey", lw=0.6, ls="--")
     ax.set(xlabel="clicks", ylabel="mean IoU", ylim=(0, 1), title=f"{result['n_objects']} objects")
     ax.legend()
+    # Where the drops happen: per click index, how many objects lost IoU (small vs > 0.01).
+    large = np.asarray(result["drops_over_0.01_per_click"])
+    small = np.asarray(result["drops_per_click"]) - large
+    bx.bar(k, small, color="tab:orange", label="drop <= 0.01")
+    bx.bar(k, large, bottom=small, color="tab:red", label="drop > 0.01")
+    bx.set(xlabel="click", ylabel="objects whose IoU fell", xlim=(0.5, len(c) + 0.5),
+           title=f"{result['drops']} drops, {result['drops_over_0.01']} > 0.01")
+    bx.yaxis.get_major_locator().set_params(integer=True)
+    bx.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

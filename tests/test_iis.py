@@ -99,6 +99,9 @@ def test_evaluate_iis_script(tmp_path):
     assert res["n_objects"] == 2 and len(res["mean_iou_per_click"]) == 8
     assert 1 <= res["noc85"] <= 5 and res["noc85"] <= res["noc90"] <= 5
     assert isinstance(res["drops"], int) and res["drops"] >= 0
+    assert len(res["drops_per_click"]) == 8 and sum(res["drops_per_click"]) == res["drops"]
+    assert sum(res["drops_over_0.01_per_click"]) == res["drops_over_0.01"]
+    assert res["drops_per_click"][0] == 0  # nothing to fall from before the first click
     assert out.with_suffix(".png").is_file()
 
 
