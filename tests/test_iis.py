@@ -71,12 +71,8 @@ def test_grabcut_sample(shared):
     assert not (s.mask & s.ignore).any()
 
 
-def test_evaluate_iis_script(tmp_path):
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    # a tiny GrabCut-layout folder with an easy object: a bright square on a dark noisy background
+def _tiny_grabcut(tmp_path):
+    """A tiny GrabCut-layout folder with two easy objects: a bright square on a dark noisy background."""
     (tmp_path / "data" / "data_GT").mkdir(parents=True)
     (tmp_path / "data" / "boundary_GT").mkdir()
     rng = np.random.default_rng(0)
@@ -88,10 +84,25 @@ def test_evaluate_iis_script(tmp_path):
         m[9 + k, 15:45] = 128
         Image.fromarray(img).save(tmp_path / "data" / "data_GT" / f"o{k}.png")
         Image.fromarray(m).save(tmp_path / "data" / "boundary_GT" / f"o{k}.bmp")
+    return tmp_path / "data"
+
+
+def _script():
+    import importlib.util
+    from pathlib import Path
+
     script = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_iis.py"
     spec = importlib.util.spec_from_file_location("evaluate_iis", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_evaluate_iis_script(tmp_path):
+    import json
+
+    _tiny_grabcut(tmp_path)
+    mod = _script()
     out = tmp_path / "res.json"
     mod.main(["--dataset", "grabcut", "--root", str(tmp_path / "data"), "--features", "lab", "--max-clicks", "5",
               "--long-clicks", "8", "--output", str(out), "--no-progress"])
@@ -107,17 +118,12 @@ def test_evaluate_iis_script(tmp_path):
 
 def test_evaluate_iis_bsds_skip(shared, tmp_path):
     """--dataset bsds reads objects straight from BSDS500; --skip leaves out the first ones (the tuning objects)."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     root = shared / "datasets" / "bsds500"
     if not root.is_dir():
         pytest.skip("BSDS500 not in ../shared")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_iis.py"
-    spec = importlib.util.spec_from_file_location("evaluate_iis", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script()
     runs = {}
     for skip in (0, 1):
         out = tmp_path / f"skip{skip}.json"
@@ -127,3 +133,29 @@ def test_evaluate_iis_bsds_skip(shared, tmp_path):
     assert runs[0]["n_objects"] == 2 and runs[1]["n_objects"] == 1
     assert runs[1]["objects"][0]["name"] == runs[0]["objects"][1]["name"]
     assert runs[1]["objects"][0]["ious"] == runs[0]["objects"][1]["ious"]
+
+
+def test_evaluate_iis_checkpoint_features(tmp_path):
+    """--features CHECKPOINT loads a saved FeatureNet (weights_only) and gives the same run as the same weights
+    built in process (``untrained-b0`` seeds 0)."""
+    import json
+
+    import torch
+
+    from featlib.model import build_model
+    from featlib.train import save_model
+
+    root = _tiny_grabcut(tmp_path)
+    torch.manual_seed(0)
+    save_model(build_model("b0"), tmp_path / "model.pt")
+    mod = _script()
+    res = {}
+    for spec in (str(tmp_path / "model.pt"), "untrained-b0"):
+        out = tmp_path / f"{spec[-8:].replace('/', '_')}.json"
+        mod.main(["--dataset", "grabcut", "--root", str(root), "--features", spec, "--max-clicks", "3",
+                  "--long-clicks", "0", "--output", str(out), "--no-progress"])
+        res[spec] = json.loads(out.read_text())
+    a, b = res.values()
+    assert [o["ious"] for o in a["objects"]] == [o["ious"] for o in b["objects"]]
+    with pytest.raises(SystemExit):
+        mod.main(["--dataset", "grabcut", "--root", str(root), "--features", str(tmp_path / "missing.pt")])
