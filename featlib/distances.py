@@ -48,6 +48,22 @@ def _as_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
+def feature_dict(features) -> dict[int, np.ndarray]:
+    """One image's features -> ``{stride: float32 [C_s, h_s, w_s]}``, checked (ValueError on a bad shape, NaN, inf).
+
+    ``features``: ``{stride: [C, h, w]}`` (tensors or arrays), or one ``[C, H, W]`` map, taken as stride 1.
+    """
+    if not isinstance(features, Mapping):
+        features = {1: features}
+    feats = {int(s): _as_numpy(f) for s, f in features.items()}
+    for s, f in feats.items():
+        if f.ndim != 3:
+            raise ValueError(f"features at stride {s} must be [C, h, w] for one image, got shape {f.shape}")
+        if not np.isfinite(f).all():
+            raise ValueError(f"features at stride {s} contain NaN or inf")
+    return feats
+
+
 def _cell_distances(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """f [C, h, w] -> (dy [h-1, w], dx [h, w-1]) Euclidean distances / sqrt(C)."""
     scale = 1.0 / np.sqrt(f.shape[0])
@@ -107,14 +123,7 @@ def distance_mesh(
     Returns:
         DistanceMesh with ``dy`` [H-1, W] and ``dx`` [H, W-1], the weighted mean of per-stride distances.
     """
-    if not isinstance(features, Mapping):
-        features = {1: features}
-    feats = {int(s): _as_numpy(f) for s, f in features.items()}
-    for s, f in feats.items():
-        if f.ndim != 3:
-            raise ValueError(f"features at stride {s} must be [C, h, w] for one image, got shape {f.shape}")
-        if not np.isfinite(f).all():
-            raise ValueError(f"features at stride {s} contain NaN or inf")
+    feats = feature_dict(features)
     if size is None:
         s0 = min(feats)
         size = (feats[s0].shape[1] * s0, feats[s0].shape[2] * s0)

@@ -50,7 +50,7 @@ from scipy.cluster.vq import kmeans2
 from scipy.sparse import coo_matrix, csr_matrix, diags
 from scipy.sparse.csgraph import breadth_first_order, dijkstra, maximum_flow
 
-from featlib.distances import DistanceMesh, distance_mesh
+from featlib.distances import DistanceMesh, distance_mesh, feature_dict
 
 # Finite capacities are scaled so their total is about 2**29; "infinite" hard constraints are larger than any cut.
 _CAP_BUDGET = float(2**29)
@@ -163,12 +163,6 @@ def _cut_pymaxflow(n, ei, ej, w, src, snk) -> tuple[np.ndarray, int]:
 
 
 # ----------------------------------------------------------------------------------------------- segmenter
-
-
-def _as_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float32)
 
 
 def oversegment(mesh: DistanceMesh, spacing: int, compactness: float = 0.0) -> np.ndarray:
@@ -304,14 +298,7 @@ class ClickSegmenter:
         reach: float | None = 3.0,
         touch_up: float = 4.5,
     ):
-        if not isinstance(features, Mapping):
-            features = {1: features}
-        feats = {int(s): _as_numpy(f) for s, f in features.items()}
-        for s, f in feats.items():
-            if f.ndim != 3:
-                raise ValueError(f"features at stride {s} must be [C, h, w] for one image, got shape {f.shape}")
-            if not np.isfinite(f).all():
-                raise ValueError(f"features at stride {s} contain NaN or inf")
+        feats = feature_dict(features)
         size = None
         if image is not None:
             image = np.asarray(image)

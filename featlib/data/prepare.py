@@ -18,21 +18,13 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from featlib.data.sa1b import BadSample, _open_image, check_rle, iter_tar_pairs
+from featlib.data.sa1b import BadSample, _open_image, check_rle, iter_tar_pairs, parse_record
 from featlib.data.synthetic import encode_rle
 
 
 def prepare_pair(jpg: bytes, record: bytes, name: str, size: int, quality: int = 90) -> tuple[bytes, bytes]:
     """One raw (jpg, json) pair -> (jpg, json) at longest side ``size``. Raises BadSample on bad input."""
-    try:
-        rec = json.loads(record)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadSample("invalid_json", name, str(e)) from None
-    anns = rec.get("annotations") if isinstance(rec, dict) else None
-    if not isinstance(anns, list):
-        raise BadSample("invalid_json", name, "no 'annotations' list")
-    if not anns:
-        raise BadSample("no_annotations", name)
+    rec, anns = parse_record(record, name)
     img = _open_image(jpg, name, 64_000_000)
     w0, h0 = img.size
     r = min(1.0, size / max(h0, w0))

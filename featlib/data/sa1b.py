@@ -130,12 +130,11 @@ def _plan(h: int, w: int, size: int, augment: bool, rng: np.random.Generator, zo
     return r, (cy, cx), (max(oh, 1), max(ow, 1)), flip
 
 
-def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 1024, augment: bool = True,
-                  rng: np.random.Generator | None = None, min_component_area: int = 16,
-                  max_instances: int | None = None, zoom: tuple[float, float] = (1.0, 1.5),
-                  max_pixels: int = MAX_PIXELS) -> dict:
-    """Decode one (jpg bytes, json) pair into a training sample (see module docstring). Raises BadSample."""
-    rng = rng if rng is not None else np.random.default_rng(0)
+def parse_record(record, name: str) -> tuple[dict, list]:
+    """An SA-1B annotation record (dict, or JSON bytes/str) -> (record, its non-empty 'annotations' list).
+
+    Raises BadSample("invalid_json" | "no_annotations", name).
+    """
     if not isinstance(record, dict):
         try:
             record = json.loads(record)
@@ -146,6 +145,16 @@ def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 10
         raise BadSample("invalid_json", name, "no 'annotations' list")
     if not anns:
         raise BadSample("no_annotations", name)
+    return record, anns
+
+
+def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 1024, augment: bool = True,
+                  rng: np.random.Generator | None = None, min_component_area: int = 16,
+                  max_instances: int | None = None, zoom: tuple[float, float] = (1.0, 1.5),
+                  max_pixels: int = MAX_PIXELS) -> dict:
+    """Decode one (jpg bytes, json) pair into a training sample (see module docstring). Raises BadSample."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    record, anns = parse_record(record, name)
     img = _open_image(jpg, name, max_pixels)
     w0, h0 = img.size
     r, (cy, cx), (oh, ow), flip = _plan(h0, w0, size, augment, rng, zoom)
