@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featlib.utils import sync_numba_threads
+
 PUSH_MODES = ("all", "disjoint", "adjacent")
 _EPS = 1e-20  # under a sqrt: keeps the gradient finite (zero) when two vectors coincide
 _FUSED = True  # compiled loops for narrow CPU strides (tests switch them off to compare with the tensor version)
@@ -303,6 +305,7 @@ class _FusedPull(torch.autograd.Function):
         inv_mass = (1.0 / mass.clamp(min=1e-12)).numpy()
         wt_np = wt.numpy() if wt is not None else np.zeros(0, x3.dtype)
         pix, seg = pix.numpy(), seg.numpy()
+        sync_numba_threads()
         mu, pull, ratio = _fused_pull_forward(x3, pix, seg, wt_np, inv_mass, k, delta_v, scale, _EPS)
         ctx.arrays, ctx.shape = (x3, pix, seg, wt_np, inv_mass, k, mu, ratio), x.shape
         return torch.from_numpy(mu), torch.from_numpy(pull)
@@ -310,6 +313,7 @@ class _FusedPull(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_mu, g_pull):
         x3, pix, seg, wt_np, inv_mass, k, mu, ratio = ctx.arrays
+        sync_numba_threads()
         grad = _fused_pull_backward(x3, pix, seg, wt_np, inv_mass, k, mu, ratio,
                                     g_mu.contiguous().numpy(), g_pull.contiguous().numpy())
         b, c, h, w = ctx.shape

@@ -405,6 +405,18 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
     return final
 
 
+def restore_checkpoint(accelerator, checkpoint: str | Path, loader=None) -> int:
+    """Load a ``save_checkpoint`` directory into the prepared objects (model, optimizer, registered scheduler,
+    RNG states) and ``loader``'s data position; returns its step. Bit-exact (tests/test_train.py checks it)."""
+    checkpoint = Path(checkpoint)
+    accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    step = int(state["step"])
+    if loader is not None:
+        loader.load_state_dict(state["data"], step)
+    return step
+
+
 def save_model(model: FeatureNet, path: str | Path) -> None:
     """Final weights + the model's build arguments, written atomically; load with ``load_model_checkpoint``."""
     path = Path(path)
@@ -581,10 +593,7 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
         accelerator.init_trackers("featlib", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
     step = 0
     if resume_dir is not None:
-        accelerator.load_state(str(resume_dir))
-        state = json.loads((resume_dir / "trainer_state.json").read_text())
-        step = int(state["step"])
-        loader.load_state_dict(state["data"], step)
+        step = restore_checkpoint(accelerator, resume_dir, loader)
         accelerator.print(f"resumed from {resume_dir} at step {step}")
 
     alarm = CollapseAlarm(cfg.collapse_spread, cfg.collapse_patience)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numba
+import torch
+
 SMOKE_ENV = "FEATLIB_SMOKE"
 
 
@@ -26,3 +29,18 @@ def shared_dir() -> Path | None:
 def repo_root() -> Path:
     """The checkout root (parent of the ``featlib`` package)."""
     return Path(__file__).resolve().parents[1]
+
+
+def sync_numba_threads() -> None:
+    """Run numba's parallel loops on torch's thread count, and keep torch's count where it was.
+
+    numba's OpenMP threading layer shares libgomp with torch, and launching it sets the process-wide OpenMP
+    thread count to ``NUMBA_NUM_THREADS`` (all cores). Without this, a process started with
+    ``OMP_NUM_THREADS=1`` (as ``accelerate launch`` starts each rank) silently ran every torch op after the first
+    compiled loss call on all cores: oversubscribed ranks, and a resumed run whose first step used another
+    summation order than the straight run's (issue 11). Call before each parallel numba kernel; costs ~1 us.
+    """
+    n = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # launches the layer on first use
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)

@@ -57,3 +57,24 @@ def test_environment_installs_the_package_itself():
 def test_torch_is_pinned_exactly():
     # An unpinned torch pulls a multi-GB CUDA build on CPU-only machines; the pin is a documented choice.
     assert re.fullmatch(r"==\d+\.\d+\.\d+", _pyproject_specs()["torch"])
+
+
+def _constraints() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[_split(name)[0]] = version.strip()
+    return pins
+
+
+def test_constraints_pin_every_dependency_inside_its_range():
+    """make install uses constraints.txt: it must pin each declared dependency to a version pyproject allows."""
+    from packaging.specifiers import SpecifierSet
+
+    pins = _constraints()
+    missing = sorted(set(_pyproject_specs()) - set(pins))
+    assert missing == [], f"constraints.txt lacks {missing}: run `make lock`"
+    outside = {k: (pins[k], spec) for k, spec in _pyproject_specs().items() if pins[k] not in SpecifierSet(spec)}
+    assert outside == {}, f"pinned versions outside pyproject's ranges: {outside}; run `make lock`"
+    assert all("+" not in v for v in pins.values()), "local version labels (+cpu) pin one machine's wheel"
