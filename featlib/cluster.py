@@ -288,7 +288,7 @@ def _merge_loop(pairs, sums, lens, area, isum, icnt, size_prior, contrast):
     return merges[:n_merges], heights[:n_merges], edge_height
 
 
-def build_hierarchy(features, *, stride_weights=None, connectivity: int = 4, seed_spacing: int = 6,
+def build_hierarchy(features, *, mesh_weights=None, connectivity: int = 4, seed_spacing: int = 6,
                     size_prior: float = 64.0, contrast: float = 0.01, size: tuple[int, int] | None = None
                     ) -> Hierarchy:
     """Build the merge hierarchy of one image.
@@ -296,7 +296,7 @@ def build_hierarchy(features, *, stride_weights=None, connectivity: int = 4, see
     Args:
         features: FeatureNet output for one image ``{s: [C, h, w]}`` (tensor or array), or one map [C, H, W]
             (e.g. ``featlib.distances.lab_features(image)``).
-        stride_weights: {s: w} weights of the per-stride distance meshes (default: equal).
+        mesh_weights: {s: w} weights of the per-stride distance meshes (default: equal).
         connectivity: 4 (the pixel grid's neighbours; 8 is not supported by the mesh).
         seed_spacing: grid spacing of the watershed seeds of the initial oversegmentation (px).
         size_prior, contrast: merge-cost shaping (see ``merge_regions``); defaults chosen on BSDS500 val
@@ -305,7 +305,7 @@ def build_hierarchy(features, *, stride_weights=None, connectivity: int = 4, see
     """
     if connectivity != 4:
         raise ValueError(f"only 4-connectivity is supported, got {connectivity}")
-    mesh = distance_mesh(features, stride_weights=stride_weights, size=size)
+    mesh = distance_mesh(features, mesh_weights=mesh_weights, size=size)
     regions = oversegment(mesh, seed_spacing)
     merges, heights, pairs, edge_height = merge_regions(regions, mesh, size_prior, contrast)
     return Hierarchy(regions, merges, heights, mesh, pairs, edge_height)

@@ -109,7 +109,7 @@ def _lerp(a: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
 def distance_mesh(
     features,
     *,
-    stride_weights: Mapping[int, float] | None = None,
+    mesh_weights: Mapping[int, float] | None = None,
     size: tuple[int, int] | None = None,
 ) -> DistanceMesh:
     """Combine per-stride neighbour distances into one full-resolution mesh.
@@ -117,7 +117,7 @@ def distance_mesh(
     Args:
         features: FeatureNet output for ONE image, ``{stride: [C_s, h_s, w_s]}`` (tensors or arrays), or a single
             array ``[C, H, W]`` treated as stride 1 (e.g. ``lab_features(image)``).
-        stride_weights: ``{stride: weight}``; strides not listed get weight 0. Default: equal weights.
+        mesh_weights: ``{stride: weight}``; strides not listed get weight 0. Default: equal weights.
         size: full-resolution (H, W). Default: stride 1's size if present, else the finest stride's size x stride.
 
     Returns:
@@ -130,13 +130,13 @@ def distance_mesh(
     h, w = size
     if h < 2 or w < 2:
         raise ValueError(f"image must be at least 2 x 2 pixels, got {size}")
-    weights = {s: 1.0 for s in feats} if stride_weights is None else {int(s): float(v) for s, v in stride_weights.items()}
+    weights = {s: 1.0 for s in feats} if mesh_weights is None else {int(s): float(v) for s, v in mesh_weights.items()}
     unknown = set(weights) - set(feats)
     if unknown:
-        raise ValueError(f"stride_weights name strides {sorted(unknown)} not in features {sorted(feats)}")
+        raise ValueError(f"mesh_weights name strides {sorted(unknown)} not in features {sorted(feats)}")
     total = sum(v for v in weights.values() if v > 0)
     if total <= 0:
-        raise ValueError("stride_weights must give at least one stride a positive weight")
+        raise ValueError("mesh_weights must give at least one stride a positive weight")
     dy = np.zeros((h - 1, w), np.float32)
     dx = np.zeros((h, w - 1), np.float32)
     for s, v in weights.items():

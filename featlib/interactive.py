@@ -259,7 +259,7 @@ class ClickSegmenter:
         features: FeatureNet output for ONE image ``{stride: [C_s, h_s, w_s]}`` (tensors or arrays), or one map
             ``[C, H, W]`` (e.g. ``featlib.distances.lab_features(image)``), values about [0, 1].
         image: optional RGB [H, W, 3] (only kept for display; sets the size when given).
-        stride_weights: per-stride weights for both the mesh and the unary distances (default equal).
+        mesh_weights: per-stride weights for both the mesh and the unary distances (default equal).
         region_spacing: oversegmentation seed spacing in px (1 = pixel graph). Default 4.
         lam: pairwise weight (per shared pixel edge) relative to the per-pixel unary in [0, 1]. Default 8.0
             (tuned with the other defaults on the GrabCut sample + 8 BSDS val objects, Lab features).
@@ -289,7 +289,7 @@ class ClickSegmenter:
         features,
         image: np.ndarray | None = None,
         *,
-        stride_weights: Mapping[int, float] | None = None,
+        mesh_weights: Mapping[int, float] | None = None,
         region_spacing: int = 4,
         lam: float = 8.0,
         geo_weight: float = 1.0,
@@ -315,9 +315,9 @@ class ClickSegmenter:
         self.image = image
         self.backend = backend
         self.lam, self.geo_weight, self.border_margin = float(lam), float(geo_weight), float(border_margin)
-        self.mesh = distance_mesh(feats, stride_weights=stride_weights, size=size)
+        self.mesh = distance_mesh(feats, mesh_weights=mesh_weights, size=size)
         self.shape = self.mesh.shape
-        sw = {s: 1.0 for s in feats} if stride_weights is None else {int(s): float(v) for s, v in stride_weights.items()}
+        sw = {s: 1.0 for s in feats} if mesh_weights is None else {int(s): float(v) for s, v in mesh_weights.items()}
         total = sum(v for v in sw.values() if v > 0)
         self._feats = {s: f for s, f in feats.items() if sw.get(s, 0) > 0}
         self._sw = {s: sw[s] / total for s in self._feats}

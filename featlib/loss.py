@@ -527,7 +527,7 @@ class MultiStrideLoss(torch.nn.Module):
     Args:
         strides: strides to use (keys of the FeatureNet dict).
         base_channels: colour channels at full resolution (D = base * s^2 at stride s).
-        stride_weights: {s: w} or None for w ∝ s, normalised to sum 1.
+        loss_weights: {s: w} or None for w ∝ s, normalised to sum 1.
         margins: {s: (delta_v, delta_d)} or None for ``default_margins`` (v * sqrt(D), d * sqrt(D)).
         margin_v, margin_d: the v and d of the default rule.
         push_pairs: "all" | "disjoint" | "adjacent" (see ``pair_relations``).
@@ -538,7 +538,7 @@ class MultiStrideLoss(torch.nn.Module):
     """
 
     def __init__(self, strides: Sequence[int] = (1, 2, 4, 8, 16), base_channels: int = 3,
-                 stride_weights: Mapping[int, float] | None = None,
+                 loss_weights: Mapping[int, float] | None = None,
                  margins: Mapping[int, tuple[float, float]] | None = None, margin_v: float = 0.05,
                  margin_d: float = 0.2, push_pairs: str = "all", min_cells: int = 2, alpha: float = 1.0,
                  beta: float = 1.0, gamma: float = 0.001, overlap_threshold: float = 0.1,
@@ -547,11 +547,11 @@ class MultiStrideLoss(torch.nn.Module):
         self.strides = tuple(sorted(int(s) for s in strides))
         if push_pairs not in PUSH_MODES:
             raise ValueError(f"push_pairs must be one of {PUSH_MODES}, got {push_pairs!r}")
-        raw = dict(stride_weights) if stride_weights is not None else {s: float(s) for s in self.strides}
+        raw = dict(loss_weights) if loss_weights is not None else {s: float(s) for s in self.strides}
         if set(raw) != set(self.strides) or any(v < 0 for v in raw.values()) or sum(raw.values()) <= 0:
-            raise ValueError(f"stride_weights must give a non-negative weight to each of {self.strides}, got {raw}")
+            raise ValueError(f"loss_weights must give a non-negative weight to each of {self.strides}, got {raw}")
         total = sum(raw.values())
-        self.stride_weights = {s: raw[s] / total for s in self.strides}
+        self.loss_weights = {s: raw[s] / total for s in self.strides}
         self.margins = {s: (margins[s] if margins is not None and s in margins
                             else default_margins(s, base_channels, margin_v, margin_d)) for s in self.strides}
         self.base_channels, self.push_pairs, self.min_cells = base_channels, push_pairs, min_cells
@@ -594,7 +594,7 @@ class MultiStrideLoss(torch.nn.Module):
                 beta=self.beta, gamma=self.gamma, push_pairs=pairs if pairs is not None else "all",
                 pixel_weight=None if all_valid else cell_valid.float(), min_members=self.min_cells,
                 feature_scale=1.0 / unit)
-            total = total + self.stride_weights[s] * parts.total
+            total = total + self.loss_weights[s] * parts.total
             out.parts[s] = parts
             out.logs.update({f"s{s}/pull": parts.pull.item(), f"s{s}/push": parts.push.item(),
                              f"s{s}/reg": parts.reg.item(),

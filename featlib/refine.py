@@ -58,7 +58,7 @@ def refine(
     features,
     *,
     size: tuple[int, int] | None = None,
-    stride_weights=None,
+    mesh_weights=None,
     lam: float = 8.0,
     n_levels: int = 6,
     region_spacing: int = 4,
@@ -81,7 +81,7 @@ def refine(
     scores = _check_scores(scores)
     if lam < 0 or not 0 < eps < 0.5:
         raise ValueError("lam must be >= 0 and eps in (0, 0.5)")
-    mesh = distance_mesh(features, stride_weights=stride_weights, size=size)
+    mesh = distance_mesh(features, mesh_weights=mesh_weights, size=size)
     h, w = mesh.shape
     up = upsample_scores(scores, (h, w))
     regions = oversegment(mesh, region_spacing)

@@ -86,7 +86,7 @@ class TrainConfig:
     margin_v: float = 0.05
     margin_d: float = 0.2
     min_cells: int = 2
-    stride_weights: dict | None = None
+    loss_weights: dict | None = None       # loss balance per stride {s: w}; None = w ∝ s
     # logging, validation, checkpoints
     output_dir: str = "runs/demo"
     log_every: int = 10
@@ -333,8 +333,8 @@ def build_training(cfg: TrainConfig):
     model = build_model(cfg.backbone, strides=tuple(cfg.strides), base_channels=cfg.base_channels,
                         pretrained=cfg.pretrained)
     loss = MultiStrideLoss(strides=tuple(cfg.strides), base_channels=cfg.base_channels,
-                           stride_weights={int(k): float(v) for k, v in cfg.stride_weights.items()}
-                           if cfg.stride_weights else None,
+                           loss_weights={int(k): float(v) for k, v in cfg.loss_weights.items()}
+                           if cfg.loss_weights else None,
                            margin_v=cfg.margin_v, margin_d=cfg.margin_d, push_pairs=cfg.push_pairs,
                            min_cells=cfg.min_cells)
     if cfg.freeze_backbone:
@@ -468,18 +468,18 @@ def _pieces(instances: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_partition(features, gts: list[np.ndarray], size=None, stride_weights=None
+def score_partition(features, gts: list[np.ndarray], size=None, mesh_weights=None
                     ) -> tuple[float, float, np.ndarray]:
     """Cluster ``features`` with the hierarchy at the ground truth's number of pieces.
 
     Returns (mean best IoU, covering, labels).
 
-    ``stride_weights``: how the per-stride distance meshes combine (``featlib.distances.distance_mesh``; None = equal).
+    ``mesh_weights``: how the per-stride distance meshes combine (``featlib.distances.distance_mesh``; None = equal).
     """
     from featlib.cluster import build_hierarchy
     from featlib.metrics import covering, mean_best_iou
 
-    h = build_hierarchy(features, size=size, stride_weights=stride_weights)
+    h = build_hierarchy(features, size=size, mesh_weights=mesh_weights)
     gt = _pieces(gts[0])
     labels = h.partition(n_segments=max(1, len(np.unique(gt)) - (1 if (gt == 0).any() else 0) + 1))
     ious = [mean_best_iou(labels, _pieces(g)) for g in gts]
@@ -487,12 +487,12 @@ def score_partition(features, gts: list[np.ndarray], size=None, stride_weights=N
     return float(np.nanmean(ious)), cov, labels
 
 
-def validate(model: FeatureNet, val_set, device="cpu", stride_weights=None) -> dict[str, float]:
+def validate(model: FeatureNet, val_set, device="cpu", mesh_weights=None) -> dict[str, float]:
     """Mean best IoU / covering of the feature hierarchy vs raw RGB on held-out images (same clustering)."""
     res = {"iou": [], "cov": [], "rgb_iou": [], "rgb_cov": []}
     for image, gts in val_set:
         feats = image_features(model, image, device)
-        iou, cov, _ = score_partition(feats, gts, size=image.shape[:2], stride_weights=stride_weights)
+        iou, cov, _ = score_partition(feats, gts, size=image.shape[:2], mesh_weights=mesh_weights)
         rgb = image.astype(np.float32).transpose(2, 0, 1) / 255
         riou, rcov, _ = score_partition(rgb, gts)
         for k, v in zip(res, (iou, cov, riou, rcov)):
@@ -501,14 +501,14 @@ def validate(model: FeatureNet, val_set, device="cpu", stride_weights=None) -> d
             "val/rgb_mean_best_iou": float(np.mean(res["rgb_iou"])), "val/rgb_covering": float(np.mean(res["rgb_cov"]))}
 
 
-def stride_weight_candidates(strides) -> dict[str, dict[int, float] | None]:
+def mesh_weight_candidates(strides) -> dict[str, dict[int, float] | None]:
     """A few ways to combine the per-stride meshes: equal, ∝ 1/s, the two finest, the finest alone."""
     strides = sorted(strides)
     return {"equal": None, "1/s": {s: 1.0 / s for s in strides},
             "finest two": {s: 1.0 for s in strides[:2]}, "finest": {strides[0]: 1.0}}
 
 
-def select_stride_weights(model: FeatureNet, scenes, device="cpu", candidates=None):
+def select_mesh_weights(model: FeatureNet, scenes, device="cpu", candidates=None):
     """Pick the mesh combination with the best mean best IoU on ``scenes`` (use *training* scenes, then report
     held-out scores with the winner). Returns (name, weights, {name: mean best IoU}).
 
@@ -517,19 +517,19 @@ def select_stride_weights(model: FeatureNet, scenes, device="cpu", candidates=No
     """
     feats = [image_features(model, image, device) for image, _ in scenes]
     if candidates is None:
-        candidates = stride_weight_candidates(feats[0].keys())
-    table = {name: float(np.mean([score_partition(f, gts, size=image.shape[:2], stride_weights=w)[0]
+        candidates = mesh_weight_candidates(feats[0].keys())
+    table = {name: float(np.mean([score_partition(f, gts, size=image.shape[:2], mesh_weights=w)[0]
                                   for f, (image, gts) in zip(feats, scenes)])) for name, w in candidates.items()}
     best = max(table, key=table.get)
     return best, candidates[best], table
 
 
 def example_figure(model: FeatureNet, image: np.ndarray, gts: list[np.ndarray], device="cpu", title=None,
-                   stride_weights=None):
+                   mesh_weights=None):
     from featlib.viz import show_features
 
     feats = image_features(model, image, device)
-    _, _, labels = score_partition(feats, gts, size=image.shape[:2], stride_weights=stride_weights)
+    _, _, labels = score_partition(feats, gts, size=image.shape[:2], mesh_weights=mesh_weights)
     return show_features(image, feats, clusters=labels, gt=gts[0] - 1, title=title)
 
 

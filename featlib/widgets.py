@@ -53,7 +53,7 @@ class PartitionExplorer:
 
     def _build(self):
         weights = self.weights if self.strides and any(self.weights.values()) else None
-        self.hierarchy = build_hierarchy(self.features, stride_weights=weights, size=self.image.shape[:2])
+        self.hierarchy = build_hierarchy(self.features, mesh_weights=weights, size=self.image.shape[:2])
 
     def set(self, n_segments: int | None = None, weights: dict | None = None) -> dict[str, np.ndarray]:
         """Apply a slider change and redraw; returns the label maps shown."""

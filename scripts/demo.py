@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 
 import dataclasses  # noqa: E402
 
-from featlib.train import (example_figure, fit, load_config, load_model_checkpoint, select_stride_weights,  # noqa: E402
+from featlib.train import (example_figure, fit, load_config, load_model_checkpoint, select_mesh_weights,  # noqa: E402
                            validate, validation_set)
 from featlib.utils import repo_root, smoke_mode  # noqa: E402
 
@@ -44,18 +44,18 @@ def main(argv: list[str]) -> None:
     result = fit(cfg)
     model = load_model_checkpoint(Path(cfg.output_dir) / "model.pt")
     train_scenes = validation_set(dataclasses.replace(cfg, val_on_train=True, n_val=min(cfg.n_train, 16)))
-    choice, weights, table = select_stride_weights(model, train_scenes)
+    choice, weights, table = select_mesh_weights(model, train_scenes)
     print("stride weights chosen on training scenes (mean best IoU): "
           + ", ".join(f"{k} {v:.3f}" for k, v in table.items()) + f" -> {choice}")
     val = validation_set(cfg)
     equal = validate(model, val)
-    scores = validate(model, val, stride_weights=weights)
-    fig = example_figure(model, val[0][0], val[0][1], stride_weights=weights,
+    scores = validate(model, val, mesh_weights=weights)
+    fig = example_figure(model, val[0][0], val[0][1], mesh_weights=weights,
                          title=f"held-out scene: image | features per stride | clusters ({choice}) | ground truth")
     fig.savefig(Path(cfg.output_dir) / "demo.png", dpi=100)
     summary = {"steps": result["step"], "minutes": round(result["seconds"] / 60, 2),
                "final_loss": round(result["final_loss"], 4), "collapse_alarm": result["collapse"],
-               "held_out_scenes": len(val), "stride_weights": {"chosen": choice, "train_scores": table},
+               "held_out_scenes": len(val), "mesh_weights": {"chosen": choice, "train_scores": table},
                "mean_best_iou": {"learned": round(scores["val/mean_best_iou"], 3),
                                  "learned_equal_weights": round(equal["val/mean_best_iou"], 3),
                                  "raw_rgb": round(scores["val/rgb_mean_best_iou"], 3)},

@@ -68,7 +68,7 @@ def test_recovers_synthetic_objects_from_their_instance_map():
 def test_feature_dict_input_and_baselines():
     img = data.astronaut()[::8, ::8]
     feats = {s: torch.rand(3 * s * s, -(-64 // s), -(-64 // s)) for s in (1, 2, 4)}
-    h = build_hierarchy(feats, stride_weights={1: 1.0, 2: 1.0, 4: 2.0})
+    h = build_hierarchy(feats, mesh_weights={1: 1.0, 2: 1.0, 4: 2.0})
     assert h.shape == (64, 64) and h.partition(n_segments=7).max() == 6
     for method in ("slic", "felzenszwalb"):
         p = FixedPartitioner(img, method).partition(n_segments=20)

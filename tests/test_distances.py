@@ -36,11 +36,11 @@ def test_coarse_stride_boundary_lands_on_the_right_pixel_edge(stride):
 def test_dict_of_tensors_with_batchless_shapes_and_weights():
     torch.manual_seed(0)
     feats = {1: torch.rand(3, 16, 16), 2: torch.rand(12, 8, 8)}
-    only1 = distance_mesh(feats, stride_weights={1: 1.0, 2: 0.0})
+    only1 = distance_mesh(feats, mesh_weights={1: 1.0, 2: 0.0})
     ref = distance_mesh(feats[1].numpy())
     assert np.allclose(only1.dy, ref.dy) and np.allclose(only1.dx, ref.dx)
     both = distance_mesh(feats)
-    half = distance_mesh(feats, stride_weights={1: 1.0, 2: 1.0})
+    half = distance_mesh(feats, mesh_weights={1: 1.0, 2: 1.0})
     assert np.allclose(both.dx, half.dx)
 
 
@@ -70,9 +70,9 @@ def test_bad_input(bad, match):
 def test_bad_weights():
     f = {1: np.zeros((3, 8, 8))}
     with pytest.raises(ValueError, match="not in features"):
-        distance_mesh(f, stride_weights={4: 1.0})
+        distance_mesh(f, mesh_weights={4: 1.0})
     with pytest.raises(ValueError, match="positive"):
-        distance_mesh(f, stride_weights={1: 0.0})
+        distance_mesh(f, mesh_weights={1: 0.0})
 
 
 def test_lab_features_range_and_errors():

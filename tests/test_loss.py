@@ -194,10 +194,10 @@ def test_valid_pixels_and_min_cells():
     assert out.logs["s16/active_masks"] == 1  # mask 1 has only one /16 cell
 
 
-def test_multistride_weights_margins_logs():
+def test_multiloss_weights_margins_logs():
     loss = MultiStrideLoss()
-    assert sum(loss.stride_weights.values()) == pytest.approx(1)
-    assert loss.stride_weights[16] == pytest.approx(16 * loss.stride_weights[1])
+    assert sum(loss.loss_weights.values()) == pytest.approx(1)
+    assert loss.loss_weights[16] == pytest.approx(16 * loss.loss_weights[1])
     for s, (dv, dd) in loss.margins.items():
         assert (dv, dd) == pytest.approx(default_margins(s))
         assert 2 * dd < math.sqrt(3 * s * s)  # reachable within the unit cube
@@ -213,8 +213,8 @@ def test_multistride_weights_margins_logs():
     assert all(f.grad is not None and torch.isfinite(f.grad).all() for f in feats.values())
     with pytest.raises(ValueError, match="stride 4"):
         loss({**feats, 4: torch.rand(2, 48, 8, 8)}, masks)
-    with pytest.raises(ValueError, match="stride_weights"):
-        MultiStrideLoss(strides=(1, 2), stride_weights={1: 1.0})
+    with pytest.raises(ValueError, match="loss_weights"):
+        MultiStrideLoss(strides=(1, 2), loss_weights={1: 1.0})
 
 
 def test_feature_spread_detects_collapse():

@@ -49,8 +49,8 @@ def test_config_errors_fail_fast_with_one_message(tmp_path, override, message):
 
 
 def test_load_config_types_and_overrides(tmp_path):
-    cfg = load_config(ROOT / "configs" / "demo.yaml", ["lr=1e-3", "stride_weights={1: 1, 16: 2}", "stop_at=5"])
-    assert isinstance(cfg, TrainConfig) and cfg.lr == 1e-3 and cfg.stride_weights == {1: 1, 16: 2}
+    cfg = load_config(ROOT / "configs" / "demo.yaml", ["lr=1e-3", "loss_weights={1: 1, 16: 2}", "stop_at=5"])
+    assert isinstance(cfg, TrainConfig) and cfg.lr == 1e-3 and cfg.loss_weights == {1: 1, 16: 2}
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["lr"])
     with pytest.raises(ConfigError, match="not found"):
@@ -235,7 +235,7 @@ def test_demo_script_smoke(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["held_out_scenes"] == 2
-    assert summary["stride_weights"]["chosen"] in summary["stride_weights"]["train_scores"]
+    assert summary["mesh_weights"]["chosen"] in summary["mesh_weights"]["train_scores"]
     for key in ("learned", "learned_equal_weights", "raw_rgb"):
         assert 0.0 <= summary["mean_best_iou"][key] <= 1.0
     assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000

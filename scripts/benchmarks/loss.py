@@ -63,7 +63,7 @@ def loop_loss(feats, masks, loss):
             push = (torch.relu(2 * dd / unit - d) ** 2).fill_diagonal_(0).sum() / max(c * (c - 1), 1)
             per_image.append(pull / c + push + 0.001 * mu.norm(dim=1).mean())
         if per_image:
-            total = total + loss.stride_weights[s] * torch.stack(per_image).mean()
+            total = total + loss.loss_weights[s] * torch.stack(per_image).mean()
     return total
 
 
