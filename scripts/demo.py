@@ -24,8 +24,11 @@ matplotlib.use("Agg")
 
 import dataclasses  # noqa: E402
 
-from featlib.train import (example_figure, fit, load_config, load_model_checkpoint, select_mesh_weights,  # noqa: E402
-                           validate, validation_set)
+from featlib.checkpoint import load_model_checkpoint  # noqa: E402
+from featlib.config import load_config  # noqa: E402
+from featlib.data.loaders import validation_set  # noqa: E402
+from featlib.evaluate import example_figure, select_mesh_weights, validate  # noqa: E402
+from featlib.train import fit  # noqa: E402
 from featlib.utils import repo_root, smoke_mode  # noqa: E402
 
 SMOKE = ["max_steps=3", "n_train=8", "n_val=2", "image_size=64", "scene_size=96", "batch_size=2",
@@ -45,7 +48,7 @@ def main(argv: list[str]) -> None:
     model = load_model_checkpoint(Path(cfg.output_dir) / "model.pt")
     train_scenes = validation_set(dataclasses.replace(cfg, val_on_train=True, n_val=min(cfg.n_train, 16)))
     choice, weights, table = select_mesh_weights(model, train_scenes)
-    print("stride weights chosen on training scenes (mean best IoU): "
+    print("mesh weights chosen on training scenes (mean best IoU): "
           + ", ".join(f"{k} {v:.3f}" for k, v in table.items()) + f" -> {choice}")
     val = validation_set(cfg)
     equal = validate(model, val)

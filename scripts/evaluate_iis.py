@@ -6,8 +6,8 @@
         --output results/berkeley.json
     python scripts/evaluate_iis.py --dataset bsds --root ../shared/datasets/bsds500 --limit 30 --skip 8 --long-clicks 50
 
-``--features``: ``lab`` (CIE Lab colour), a FeatureNet checkpoint (``featlib.train.load_model_checkpoint``: a
-``model.pt`` or a run directory), or ``untrained-<backbone>`` (random weights, a sanity baseline).
+``--features``: a name of the features registry (``featlib.features.names()``: ``lab`` CIE Lab colour, ``untrained-b0``
+random weights as a sanity baseline, ...) or a FeatureNet checkpoint (``model.pt`` or a run directory).
 One run of ``max(--max-clicks, --long-clicks)`` clicks per object: NoC@85/90 from the first ``--max-clicks``
 (``--max-clicks`` when never reached), mean IoU per click and IoU drops over the whole run.
 Writes a JSON (top-level ``noc85``, ``noc90``, ``drops`` = clicks after which IoU fell, ``n_objects``; plus drop sizes,
@@ -29,30 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featlib.data.iis import LAYOUTS, load_iis  # noqa: E402
-from featlib.distances import lab_features  # noqa: E402
+from featlib import features as feature_registry  # noqa: E402
 from featlib.interactive import ClickSegmenter, simulate_clicks  # noqa: E402
-
-
-def feature_fn(spec: str):
-    """``lab`` | checkpoint path | ``untrained-<backbone>`` -> function(image uint8 [H, W, 3]) -> features."""
-    if spec == "lab":
-        return lab_features
-    from featlib.train import image_features
-
-    if spec.startswith("untrained-"):
-        import torch
-
-        from featlib.model import build_model
-
-        torch.manual_seed(0)
-        model = build_model(spec.split("-", 1)[1]).eval()
-    else:
-        from featlib.train import load_model_checkpoint
-
-        if not Path(spec).exists():
-            raise SystemExit(f"--features: {spec!r} is neither 'lab', 'untrained-<backbone>' nor an existing checkpoint")
-        model = load_model_checkpoint(spec)
-    return lambda image: image_features(model, image)
 
 
 def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, **seg_kwargs) -> dict:
@@ -147,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="a RITM-layout benchmark, or bsds: per BSDS500 val image its largest 5-50 %% first-annotator "
                         "segment (--root = the BSDS500 folder with images/ and groundTruth/)")
     p.add_argument("--root", required=True, type=Path)
-    p.add_argument("--features", default="lab", help="lab | CHECKPOINT | untrained-<backbone>")
+    p.add_argument("--features", default="lab",
+                   help=f"a registered name ({', '.join(feature_registry.names())}) or a model checkpoint")
     p.add_argument("--limit", type=int, default=None,
                    help="first N objects, before --skip (bsds: first N val images; those without a 5-50 %% segment drop out)")
     p.add_argument("--skip", type=int, default=0, help="leave out the first N objects (e.g. those used for tuning)")
@@ -163,6 +142,10 @@ def main(argv: list[str] | None = None) -> dict:
     if a.max_clicks < 1 or a.long_clicks < 0:
         p.error("--max-clicks must be >= 1 and --long-clicks >= 0")
     try:
+        features = feature_registry.load(a.features)
+    except ValueError as e:
+        p.error(str(e))
+    try:
         if a.dataset == "bsds":
             from featlib.data.iis import IISSample
             from featlib.refine import bsds_samples
@@ -174,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
             ds = _Lazy(full, range(a.skip, len(full)))
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
-    res = evaluate(ds, feature_fn(a.features), a.max_clicks, a.long_clicks, progress=not a.no_progress,
+    res = evaluate(ds, features, a.max_clicks, a.long_clicks, progress=not a.no_progress,
                    region_spacing=a.region_spacing, backend=a.backend, reach=a.reach or None, touch_up=a.touch_up)
     res.update(dataset=a.dataset, features=a.features)
     c = res["mean_iou_per_click"]

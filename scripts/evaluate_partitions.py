@@ -2,7 +2,7 @@
 """Evaluate unsupervised partitions on BSDS500 against every annotator.
 
     python scripts/evaluate_partitions.py --dataset bsds500 --root ../shared/datasets/bsds500 --split val \
-        --method hierarchy,slic,felzenszwalb --features lab --output outputs/partitions/val.json
+        --method hierarchy,slic,felzenszwalb --features lab-smooth --output outputs/partitions/val.json
 
 For each method a sweep of its granularity parameter (hierarchy: merge-height thresholds, one dataset-wide grid;
 SLIC: segment counts; Felzenszwalb: scale) gives per-image covering / PRI / VI; ODS takes the best dataset-wide
@@ -22,8 +22,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
+from skimage.segmentation import felzenszwalb, slic
 from tqdm.auto import tqdm
 
+from featlib import features as feature_registry
+from featlib.cluster import build_hierarchy
+from featlib.data.bsds import bsds_ids, load_record
 from featlib.metrics import asa, boundary_prf, covering_pri_vi, ods_ois, undersegmentation_error
 
 HIER_THRESHOLDS = np.geomspace(0.01, 200, 48)
@@ -33,44 +38,26 @@ MATCHED = [25, 50, 100, 200, 400]
 
 
 def _fh(img, scale):
-    from skimage.segmentation import felzenszwalb
-
     return felzenszwalb(img, scale=scale, sigma=0.8, min_size=20)
 
 
 def _slic(img, n):
-    from skimage.segmentation import slic
-
     return slic(img, n_segments=n, compactness=10, start_label=0)
 
 
-_MODEL = None
+_FEATURES: dict = {}  # spec -> featlib.features.Features, loaded once per worker process
 
 
-def _features(image, features: str):
-    global _MODEL
-    if features == "lab":
-        from scipy import ndimage
-
-        from featlib.distances import lab_features
-
-        return ndimage.gaussian_filter(lab_features(image), (0, 1.5, 1.5))
-    from featlib.train import image_features, load_model_checkpoint
-
-    if _MODEL is None:
-        import torch
-
-        torch.set_num_threads(1)
-        _MODEL = load_model_checkpoint(features)
-    return image_features(_MODEL, image)
+def _features(image, spec: str):
+    if spec not in _FEATURES:
+        torch.set_num_threads(1)  # one image per worker process: parallel over images, not inside them
+        _FEATURES[spec] = feature_registry.load(spec)
+    return _FEATURES[spec](image)
 
 
 def evaluate_image(args) -> dict:
     """All methods on one image: per-setting (covering, pri, vi, n_segments) and matched-count scores."""
     root, split, image_id, methods, features = args
-    from featlib.cluster import build_hierarchy
-    from featlib.data.bsds import load_record
-
     rec = load_record(root, split, image_id)
     img, gts = rec.image, rec.segmentations
     out = {"id": image_id}
@@ -139,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("--method", default="hierarchy,slic,felzenszwalb",
                    help="comma-separated: hierarchy, slic, felzenszwalb (the first is the JSON's top-level result)")
-    p.add_argument("--features", default="lab", help="'lab' or a model.pt checkpoint (hierarchy only)")
+    p.add_argument("--features", default="lab-smooth",
+                   help="hierarchy features: a registered name (featlib.features.names(); default lab-smooth, the "
+                        "colour baseline: Lab smoothed by 1.5 px) or a model checkpoint")
     p.add_argument("--limit", type=int)
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--output", default="outputs/partitions/result.json")
@@ -148,15 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in methods if m not in ("hierarchy", "slic", "felzenszwalb")]
     if bad:
         p.error(f"unknown method(s) {bad}")
-    from featlib.data.bsds import bsds_ids
-
     try:
         ids = bsds_ids(a.root, a.split)[: a.limit]
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.features != "lab" and not Path(a.features).exists():
-        print(f"error: features checkpoint not found: {a.features}", file=sys.stderr)
+    try:
+        feature_registry.load(a.features)  # fail here, with the valid names, not in every worker
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     jobs = [(a.root, a.split, i, methods, a.features) for i in ids]
     with ProcessPoolExecutor(max_workers=max(1, a.workers)) as pool:

@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """Batch inference: features, UCM and label maps at chosen granularities for a folder of images or tar shards.
 
-    python scripts/segment_images.py --checkpoint outputs/demo/model.pt --input photos/ --output seg/ --levels 10,50,200
-    accelerate launch --multi_gpu --num_processes 8 scripts/segment_images.py --checkpoint CKPT --input 'shards/*.tar' --output seg/
+    python scripts/segment_images.py --features outputs/demo/model.pt --input photos/ --output seg/ --levels 10,50,200
+    accelerate launch --multi_gpu --num_processes 8 scripts/segment_images.py --features CKPT --input 'shards/*.tar' \
+        --output seg/
 
 Per image, OUTPUT/<name>.npz holds ``ucm`` (float16 [2H+1, 2W+1], BSDS layout), ``labels_<n>`` (int32 [H, W]) for
 each level and, with --save-features, ``features_<s>`` (float16 unless --fp32). Images are split across processes
 (accelerate); finished outputs are skipped (resumable; written atomically); unreadable images are skipped and listed
-in OUTPUT/skipped_rank<k>.txt. ``--checkpoint lab`` uses raw Lab colour instead of a model.
+in OUTPUT/skipped_rank<k>.txt. ``--features`` takes any spec of the features registry (``featlib.features``): a model
+checkpoint, or a name such as ``lab-smooth`` (the colour baseline of the partitions).
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ import glob
 import io
 import os
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
+from accelerate import PartialState
 from PIL import Image
 from tqdm.auto import tqdm
+
+from featlib import features as feature_registry
+from featlib.cluster import build_hierarchy
 
 EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -35,8 +42,6 @@ def list_inputs(spec: str) -> list[tuple[str, str]]:
     out = []
     for t in tars:
         if t.endswith(".tar"):
-            import tarfile
-
             with tarfile.open(t) as tar:
                 out += [(Path(m.name).stem, f"{t}::{m.name}") for m in tar if m.name.lower().endswith(EXTS)]
         elif t.lower().endswith(EXTS):
@@ -46,8 +51,6 @@ def list_inputs(spec: str) -> list[tuple[str, str]]:
 
 def read_image(loc: str) -> np.ndarray:
     if "::" in loc:
-        import tarfile
-
         t, member = loc.split("::", 1)
         with tarfile.open(t) as tar:
             data = tar.extractfile(member).read()
@@ -57,7 +60,8 @@ def read_image(loc: str) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="model.pt from training, or 'lab'")
+    p.add_argument("--features", "--checkpoint", dest="features", required=True,
+                   help="model.pt from training, or a registered name (featlib.features.names(), e.g. lab-smooth)")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--levels", default="10,50,200", help="segment counts of the saved label maps")
@@ -65,19 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fp32", action="store_true", help="save features as float32 (default float16)")
     a = p.parse_args(argv)
     levels = [int(v) for v in a.levels.split(",") if v]
-    from accelerate import PartialState
-
-    from featlib.cluster import build_hierarchy, lab_hierarchy
-
     state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU") == "true")
-    model = None
-    if a.checkpoint != "lab":
-        from featlib.train import image_features, load_model_checkpoint
-
-        if not Path(a.checkpoint).exists():
-            print(f"error: checkpoint not found: {a.checkpoint}", file=sys.stderr)
-            return 2
-        model = load_model_checkpoint(a.checkpoint).to(state.device)
+    try:
+        features = feature_registry.load(a.features, device=state.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     items = list_inputs(a.input)
     if not items:
         print(f"error: no images found at {a.input}", file=sys.stderr)
@@ -96,14 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append(f"{loc}\t{type(e).__name__}: {e}")
                 continue
             arrays = {}
-            if model is None:
-                h = lab_hierarchy(img)
-            else:
-                feats = image_features(model, img, state.device)
-                h = build_hierarchy(feats, size=img.shape[:2])
-                if a.save_features:
-                    arrays.update({f"features_{s}": f.astype(np.float32 if a.fp32 else np.float16)
-                                   for s, f in feats.items()})
+            feats = features(img)
+            h = build_hierarchy(feats, size=img.shape[:2])
+            if a.save_features:
+                arrays.update({f"features_{s}": f.astype(np.float32 if a.fp32 else np.float16)
+                               for s, f in feats.items()})
             arrays["ucm"] = h.ucm().astype(np.float16)
             arrays.update({f"labels_{n}": h.partition(n_segments=n) for n in levels})
             tmp = out / f".{name}.tmp.npz"

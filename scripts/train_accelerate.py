@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from featlib.train import ConfigError, fit, load_config
+from featlib.config import ConfigError, load_config
+from featlib.train import fit
 
 
 def main(argv: list[str] | None = None) -> int:

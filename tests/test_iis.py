@@ -143,7 +143,7 @@ def test_evaluate_iis_checkpoint_features(tmp_path):
     import torch
 
     from featlib.model import build_model
-    from featlib.train import save_model
+    from featlib.checkpoint import save_model
 
     root = _tiny_grabcut(tmp_path)
     torch.manual_seed(0)

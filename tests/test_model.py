@@ -3,26 +3,36 @@ import math
 import pytest
 import torch
 
-from featlib.model import BACKBONES, FeatureNet, build_model, to_full_resolution
+from featlib.model import BACKBONES, build_model, to_full_resolution
 
-torch.manual_seed(0)
-
-
-@pytest.fixture(scope="module", params=["b0", "b1", "l0"])
-def model(request):
-    return build_model(request.param).eval()
+SLOW = {"b3": "4 s", "l3": "25 s: 197 M parameters"}  # forward + backward at 2 x 64 x 80 on 2 CPU cores
 
 
-@pytest.mark.parametrize("size", [(64, 64), (97, 131), (32, 45)])
-def test_output_strides_channels_and_range(model, size):
-    h, w = size
-    with torch.no_grad():
-        out = model(torch.rand(2, 3, h, w))
+@pytest.mark.parametrize("backbone", [pytest.param(b, marks=pytest.mark.slow) if b in SLOW else b for b in BACKBONES])
+def test_backbone_contract(backbone):
+    """Every registered backbone: all five strides with 3 s^2 channels at ceil(H/s) x ceil(W/s), sigmoid range,
+    finite values, and a gradient that reaches every parameter (train mode: batch-norm statistics from the batch)."""
+    torch.manual_seed(0)
+    m = build_model(backbone)
+    assert m.backbone_name == backbone
+    h, w = 64, 80
+    out = m(torch.rand(2, 3, h, w))
     assert list(out) == [1, 2, 4, 8, 16]
     for s, f in out.items():
-        assert f.shape == (2, 3 * s * s, math.ceil(h / s), math.ceil(w / s))
-        assert f.dtype == torch.float32
-        assert f.min() >= 0 and f.max() <= 1
+        assert f.shape == (2, 3 * s * s, math.ceil(h / s), math.ceil(w / s)) and f.dtype == torch.float32
+        assert torch.isfinite(f).all() and f.min() >= 0 and f.max() <= 1
+    sum(f.mean() for f in out.values()).backward()
+    starved = [n for n, p in m.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert starved == [], f"{len(starved)} parameters get no gradient, e.g. {starved[:3]}"
+
+
+@pytest.mark.parametrize("size", [(97, 131), (32, 45)])
+def test_odd_sizes_give_ceil_shapes(size):
+    m = build_model("b0").eval()
+    h, w = size
+    with torch.no_grad():
+        out = m(torch.rand(1, 3, h, w))
+    assert {s: tuple(f.shape[-2:]) for s, f in out.items()} == {s: (math.ceil(h / s), math.ceil(w / s)) for s in out}
 
 
 def test_subset_of_strides_and_base_channels():
@@ -46,15 +56,6 @@ def test_padding_is_cropped_back_and_does_not_leak():
     assert torch.allclose(a[1][..., :40, :40], b[1][..., :40, :40], atol=0.05)
 
 
-def test_gradients_reach_backbone_and_every_stage():
-    m = build_model("b0")
-    out = m(torch.rand(1, 3, 64, 64))
-    sum(f.mean() for f in out.values()).backward()
-    assert m.backbone.input_stem.op_list[0].conv.weight.grad.abs().sum() > 0
-    for name, stage in m.decode.items():
-        assert stage.fuse_skip.weight.grad.abs().sum() > 0, name
-
-
 @pytest.mark.parametrize(
     "images, match",
     [
@@ -76,12 +77,6 @@ def test_bad_construction():
         build_model("b9")
     with pytest.raises(ValueError, match="strides"):
         build_model("b0", strides=(3,))
-
-
-def test_all_registered_backbones_build():
-    for name in BACKBONES:
-        m = FeatureNet(name, strides=(16,))
-        assert m.backbone_name == name
 
 
 def test_to_full_resolution_is_pixel_shuffle():

@@ -7,7 +7,7 @@ from PIL import Image
 
 from featlib.data.synthetic import make_scene
 from featlib.model import build_model
-from featlib.train import save_model
+from featlib.checkpoint import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ def test_segment_images_outputs_resume_and_skips(tmp_path):
     (src / "broken.jpg").write_bytes(b"not an image")
     ckpt = tmp_path / "model.pt"
     save_model(build_model("b0", strides=(1, 4)).eval(), ckpt)
-    cmd = [sys.executable, str(ROOT / "scripts" / "segment_images.py"), "--checkpoint", str(ckpt), "--input", str(src),
+    cmd = [sys.executable, str(ROOT / "scripts" / "segment_images.py"), "--features", str(ckpt), "--input", str(src),
            "--output", str(tmp_path / "out"), "--levels", "3,8", "--save-features"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

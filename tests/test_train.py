@@ -15,9 +15,10 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from featlib.train import (CollapseAlarm, ConfigError, InfiniteLoader, TrainConfig, build_dataset, build_training,
-                           check_world_size, list_checkpoints, load_config, load_model_checkpoint, lr_factor,
-                           read_metrics, restore_checkpoint, save_checkpoint)
+from featlib.checkpoint import list_checkpoints, load_model_checkpoint, restore_checkpoint, save_checkpoint
+from featlib.config import ConfigError, TrainConfig, load_config
+from featlib.data.loaders import InfiniteLoader, build_dataset
+from featlib.train import CollapseAlarm, build_training, check_world_size, lr_factor, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_accelerate.py"
@@ -51,6 +52,8 @@ def test_config_errors_fail_fast_with_one_message(tmp_path, override, message):
 def test_load_config_types_and_overrides(tmp_path):
     cfg = load_config(ROOT / "configs" / "demo.yaml", ["lr=1e-3", "loss_weights={1: 1, 16: 2}", "stop_at=5"])
     assert isinstance(cfg, TrainConfig) and cfg.lr == 1e-3 and cfg.loss_weights == {1: 1, 16: 2}
+    with pytest.raises(ConfigError, match="renamed to 'loss_weights'"):
+        load_config(None, ["stride_weights={1: 1}"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["lr"])
     with pytest.raises(ConfigError, match="not found"):

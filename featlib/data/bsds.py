@@ -1,6 +1,6 @@
 """BSDS500 in its original layout: images/<split>/<id>.jpg and groundTruth/<split>/<id>.mat (every annotator).
 
-    for rec in load_bsds(root, "val"):            # BSDSRecord(id, image uint8 [H, W, 3], segmentations list[int32 [H, W]])
+    for rec in load_bsds(root, "val"):   # BSDSRecord(id, image uint8 [H, W, 3], segmentations list[int32 [H, W]])
         ...
 Segmentations are relabelled 0..n-1 (the .mat files count from 1). Each annotator's segments are a full
 partition of the image, so for training every segment is an instance (``bsds_instances``).
@@ -8,12 +8,17 @@ partition of the image, so for training every segment is an instance (``bsds_ins
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from scipy.io import loadmat
+
+from featlib.data.sa1b import decode_sample
+from featlib.data.synthetic import encode_rle
 
 SPLITS = ("train", "val", "test")
 
@@ -68,3 +73,32 @@ def bsds_instances(segmentation: np.ndarray) -> np.ndarray:
     """One annotator's segmentation -> bool [K, H, W] instance masks (every segment is an instance)."""
     n = int(segmentation.max()) + 1
     return segmentation[None] == np.arange(n)[:, None, None]
+
+
+class BSDSTrain(torch.utils.data.Dataset):
+    """BSDS500 training images as SA-1B-like samples: each annotator's segments are instances.
+
+    One annotator is drawn per sample (seeded by seed, epoch and index), the image goes through the SA-1B decoder
+    (``decode_sample``: crop, flip, resize to ``size``) so BSDS and SA-1B batches look alike to the loop.
+    """
+
+    def __init__(self, root, split="train", size=256, augment=True, seed=0, max_instances=None, limit=None):
+        self.root, self.split, self.ids = root, split, bsds_ids(root, split)[:limit]
+        self.size, self.augment, self.seed, self.max_instances, self.epoch = size, augment, seed, max_instances, 0
+        self.skipped: dict = {}
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        rec = load_record(self.root, self.split, self.ids[i])
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        seg = rec.segmentations[int(rng.integers(len(rec.segmentations)))]
+        anns = [{"segmentation": encode_rle(seg == k), "id": int(k)} for k in range(int(seg.max()) + 1)]
+        buf = io.BytesIO()
+        Image.fromarray(rec.image).save(buf, format="JPEG", quality=95)
+        return decode_sample(buf.getvalue(), {"annotations": anns}, rec.id, size=self.size, augment=self.augment,
+                             rng=rng, max_instances=self.max_instances)

@@ -1,6 +1,6 @@
 """Per-click update time of featlib's ClickSegmenter at 512 x 512 vs scikit-image SLIC on the same image.
 
-    python scripts/benchmark.py clicks [--quick] [--clicks 20] [--size 512] [--features lab|untrained-b0]
+    python scripts/benchmark.py clicks [--quick] [--clicks 20] [--size 512] [--features lab|untrained-b0|CKPT]
 Input: a BSDS500 val image (../shared) resized to size x size with its largest first-annotator segment as the object,
 or a synthetic scene when ../shared is absent. Clicks follow the standard simulation protocol (20 clicks).
 Measured after the one-off precompute (also reported): median wall time of ``add_click``; baseline: one
@@ -17,7 +17,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from featlib.distances import lab_features
+from featlib import features as feature_registry
 from featlib.interactive import ClickSegmenter, maxflow_available, simulate_clicks
 from featlib.utils import shared_dir
 
@@ -37,24 +37,12 @@ def test_image(size: int) -> tuple[np.ndarray, np.ndarray, str]:
     return sc.image, max(sc.masks, key=lambda m: m.sum()), "synthetic scene"
 
 
-def features_of(image: np.ndarray, spec: str):
-    if spec == "lab":
-        return lab_features(image)
-    import torch
-
-    from featlib.model import build_model
-    from featlib.train import image_features
-
-    torch.manual_seed(0)
-    return image_features(build_model(spec.split("-", 1)[1]).eval(), image)
-
-
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="benchmark.py clicks")
     p.add_argument("--quick", action="store_true", help="128 x 128, 5 clicks")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--clicks", type=int, default=20)
-    p.add_argument("--features", default="lab", help="lab | untrained-<backbone>")
+    p.add_argument("--features", default="lab", help="a featlib.features spec: lab, untrained-b0, a checkpoint ...")
     a = p.parse_args(argv)
     size, n_clicks = (128, 5) if a.quick else (a.size, a.clicks)
     from skimage.segmentation import slic
@@ -66,7 +54,7 @@ def main(argv: list[str]) -> None:
         slic(image)
         slic_t.append(time.perf_counter() - t0)
     slic_s = float(np.median(slic_t))
-    feats = features_of(image, a.features)
+    feats = feature_registry.load(a.features)(image)
     print(f"image: {source}, {size}x{size}, features {a.features}; {n_clicks} simulated clicks")
     print(f"skimage SLIC (defaults): {1000 * slic_s:.1f} ms")
     backends = ["scipy"] + (["pymaxflow"] if maxflow_available() else [])

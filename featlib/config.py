@@ -1,0 +1,162 @@
+"""Training configuration: a typed dataclass, YAML + ``key=value`` overrides, validation before anything starts.
+
+    cfg = load_config("configs/demo.yaml", ["max_steps=4", "output_dir=runs/try"])   # TrainConfig, validated
+    save_config(cfg, Path("runs/try/config.yaml"))
+
+Every key has a type (checked: a typo or a wrong type is one ``ConfigError`` naming the key, before any
+data is read) and a default with its reason in a comment. Values of overrides are parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# Keys whose meaning was split or renamed: an old config gets an error that names the new key.
+RENAMED_KEYS = {"stride_weights": "loss_weights"}
+
+
+class ConfigError(ValueError):
+    """A config problem found before training starts (unknown key, bad type, missing path ...)."""
+
+
+@dataclass
+class TrainConfig:
+    # model
+    backbone: str = "b0"
+    strides: list = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    base_channels: int = 3
+    pretrained: str | None = None          # official EfficientViT-SAM checkpoint (backbone only)
+    freeze_backbone: bool = False
+    backbone_lr_scale: float = 1.0         # e.g. 0.1 for a pretrained backbone
+    # data
+    data: str = "synthetic"                # "synthetic" | "bsds500" | path to SA-1B folder / tar shards (glob)
+    data_root: str = "data/synthetic"      # where synthetic scenes live (written if absent) / BSDS500 root
+    n_train: int = 64                      # synthetic scenes for training
+    n_val: int = 8                         # held-out synthetic scenes (or BSDS val images) for validation
+    val_on_train: bool = False             # score the training scenes instead (overfitting studies)
+    scene_size: int = 160                  # synthetic scene longest side
+    image_size: int = 128                  # training sample side S
+    max_instances: int | None = 64
+    min_component_area: int = 16
+    num_workers: int = 0
+    shuffle_buffer: int = 256              # tar streams
+    # optimisation
+    batch_size: int = 4                    # per process
+    grad_accum: int = 1
+    max_steps: int = 300                   # length of the LR schedule
+    stop_at: int | None = None             # stop early at this step (e.g. a job's time slice); resume continues
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"            # "no" | "bf16" | "fp16"
+    seed: int = 0
+    # loss
+    push_pairs: str = "all"
+    margin_v: float = 0.05
+    margin_d: float = 0.2
+    min_cells: int = 2
+    loss_weights: dict | None = None       # loss balance per stride {s: w}; None = w ∝ s
+    # logging, validation, checkpoints
+    output_dir: str = "runs/demo"
+    log_every: int = 10
+    val_every: int = 100                   # <= 0 disables
+    image_every: int = 100                 # <= 0 disables
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    tracker: str = "tensorboard"           # "tensorboard" | "none"
+    collapse_spread: float = 0.01          # mean feature spread below this ...
+    collapse_patience: int = 3             # ... for this many log intervals -> COLLAPSE warning
+    progress: bool = True
+
+
+def _type_ok(value, annotation) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (list, dict, str, bool):
+        return isinstance(value, annotation)
+    return True
+
+
+def _annotations() -> dict:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
+    """YAML file + ``key=value`` overrides (values parsed as YAML) -> validated TrainConfig. Raises ConfigError."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping of config keys")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        raw[k.strip()] = yaml.safe_load(v) if v.strip() else None
+    hints = _annotations()
+    renamed = {k: RENAMED_KEYS[k] for k in raw if k in RENAMED_KEYS}
+    if renamed:
+        old, new = next(iter(renamed.items()))
+        raise ConfigError(f"config key {old!r} was renamed to {new!r} (the per-stride balance of the loss; the "
+                          "distance-mesh combination used for clustering is chosen after training, mesh_weights)")
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(hints)}")
+    for k, v in raw.items():
+        if isinstance(v, str) and _type_ok(1.5, hints[k]) and not _type_ok("x", hints[k]):
+            try:  # PyYAML reads "1e-3" as a string (YAML 1.1); accept it for float keys
+                raw[k] = v = float(v)
+            except ValueError:
+                pass
+        if not _type_ok(v, hints[k]):
+            raise ConfigError(f"config key {k!r} must be {hints[k]}, got {v!r} ({type(v).__name__})")
+    cfg = TrainConfig(**raw)
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    if not set(cfg.strides) <= {1, 2, 4, 8, 16} or not cfg.strides:
+        raise ConfigError(f"strides must be a non-empty subset of [1, 2, 4, 8, 16], got {cfg.strides}")
+    if cfg.mixed_precision not in ("no", "bf16", "fp16"):
+        raise ConfigError(f"mixed_precision must be no|bf16|fp16, got {cfg.mixed_precision!r}")
+    if cfg.push_pairs not in ("all", "disjoint", "adjacent"):
+        raise ConfigError(f"push_pairs must be all|disjoint|adjacent, got {cfg.push_pairs!r}")
+    if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.max_steps < 1 or cfg.grad_accum < 1:
+        raise ConfigError("image_size >= 32, batch_size >= 1, grad_accum >= 1 and max_steps >= 1 are required")
+    if cfg.data == "bsds500":
+        if not (Path(cfg.data_root) / "images" / "train").is_dir():
+            raise ConfigError(f"data=bsds500 but {cfg.data_root}/images/train does not exist")
+    elif cfg.data != "synthetic":
+        if not (Path(cfg.data).exists() or glob.glob(cfg.data)):
+            raise ConfigError(f"data path not found: {cfg.data}")
+    if cfg.pretrained is not None and not Path(cfg.pretrained).is_file():
+        raise ConfigError(f"pretrained checkpoint not found: {cfg.pretrained}")
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

@@ -1,0 +1,127 @@
+"""Feature maps by name: one registry for every script, notebook and benchmark (cf. segment-anything's
+``sam_model_registry``).
+
+    f = featlib.features.load("lab")           # a name from names(), or a model checkpoint path
+    feats = f(image)                           # image uint8 [H, W, 3] -> {stride: float32 [C_s, h_s, w_s]}
+    featlib.features.names()                   # ['lab', 'lab-smooth', 'rgb', 'untrained-b0', ...]
+    featlib.features.register("mine", factory, "what it is")   # factory(device) -> Features
+
+Each name has one meaning:
+
+- ``lab``: CIE Lab colour, L / 100, (a + 128) / 255, (b + 128) / 255 (``distances.lab_features``), as {1: [3, H, W]}.
+  The colour baseline of the clicks and of HILL.
+- ``lab-smooth``: the same, Gaussian-smoothed by sigma = 1.5 px per channel: the colour baseline of the partitions
+  (``cluster.lab_hierarchy``; pixel-level colour differences are mostly noise and texture, and Felzenszwalb-
+  Huttenlocher smooths likewise, sigma 0.8). 1.5 px was chosen on BSDS500 val with the hierarchy (docs/PARTITIONS.md).
+- ``rgb``: raw RGB / 255 as {1: [3, H, W]} (the demo's baseline).
+- ``untrained-<backbone>``, one per backbone of ``featlib.model.BACKBONES``: FeatureNet with random weights drawn
+  after ``torch.manual_seed(0)`` (the caller's RNG is left untouched): a floor that learned features must clear.
+- any other spec is a path to a featlib model checkpoint (``model.pt`` or a run directory holding one).
+
+An unknown name that is not an existing path is a ValueError listing the valid names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from featlib.checkpoint import load_model_checkpoint
+from featlib.distances import lab_features
+from featlib.model import BACKBONES, FeatureNet, build_model
+
+LAB_SMOOTH_SIGMA = 1.5  # px; see the module docstring
+
+
+@torch.no_grad()
+def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[int, np.ndarray]:
+    """FeatureNet features of one image: uint8 [H, W, 3] -> {s: float32 [C_s, ceil(H/s), ceil(W/s)]} (numpy)."""
+    model.eval()
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float().div(255).to(device)
+    return {s: f[0].float().cpu().numpy() for s, f in model(x).items()}
+
+
+@dataclass
+class Features:
+    """A named feature extractor: ``features(image uint8 [H, W, 3]) -> {stride: float32 [C, h, w]}``.
+
+    ``model`` is the FeatureNet behind it (None for colour features); ``device`` where it runs.
+    """
+
+    name: str
+    fn: Callable[[np.ndarray], dict[int, np.ndarray]]
+    model: FeatureNet | None = None
+    device: str | torch.device = "cpu"
+
+    def __call__(self, image: np.ndarray) -> dict[int, np.ndarray]:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be RGB [H, W, 3], got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"image must be uint8, got {image.dtype} (skimage.util.img_as_ubyte converts floats)")
+        return self.fn(image)
+
+
+def _colour(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., Features]:
+    return lambda device="cpu": Features(name, lambda image: {1: fn(image)}, None, device)
+
+
+def _model_features(name: str, model: FeatureNet, device) -> Features:
+    model = model.to(device).eval()
+    return Features(name, lambda image: image_features(model, image, device), model, device)
+
+
+def _untrained(backbone: str) -> Callable[..., Features]:
+    def factory(device="cpu") -> Features:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(backbone)
+        return _model_features(f"untrained-{backbone}", model, device)
+
+    return factory
+
+
+def _smoothed_lab(image: np.ndarray) -> np.ndarray:
+    return ndimage.gaussian_filter(lab_features(image), (0, LAB_SMOOTH_SIGMA, LAB_SMOOTH_SIGMA))
+
+
+_REGISTRY: dict[str, tuple[Callable[..., Features], str]] = {
+    "lab": (_colour("lab", lab_features), "CIE Lab colour scaled to about [0, 1], {1: [3, H, W]}"),
+    "lab-smooth": (_colour("lab-smooth", _smoothed_lab), f"CIE Lab, Gaussian sigma {LAB_SMOOTH_SIGMA} px"),
+    "rgb": (_colour("rgb", lambda image: image.astype(np.float32).transpose(2, 0, 1) / 255), "RGB / 255"),
+    **{f"untrained-{b}": (_untrained(b), f"FeatureNet({b}), random weights (seed 0)") for b in BACKBONES},
+}
+
+
+def names() -> list[str]:
+    """Every registered name (a checkpoint path is accepted by ``load`` as well)."""
+    return list(_REGISTRY)
+
+
+def describe() -> dict[str, str]:
+    """{name: one-line meaning} of every registered name (for --help texts)."""
+    return {k: doc for k, (_, doc) in _REGISTRY.items()}
+
+
+def register(name: str, factory: Callable[..., Features], doc: str) -> None:
+    """Add a named extractor: ``factory(device="cpu") -> Features``. Names are unique."""
+    if name in _REGISTRY:
+        raise ValueError(f"feature name {name!r} is already registered")
+    _REGISTRY[name] = (factory, doc)
+
+
+def load(spec: str | Path, device: str | torch.device = "cpu") -> Features:
+    """A registered name, or a path to a featlib model checkpoint -> ``Features``. ValueError otherwise."""
+    spec = str(spec)
+    if spec in _REGISTRY:
+        return _REGISTRY[spec][0](device)
+    path = Path(spec)
+    if path.is_file() or (path.is_dir() and (path / "model.pt").is_file()):
+        return _model_features(spec, load_model_checkpoint(path), device)
+    raise ValueError(f"unknown features {spec!r}: not a registered name nor a model checkpoint; "
+                     f"names: {', '.join(names())}")

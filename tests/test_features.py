@@ -1,0 +1,65 @@
+"""The features registry: one meaning per name, checkpoints by path, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from featlib import features
+from featlib.checkpoint import save_model
+from featlib.distances import lab_features
+from featlib.model import BACKBONES, build_model
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    return (rng.random((40, 56, 3)) * 255).astype(np.uint8)
+
+
+def test_names_cover_colour_and_every_backbone():
+    assert {"lab", "lab-smooth", "rgb"} <= set(features.names())
+    assert {f"untrained-{b}" for b in BACKBONES} <= set(features.names())
+    assert set(features.describe()) == set(features.names())
+
+
+def test_colour_features_have_one_meaning(image):
+    lab = features.load("lab")(image)
+    assert list(lab) == [1] and np.array_equal(lab[1], lab_features(image))
+    smooth = features.load("lab-smooth")(image)[1]
+    assert np.array_equal(smooth, ndimage.gaussian_filter(lab_features(image), (0, 1.5, 1.5)))
+    rgb = features.load("rgb")(image)[1]
+    assert rgb.shape == (3, 40, 56) and np.allclose(rgb[:, 3, 5], image[3, 5] / 255)
+
+
+def test_checkpoint_path_equals_the_same_weights_by_name(tmp_path, image):
+    torch.manual_seed(0)
+    save_model(build_model("b0", strides=(1, 4)), tmp_path / "model.pt")
+    a = features.load(tmp_path / "model.pt")(image)
+    b = features.load(tmp_path)(image)  # a run directory holding model.pt
+    assert a.keys() == b.keys() == {1, 4} and all(np.array_equal(a[s], b[s]) for s in a)
+    assert a[4].shape == (48, 10, 14) and a[4].dtype == np.float32
+
+
+def test_untrained_is_seeded_and_leaves_the_callers_rng_alone(image):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    f1, f2 = features.load("untrained-b0"), features.load("untrained-b0")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(p, q) for p, q in zip(f1.model.parameters(), f2.model.parameters()))
+    out = f1(image)
+    assert sorted(out) == [1, 2, 4, 8, 16] and out[2].shape == (12, 20, 28)
+
+
+def test_errors_name_the_problem(image, tmp_path):
+    with pytest.raises(ValueError, match="lab-smooth"):  # the message lists the valid names
+        features.load("lad")
+    with pytest.raises(ValueError, match="unknown features"):
+        features.load(tmp_path / "missing.pt")
+    f = features.load("lab")
+    with pytest.raises(ValueError, match="uint8"):
+        f(image.astype(np.float32) / 255)
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        f(image[..., 0])
+    with pytest.raises(ValueError, match="already registered"):
+        features.register("lab", lambda device="cpu": None, "duplicate")
