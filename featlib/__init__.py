@@ -1,11 +1,13 @@
 """featlib: a mask-aware dense multi-stride feature space for images.
 
-Modules (imports flow one way: utils -> model/weights -> loss/data -> distances -> cluster/interactive/refine -> train):
+Modules (imports flow one way: utils -> model/weights/pull -> loss/data -> distances -> cluster/interactive/refine ->
+train):
 
 - ``featlib.model``        FeatureNet (EfficientViT backbone + MBConv decode stages), builder registry.
 - ``featlib.weights``      strict loading of official EfficientViT-SAM image-encoder weights.
 - ``featlib.brightness``   the brightness MVP fitting loop.
 - ``featlib.loss``         multi-stride discriminative loss (De Brabandere et al. 2017).
+- ``featlib.pull``         the loss's pull term and per-mask means: dense and sparse layouts, fused CPU loops.
 - ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500.
 - ``featlib.distances``    per-stride neighbour distances combined into one full-resolution distance mesh.
 - ``featlib.cluster``      merge hierarchy -> partitions at any granularity, baselines.
@@ -39,7 +41,7 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {
-    "model", "weights", "brightness", "loss", "data", "distances", "cluster", "metrics",
+    "model", "weights", "brightness", "loss", "pull", "data", "distances", "cluster", "metrics",
     "interactive", "refine", "train", "viz", "widgets", "utils",
 }
 

@@ -5,8 +5,16 @@ import math
 import pytest
 import torch
 
-from featlib.loss import (MultiStrideLoss, default_margins, discriminative_loss, downsample_masks, feature_spread,
-                          pair_relations)
+import featlib.pull as pull_module
+from featlib.loss import (
+    MultiStrideLoss,
+    default_margins,
+    discriminative_loss,
+    downsample_masks,
+    feature_spread,
+    pair_relations,
+)
+from featlib.pull import _member_index
 
 
 def reference_loss(x, masks, valid, dv, dd, alpha=1.0, beta=1.0, gamma=0.001, allowed=None, weight=None):
@@ -41,7 +49,8 @@ def reference_loss(x, masks, valid, dv, dd, alpha=1.0, beta=1.0, gamma=0.001, al
         totals.append(alpha * pull + beta * push + gamma * reg)
     if not totals:
         return (torch.zeros((), dtype=x.dtype),) * 4
-    return tuple(torch.stack([torch.as_tensor(v, dtype=x.dtype) for v in t]).mean() for t in (totals, pulls, pushes, regs))
+    return tuple(torch.stack([torch.as_tensor(v, dtype=x.dtype) for v in t]).mean()
+                 for t in (totals, pulls, pushes, regs))
 
 
 def random_case(seed, b=2, k=4, c=3, h=6, w=7, disjoint=True):
@@ -252,7 +261,7 @@ def test_dense_and_sparse_layouts_agree(seed):
     a.total.backward(), d.total.backward()
     assert torch.allclose(xs.grad, xd.grad, atol=1e-8)
     for dense in (True, False):  # the sparse layout has a hand-written backward
-        f = lambda t: discriminative_loss(t, masks, valid, dense=dense, **kw).total  # noqa: E731
+        f = lambda t, dense=dense: discriminative_loss(t, masks, valid, dense=dense, **kw).total  # noqa: E731
         assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)
     # gradients through the means alone (push and regulariser, no pull): the other half of that backward
     kw.update(alpha=0.0)
@@ -262,8 +271,6 @@ def test_dense_and_sparse_layouts_agree(seed):
 
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 5, 7, 9), (3, 2, 16, 5)])
 def test_member_index_equals_nonzero(shape):
-    from featlib.loss import _member_index
-
     g = torch.Generator().manual_seed(sum(shape))
     masks = torch.rand(shape, generator=g) > 0.7
     assert torch.equal(_member_index(masks), masks.reshape(-1).nonzero().squeeze(1))
@@ -297,14 +304,12 @@ def test_feature_scale_equals_scaling_the_features(dense):
 
 
 def test_per_image_chunks_give_the_same_loss_and_gradients(monkeypatch):
-    import featlib.loss as loss_module
-
     x, masks, valid = random_case(5, b=3, k=4, c=5, h=8, w=6, disjoint=False)
     weight = torch.rand(3, 8, 6, dtype=torch.float64) * (torch.rand(3, 8, 6) > 0.2)
     kw = dict(delta_v=0.02, delta_d=0.3, dense=False, pixel_weight=weight)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     whole = discriminative_loss(a, masks, valid, **kw)
-    monkeypatch.setattr(loss_module, "_PER_IMAGE_ABOVE", 0)
+    monkeypatch.setattr(pull_module, "_PER_IMAGE_ABOVE", 0)
     chunked = discriminative_loss(b, masks, valid, **kw)
     assert torch.allclose(whole.total, chunked.total, atol=1e-12)
     whole.total.backward(), chunked.total.backward()
@@ -317,14 +322,12 @@ def test_per_image_chunks_give_the_same_loss_and_gradients(monkeypatch):
 def test_fused_cpu_pull_equals_tensor_version(monkeypatch, c):
     """Narrow CPU strides use compiled loops; the tensor version (GPU, wide strides) must give the same values and
     gradients."""
-    import featlib.loss as loss_module
-
     x, masks, valid = random_case(6, b=3, k=5, c=c, h=9, w=8, disjoint=False)
     weight = torch.rand(3, 9, 8, dtype=torch.float64) * (torch.rand(3, 9, 8) > 0.2)
     kw = dict(delta_v=0.03, delta_d=0.3, dense=False, pixel_weight=weight, feature_scale=0.7)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     fused = discriminative_loss(a, masks, valid, **kw)
-    monkeypatch.setattr(loss_module, "_FUSED", False)
+    monkeypatch.setattr(pull_module, "_FUSED", False)
     tensor = discriminative_loss(b, masks, valid, **kw)
     for part in ("total", "pull", "push", "reg"):
         assert torch.allclose(getattr(fused, part), getattr(tensor, part), atol=1e-12), part

@@ -29,7 +29,8 @@ def make_inputs(b, size, k, seed=0):
         for j in range(k):
             lo, hi = torch.log(torch.tensor(size / 64.0)), torch.log(torch.tensor(size / 2.0))
             h, w = torch.exp(lo + (hi - lo) * torch.rand(2, generator=g)).int().clamp(min=2).tolist()
-            y, x = torch.randint(0, size - h, (1,), generator=g).item(), torch.randint(0, size - w, (1,), generator=g).item()
+            y = torch.randint(0, size - h, (1,), generator=g).item()
+            x = torch.randint(0, size - w, (1,), generator=g).item()
             masks[i, j, y:y + h, x:x + w] = True
     return feats, masks
 
