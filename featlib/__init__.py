@@ -1,20 +1,23 @@
 """featlib: a mask-aware dense multi-stride feature space for images.
 
-Modules (imports flow one way: utils -> model/weights -> loss/data -> distances -> cluster/interactive/refine -> train):
+Modules (imports flow one way: utils/metrics -> model/weights -> loss/data -> distances -> graphcut
+-> cluster/interactive/refine -> train/viz/widgets):
 
 - ``featlib.model``        FeatureNet (EfficientViT backbone + MBConv decode stages), builder registry.
 - ``featlib.weights``      strict loading of official EfficientViT-SAM image-encoder weights.
 - ``featlib.brightness``   the brightness MVP fitting loop.
 - ``featlib.loss``         multi-stride discriminative loss (De Brabandere et al. 2017).
-- ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500.
+- ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500, click sets,
+                           single-object samples (``featlib.data.samples``).
 - ``featlib.distances``    per-stride neighbour distances combined into one full-resolution distance mesh.
+- ``featlib.graphcut``     s-t min cut (scipy / PyMaxflow), boundary strength, edge watershed, region adjacency.
 - ``featlib.cluster``      merge hierarchy -> partitions at any granularity, baselines.
-- ``featlib.metrics``      covering, PRI, VI, ASA, UE, boundary P/R/F, mean best IoU, NoC.
+- ``featlib.metrics``      covering, PRI, VI, ASA, UE, boundary P/R/F, mean best IoU, mask IoU.
 - ``featlib.interactive``  click segmentation by s-t graph cut, click simulator.
 - ``featlib.refine``       HILL: patch scores -> mask by graph cut.
 - ``featlib.train``        training loop pieces shared by scripts/train_accelerate.py and the notebooks.
-- ``featlib.viz``          feature maps as colours, label overlays.
-- ``featlib.widgets``      ipywidgets explorers for the notebooks.
+- ``featlib.viz``          feature maps as colours, label and click-mask overlays.
+- ``featlib.widgets``      ipywidgets explorers and the click widget for the notebooks.
 
 Top-level names are imported lazily so that ``import featlib`` stays cheap.
 """
@@ -39,7 +42,7 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {
-    "model", "weights", "brightness", "loss", "data", "distances", "cluster", "metrics",
+    "model", "weights", "brightness", "loss", "data", "distances", "graphcut", "cluster", "metrics",
     "interactive", "refine", "train", "viz", "widgets", "utils",
 }
 
