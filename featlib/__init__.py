@@ -1,22 +1,29 @@
 """featlib: a mask-aware dense multi-stride feature space for images.
 
-Modules (imports flow one way: utils -> model/weights/pull -> loss/data -> distances -> cluster/interactive/refine ->
-train):
+Which file holds what (one concept each), lowest layer first. Imports flow one way, down this list: a module imports
+only modules above it, never below.
 
-- ``featlib.model``        FeatureNet (EfficientViT backbone + MBConv decode stages), builder registry.
+- ``featlib.utils``        smoke mode, ../shared lookup, numba/torch thread-count sync.
 - ``featlib.weights``      strict loading of official EfficientViT-SAM image-encoder weights.
+- ``featlib.model``        FeatureNet (EfficientViT backbone + MBConv decode stages), backbone registry.
 - ``featlib.brightness``   the brightness MVP fitting loop.
-- ``featlib.loss``         multi-stride discriminative loss (De Brabandere et al. 2017).
+- ``featlib.config``       TrainConfig: typed keys, YAML + overrides, validation, ConfigError.
 - ``featlib.pull``         the loss's pull term and per-mask means: dense and sparse layouts, fused CPU loops.
-- ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500.
+- ``featlib.loss``         multi-stride discriminative loss (De Brabandere et al. 2017): formulas, pairs, pooling.
+- ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500, click sets,
+                           single-object samples, and what training reads (``featlib.data.loaders``).
+- ``featlib.metrics``      covering, PRI, VI, ASA, UE, boundary P/R/F, mean best IoU, mask IoU, ODS/OIS.
 - ``featlib.distances``    per-stride neighbour distances combined into one full-resolution distance mesh.
+- ``featlib.graphcut``     s-t min cut (scipy / PyMaxflow), boundary strength, edge watershed, region adjacency.
 - ``featlib.cluster``      merge hierarchy -> partitions at any granularity, baselines.
-- ``featlib.metrics``      covering, PRI, VI, ASA, UE, boundary P/R/F, mean best IoU, NoC.
-- ``featlib.interactive``  click segmentation by s-t graph cut, click simulator.
+- ``featlib.interactive``  click segmentation by s-t graph cut, the standard click protocol.
 - ``featlib.refine``       HILL: patch scores -> mask by graph cut.
-- ``featlib.train``        training loop pieces shared by scripts/train_accelerate.py and the notebooks.
-- ``featlib.viz``          feature maps as colours, label overlays.
-- ``featlib.widgets``      ipywidgets explorers for the notebooks.
+- ``featlib.checkpoint``   training checkpoints (atomic, exact resume) and model files (weights_only).
+- ``featlib.features``     the features registry: "lab", "lab-smooth", "rgb", "untrained-<backbone>", checkpoints.
+- ``featlib.viz``          feature maps as colours, label and click-mask overlays.
+- ``featlib.evaluate``     scoring features by their partitions: validation, mesh-weight choice, figures.
+- ``featlib.widgets``      ipywidgets explorers and the click widget for the notebooks.
+- ``featlib.train``        the training loop (accelerate), LR schedule, collapse alarm.
 
 Top-level names are imported lazily so that ``import featlib`` stays cheap.
 """
@@ -40,10 +47,11 @@ _EXPORTS = {
     "smoke_mode": "featlib.utils",
 }
 
-_SUBMODULES = {
-    "model", "weights", "brightness", "loss", "pull", "data", "distances", "cluster", "metrics",
-    "interactive", "refine", "train", "viz", "widgets", "utils",
-}
+# In layer order (the docstring's list): tests/test_structure.py checks that imports only go up this list.
+_SUBMODULES = (
+    "utils", "weights", "model", "brightness", "config", "pull", "loss", "data", "metrics", "distances",
+    "graphcut", "cluster", "interactive", "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
+)
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

@@ -7,8 +7,9 @@
 
 Algorithm (chosen for speed and for partitions that follow the mesh; see docs/PARTITIONS.md):
 1. ``featlib.distances.distance_mesh`` combines the per-stride neighbour distances into one full-resolution mesh.
-2. Oversegmentation: watershed of the per-pixel boundary strength from a regular grid of seeds (``seed_spacing``
-   px), so every initial region is connected and small.
+2. Oversegmentation (``seed_watershed``): watershed of the per-pixel boundary strength
+   (``featlib.graphcut.pixel_strength``) from a regular grid of seeds (``seed_spacing`` px) plus one seed per flat
+   plateau, so every initial region is connected and small.
 3. Greedy region merging on the region adjacency graph: always merge the adjacent pair whose shared boundary has
    the lowest *mean* mesh distance (boundary sums and lengths are added on merge, as in OWT-UCM's merging), with
    a mild size prior so specks merge before large regions. Merge heights are made monotone (running max), so
@@ -20,7 +21,6 @@ lookup), so moving a granularity slider costs milliseconds.
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass
 
 import numba
@@ -29,9 +29,10 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.morphology import local_minima
-from skimage.segmentation import watershed
+from skimage.segmentation import felzenszwalb, slic, watershed
 
 from featlib.distances import DistanceMesh, distance_mesh, lab_features
+from featlib.graphcut import grid_seeds, pixel_strength, region_adjacency
 
 
 @dataclass
@@ -129,31 +130,18 @@ class Hierarchy:
         return out
 
 
-def _pixel_strength(mesh: DistanceMesh) -> np.ndarray:
-    """Per-pixel boundary strength: max distance over the pixel's 4 edges. [H, W]."""
-    h, w = mesh.shape
-    g = np.zeros((h, w), np.float32)
-    g[:-1] = np.maximum(g[:-1], mesh.dy)
-    g[1:] = np.maximum(g[1:], mesh.dy)
-    g[:, :-1] = np.maximum(g[:, :-1], mesh.dx)
-    g[:, 1:] = np.maximum(g[:, 1:], mesh.dx)
-    return g
+def seed_watershed(mesh: DistanceMesh, seed_spacing: int = 8) -> np.ndarray:
+    """Watershed of the per-pixel boundary strength from grid and plateau seeds: int32 [H, W] connected regions 0..R-1.
 
-
-def oversegment(mesh: DistanceMesh, seed_spacing: int = 8) -> np.ndarray:
-    """Watershed of the boundary strength from grid seeds: int32 [H, W] connected regions 0..R-1."""
+    The hierarchy's initial oversegmentation (click segmentation and HILL use ``featlib.graphcut.edge_watershed``,
+    which floods the pixel edges instead). One seed per ``seed_spacing`` x ``seed_spacing`` cell at its weakest pixel.
+    """
     h, w = mesh.shape
-    g = _pixel_strength(mesh)
-    # one seed per s x s cell, at the cell's weakest pixel, so seeds never sit on a boundary
+    g = pixel_strength(mesh)
     s = max(1, int(seed_spacing))
-    hp, wp = -(-h // s) * s, -(-w // s) * s
-    cells = np.pad(g, ((0, hp - h), (0, wp - w)), constant_values=np.inf)
-    cells = cells.reshape(hp // s, s, wp // s, s).transpose(0, 2, 1, 3).reshape(hp // s, wp // s, s * s)
-    arg = cells.argmin(-1)
-    cy, cx = np.meshgrid(np.arange(hp // s), np.arange(wp // s), indexing="ij")
-    gy, gx = cy * s + arg // s, cx * s + arg % s
+    gy, gx = grid_seeds(g, s)  # at each cell's weakest pixel, so seeds never sit on a boundary
     markers = np.zeros((h, w), np.int32)
-    markers[gy.ravel(), gx.ravel()] = np.arange(1, gy.size + 1)
+    markers[gy, gx] = np.arange(1, gy.size + 1)
     # Flat regional minima (uniform areas, e.g. a small object of constant feature) get one seed covering the
     # whole plateau: grid seeds alone could miss an object smaller than a cell or split a plateau arbitrarily.
     plateaus, n = ndimage.label(local_minima(g, connectivity=1, allow_borders=True))
@@ -168,19 +156,10 @@ def oversegment(mesh: DistanceMesh, seed_spacing: int = 8) -> np.ndarray:
 
 
 def _adjacency(regions: np.ndarray, mesh: DistanceMesh):
-    """Initial-region adjacency: pairs [E, 2] (a < b), boundary distance sums [E] and lengths [E]."""
-    a = np.concatenate([regions[:-1, :].ravel(), regions[:, :-1].ravel()])
-    b = np.concatenate([regions[1:, :].ravel(), regions[:, 1:].ravel()])
-    d = np.concatenate([mesh.dy.ravel(), mesh.dx.ravel()]).astype(np.float64)
-    cross = a != b
-    a, b, d = a[cross], b[cross], d[cross]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    r = int(regions.max()) + 1
-    key = lo.astype(np.int64) * r + hi
-    uniq, inv = np.unique(key, return_inverse=True)
-    sums = np.bincount(inv, weights=d)
-    lens = np.bincount(inv).astype(np.float64)
-    return np.stack([uniq // r, uniq % r], 1), sums, lens
+    """Initial-region adjacency: pairs int64 [E, 2] (a < b, sorted), boundary distance sums [E] and lengths [E]."""
+    i, j, d = mesh.edges()
+    ei, ej, sums, lens = region_adjacency(regions, i, j, d.astype(np.float64))
+    return np.stack([ei, ej], 1), sums, lens
 
 
 def merge_regions(regions: np.ndarray, mesh: DistanceMesh, size_prior: float = 16.0, contrast: float = 0.0):
@@ -196,9 +175,10 @@ def merge_regions(regions: np.ndarray, mesh: DistanceMesh, size_prior: float = 1
     area = np.bincount(regions.ravel(), minlength=r).astype(np.float64)
     pairs, sums, lens = _adjacency(regions, mesh)
     # internal edge statistics (sum, count) per region: the texture a boundary is compared against
-    a_all = np.concatenate([regions[:-1, :].ravel(), regions[:, :-1].ravel()])
-    inside = a_all == np.concatenate([regions[1:, :].ravel(), regions[:, 1:].ravel()])
-    d_all = np.concatenate([mesh.dy.ravel(), mesh.dx.ravel()]).astype(np.float64)
+    i, j, d = mesh.edges()
+    a_all = regions.ravel()[i]
+    inside = a_all == regions.ravel()[j]
+    d_all = d.astype(np.float64)
     isum = np.bincount(a_all[inside], weights=d_all[inside], minlength=r).astype(np.float64)
     icnt = np.bincount(a_all[inside], minlength=r).astype(np.float64)
     merges, heights, edge_height = _merge_loop(pairs.astype(np.int64), sums.astype(np.float64),
@@ -306,7 +286,7 @@ def build_hierarchy(features, *, mesh_weights=None, connectivity: int = 4, seed_
     if connectivity != 4:
         raise ValueError(f"only 4-connectivity is supported, got {connectivity}")
     mesh = distance_mesh(features, mesh_weights=mesh_weights, size=size)
-    regions = oversegment(mesh, seed_spacing)
+    regions = seed_watershed(mesh, seed_spacing)
     merges, heights, pairs, edge_height = merge_regions(regions, mesh, size_prior, contrast)
     return Hierarchy(regions, merges, heights, mesh, pairs, edge_height)
 
@@ -323,8 +303,6 @@ class FixedPartitioner:
         self.image, self.method = np.asarray(image), method
 
     def partition(self, n_segments: int | None = None, threshold: float | None = None) -> np.ndarray:
-        from skimage.segmentation import felzenszwalb, slic
-
         img = self.image
         if self.method == "slic":
             if n_segments is None:
@@ -341,8 +319,6 @@ class FixedPartitioner:
 
 
 def _fh_scale_for(img: np.ndarray, n_segments: int) -> float:
-    from skimage.segmentation import felzenszwalb
-
     lo, hi = 1.0, 1e5
     for _ in range(12):  # bisection in log-scale on the segment count
         mid = np.sqrt(lo * hi)

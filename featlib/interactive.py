@@ -7,10 +7,10 @@
     seg.undo(); seg.reset()
 
 Model (see docs/CLICKS.md):
-- Nodes are regions of a fine oversegmentation (watershed of the distance mesh from a regular seed grid,
-  ``region_spacing`` px; ``region_spacing=1`` gives the exact pixel graph). Precomputed once: regions, their mean
-  feature per stride, region adjacency with contrast-sensitive weights ``sum over shared pixel edges of
-  exp(-d^2 / (2 mean d^2))`` from the combined distance mesh.
+- Nodes are regions of a fine oversegmentation (``featlib.graphcut.edge_watershed``: watershed of the distance
+  mesh's pixel edges from a regular seed grid, ``region_spacing`` px; ``region_spacing=1`` gives the exact pixel
+  graph). Precomputed once: regions, their mean feature per stride, region adjacency with contrast-sensitive weights
+  ``sum over shared pixel edges of exp(-d^2 / (2 mean d^2))`` from the combined distance mesh.
 - Unary: for each node a "distance" to the positive clicks and one to the negative side, each the multi-stride
   feature distance (per stride ``||mu_r - f_click|| / sqrt(C_s)``, weighted mean over strides, as in the mesh) plus
   ``geo_weight`` x the geodesic distance on the region graph. The negative side always includes the image-border
@@ -18,9 +18,9 @@ Model (see docs/CLICKS.md):
   ``area * D_pos / (D_pos + D_neg)`` for foreground and ``area * D_neg / (D_pos + D_neg)`` for background.
 - Hard constraints: a node holding a positive click is tied to the source, a negative click to the sink. A region
   that holds clicks of both signs is split into single-pixel nodes, so **every clicked pixel keeps its label**.
-- Max-flow: ``scipy.sparse.csgraph.maximum_flow`` (Dinic, integer capacities: scaled and rounded) by default;
-  PyMaxflow (optional extra ``maxflow``, GPL) when installed. The mask is the *minimal* source set (nodes reachable
-  from the source in the residual graph), which makes the result unique and deterministic.
+- Max-flow (``featlib.graphcut.min_cut``): ``scipy.sparse.csgraph.maximum_flow`` (Dinic, integer capacities: scaled
+  and rounded) by default; PyMaxflow (optional extra ``maxflow``, GPL) when installed. The mask is the *minimal*
+  source set (nodes reachable from the source in the residual graph), which makes the result unique and deterministic.
 
 Update rule (``local=True``, default): the cut is solved for the whole click set, then only the change that
 touches the new click is applied: for a positive click the 4-connected piece of newly-foreground pixels that holds
@@ -41,192 +41,20 @@ the negative clicks are kept and constrain later cuts. A click on an already-cli
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 from scipy import ndimage
 from scipy.cluster.vq import kmeans2
 from scipy.sparse import coo_matrix, csr_matrix, diags
-from scipy.sparse.csgraph import breadth_first_order, dijkstra, maximum_flow
+from scipy.sparse.csgraph import dijkstra
 
-from featlib.distances import DistanceMesh, distance_mesh, feature_dict
-
-# Finite capacities are scaled so their total is about 2**29; "infinite" hard constraints are larger than any cut.
-_CAP_BUDGET = float(2**29)
-
-
-def maxflow_available() -> bool:
-    """True when PyMaxflow (optional extra ``maxflow``) is importable."""
-    try:
-        import maxflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# ----------------------------------------------------------------------------------------------- graph cut
-
-
-def min_cut(
-    n: int,
-    edges_i: np.ndarray,
-    edges_j: np.ndarray,
-    edges_w: np.ndarray,
-    cost_fg: np.ndarray,
-    cost_bg: np.ndarray,
-    hard_fg: np.ndarray | None = None,
-    hard_bg: np.ndarray | None = None,
-    backend: str = "auto",
-) -> tuple[np.ndarray, int]:
-    """Binary s-t min cut of ``sum_v cost(v, label_v) + sum_(i,j) w_ij [label_i != label_j]``.
-
-    Args:
-        n: number of nodes.
-        edges_i, edges_j, edges_w: undirected pairwise terms [E] (w >= 0, float).
-        cost_fg, cost_bg: [n] costs (>= 0, float) of labelling each node foreground / background.
-        hard_fg, hard_bg: optional bool [n] nodes forced to foreground / background (not both).
-        backend: "scipy", "pymaxflow" or "auto" (PyMaxflow if installed).
-
-    Returns:
-        (fg bool [n], cut value in integer capacity units). Capacities are scaled to integers (total ~2**29) and
-        rounded. With scipy the foreground is the minimal source set (unique); PyMaxflow's BK algorithm may put
-        nodes that are free in both search trees on the source side, so the two can differ only on ties.
-    """
-    if backend == "auto":
-        backend = "pymaxflow" if maxflow_available() else "scipy"
-    if backend not in ("scipy", "pymaxflow"):
-        raise ValueError(f"backend must be 'scipy', 'pymaxflow' or 'auto', got {backend!r}")
-    cost_fg = np.asarray(cost_fg, np.float64)
-    cost_bg = np.asarray(cost_bg, np.float64)
-    edges_w = np.asarray(edges_w, np.float64)
-    if cost_fg.shape != (n,) or cost_bg.shape != (n,):
-        raise ValueError(f"cost_fg/cost_bg must have shape ({n},), got {cost_fg.shape} and {cost_bg.shape}")
-    for name, a in (("cost_fg", cost_fg), ("cost_bg", cost_bg), ("edges_w", edges_w)):
-        if not np.isfinite(a).all() or (a < 0).any():
-            raise ValueError(f"{name} must be finite and >= 0")
-    # Only the difference of the two unary costs matters: keep one non-negative t-link per node.
-    diff = cost_fg - cost_bg
-    src = np.maximum(-diff, 0.0)  # S->v, cut when v is background: pays cost_bg - cost_fg
-    snk = np.maximum(diff, 0.0)  # v->T, cut when v is foreground
-    total = src.sum() + snk.sum() + 2.0 * edges_w.sum()
-    scale = _CAP_BUDGET / max(total, 1e-12)
-    src_i = np.rint(src * scale).astype(np.int64)
-    snk_i = np.rint(snk * scale).astype(np.int64)
-    w_i = np.rint(edges_w * scale).astype(np.int64)
-    inf = int(src_i.sum() + snk_i.sum() + 2 * w_i.sum() + 1)
-    if hard_fg is not None:
-        src_i[np.asarray(hard_fg, bool)] = inf
-        snk_i[np.asarray(hard_fg, bool)] = 0
-    if hard_bg is not None:
-        if hard_fg is not None and (np.asarray(hard_fg) & np.asarray(hard_bg)).any():
-            raise ValueError("a node cannot be forced to both foreground and background")
-        snk_i[np.asarray(hard_bg, bool)] = inf
-        src_i[np.asarray(hard_bg, bool)] = 0
-    keep = w_i > 0
-    ei, ej, w_i = np.asarray(edges_i)[keep], np.asarray(edges_j)[keep], w_i[keep]
-    if backend == "pymaxflow":
-        return _cut_pymaxflow(n, ei, ej, w_i, src_i, snk_i)
-    return _cut_scipy(n, ei, ej, w_i, src_i, snk_i)
-
-
-def _cut_scipy(n, ei, ej, w, src, snk) -> tuple[np.ndarray, int]:
-    s, t = n, n + 1
-    nodes = np.arange(n)
-    hs, ht = src > 0, snk > 0
-    rows = np.concatenate([ei, ej, np.full(hs.sum(), s), nodes[ht]])
-    cols = np.concatenate([ej, ei, nodes[hs], np.full(ht.sum(), t)])
-    caps = np.concatenate([w, w, src[hs], snk[ht]])
-    cap = csr_matrix((caps.astype(np.int32), (rows, cols)), shape=(n + 2, n + 2))
-    cap.sum_duplicates()
-    res = maximum_flow(cap, s, t, method="dinic")
-    residual = (cap - res.flow).tocsr()
-    residual.data = (residual.data > 0).astype(np.int8)
-    residual.eliminate_zeros()
-    reach = breadth_first_order(residual, s, directed=True, return_predecessors=False)
-    fg = np.zeros(n + 2, bool)
-    fg[reach] = True
-    return fg[:n], int(res.flow_value)
-
-
-def _cut_pymaxflow(n, ei, ej, w, src, snk) -> tuple[np.ndarray, int]:
-    import maxflow
-
-    g = maxflow.Graph[int](n, max(len(ei), 1))
-    nodes = g.add_nodes(n)
-    if len(ei):
-        g.add_edges(nodes[ei], nodes[ej], w, w)
-    g.add_grid_tedges(nodes, src, snk)
-    flow = g.maxflow()
-    sink_side = g.get_grid_segments(nodes)  # PyMaxflow: True = sink side
-    return ~np.asarray(sink_side, bool), int(flow)
-
+from featlib.distances import distance_mesh, feature_dict
+from featlib.graphcut import contrast_weights, edge_watershed, maxflow_available, min_cut, region_adjacency
+from featlib.metrics import iou
 
 # ----------------------------------------------------------------------------------------------- segmenter
-
-
-def oversegment(mesh: DistanceMesh, spacing: int, compactness: float = 0.0) -> np.ndarray:
-    """Watershed regions of the distance mesh from a regular seed grid -> int32 [H, W] ids 0..R-1.
-
-    ``spacing <= 1`` returns one region per pixel. Regions are about ``spacing`` px wide and their borders lie on
-    mesh ridges, so a cut between regions loses little against a pixel cut.
-    """
-    from skimage.segmentation import watershed
-
-    h, w = mesh.shape
-    if spacing <= 1:
-        return np.arange(h * w, dtype=np.int32).reshape(h, w)
-    b = np.zeros((h, w), np.float32)
-    b[:-1] = np.maximum(b[:-1], mesh.dy)
-    b[1:] = np.maximum(b[1:], mesh.dy)
-    b[:, :-1] = np.maximum(b[:, :-1], mesh.dx)
-    b[:, 1:] = np.maximum(b[:, 1:], mesh.dx)
-    # One seed per spacing x spacing block, at the block's weakest-boundary pixel: a seed on an edge would grow a
-    # region straddling it (the same reason SLIC moves its seeds off gradients).
-    gh, gw = -(-h // spacing), -(-w // spacing)
-    padded = np.full((gh * spacing, gw * spacing), np.inf, np.float32)
-    padded[:h, :w] = b + 1e-6 * np.random.default_rng(0).random((h, w), dtype=np.float32)  # fixed tie-break
-    blocks = padded.reshape(gh, spacing, gw, spacing).transpose(0, 2, 1, 3).reshape(gh, gw, spacing * spacing)
-    k = blocks.argmin(-1)
-    ys = (np.arange(gh)[:, None] * spacing + k // spacing).ravel()
-    xs = (np.arange(gw)[None, :] * spacing + k % spacing).ravel()
-    # Flood on the doubled (2H-1) x (2W-1) grid where every pixel edge is a site of its own (as in BSDS ucm2):
-    # region borders then fall exactly on the strong pixel edges instead of one pixel beside them, which a
-    # per-pixel boundary map cannot guarantee (both pixels beside a step edge are equally "high").
-    grid = np.zeros((2 * h - 1, 2 * w - 1), np.float32)
-    grid[1::2, 0::2] = mesh.dy
-    grid[0::2, 1::2] = mesh.dx
-    grid[1::2, 1::2] = np.maximum(np.maximum(mesh.dy[:, :-1], mesh.dy[:, 1:]), np.maximum(mesh.dx[:-1], mesh.dx[1:]))
-    markers = np.zeros(grid.shape, np.int32)
-    markers[2 * ys, 2 * xs] = np.arange(1, len(ys) + 1)
-    labels = watershed(grid, markers, compactness=compactness)[0::2, 0::2]
-    _, inv = np.unique(labels, return_inverse=True)  # relabel to 0..R-1
-    return inv.reshape(h, w).astype(np.int32)
-
-
-def contrast_weights(mesh: DistanceMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel edges of a mesh with contrast-sensitive weights: (i, j, w = exp(-d^2 / (2 mean d^2)), d), all [E]."""
-    i, j, d = mesh.edges()
-    d = d.astype(np.float64)
-    beta = 1.0 / (2.0 * max(float(np.mean(d**2)), 1e-12))
-    return i, j, np.exp(-beta * d**2), d
-
-
-def region_adjacency(regions: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray, d: np.ndarray):
-    """Sum pixel-edge terms over region pairs -> (ei, ej, sum w, sum d, edge count), each [E_regions].
-
-    regions: int [H, W] ids 0..R-1; i, j: flat pixel indices of the pixel edges; w, d: per-pixel-edge values.
-    """
-    flat = regions.ravel()
-    r = int(flat.max()) + 1
-    ri, rj = flat[i], flat[j]
-    cross = ri != rj
-    a, b = np.minimum(ri[cross], rj[cross]), np.maximum(ri[cross], rj[cross])
-    uniq, inv = np.unique(a.astype(np.int64) * r + b, return_inverse=True)
-    wsum = np.bincount(inv, weights=w[cross], minlength=len(uniq))
-    dsum = np.bincount(inv, weights=d[cross], minlength=len(uniq))
-    cnt = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
-    return (uniq // r).astype(np.int64), (uniq % r).astype(np.int64), wsum, dsum, cnt
 
 
 @dataclass
@@ -279,7 +107,8 @@ class ClickSegmenter:
             along the boundary, where flipping whole 4 px regions added more wrong pixels than right ones. 0 = off.
             Default 4.5: on the tuning set (GrabCut sample, 100 clicks + 8 BSDS objects, 50 clicks) drops 56 + 58 ->
             3 + 9 clicks, NoC@85/90 unchanged (docs/CLICKS.md). The cost: boundary slivers close one click at a time;
-            where the features trace object edges exactly (synthetic scenes) 0 converges further (IoU@20 0.998 vs 0.994).
+            where the features trace object edges exactly (synthetic scenes) 0 converges further (IoU@20 0.998 vs
+            0.994).
 
     Attributes: ``mask`` bool [H, W]; ``clicks`` list of ``Click``; ``shape`` (H, W); ``last_update_s``.
     """
@@ -321,7 +150,8 @@ class ClickSegmenter:
         total = sum(v for v in sw.values() if v > 0)
         self._feats = {s: f for s, f in feats.items() if sw.get(s, 0) > 0}
         self._sw = {s: sw[s] / total for s in self._feats}
-        self._cells = {s: np.ascontiguousarray(f.reshape(f.shape[0], -1).T) for s, f in self._feats.items()}  # [cells, C]
+        # [cells, C] per stride
+        self._cells = {s: np.ascontiguousarray(f.reshape(f.shape[0], -1).T) for s, f in self._feats.items()}
         self._cell_sq = {s: (c**2).sum(1) for s, c in self._cells.items()}
         h, w = self.shape
         # Nearest-cell index per pixel and stride: the upsampling used for unaries (no [D, H, W] tensor is built).
@@ -331,7 +161,7 @@ class ClickSegmenter:
             cx = np.minimum(np.arange(w) // s, f.shape[2] - 1)
             self._cell[s] = (cy[:, None] * f.shape[2] + cx[None, :]).ravel()
         self._pix_i, self._pix_j, self._pix_w, self._pix_d = contrast_weights(self.mesh)
-        self._base_regions = oversegment(self.mesh, region_spacing)
+        self._base_regions = edge_watershed(self.mesh, region_spacing)
         self._graphs: dict[frozenset, _Graph] = {}
         self.local = bool(local)
         self.reach = None if reach is None else float(reach)
@@ -365,7 +195,6 @@ class ClickSegmenter:
         area = np.bincount(flat, minlength=r).astype(np.float64)
         means, avg = {}, {}
         for s, f in self._feats.items():
-            c = f.shape[0]
             ncell = f.shape[1] * f.shape[2]
             m = coo_matrix((np.ones(flat.size, np.float32), (flat, self._cell[s])), shape=(r, ncell)).tocsr()
             avg[s] = (diags(1.0 / area) @ m).astype(np.float32).tocsr()  # row r: pixel share of each cell
@@ -373,7 +202,8 @@ class ClickSegmenter:
         ei, ej, wsum, dsum, cnt = region_adjacency(regions, self._pix_i, self._pix_j, self._pix_w, self._pix_d)
         # Geodesic step: mean boundary distance plus a small spatial term so flat areas are not free.
         step = dsum / cnt + 0.02 * np.sqrt(np.sqrt(area[ei] * area[ej])) / max(h, w) * 4
-        geo = csr_matrix((np.concatenate([step, step]), (np.concatenate([ei, ej]), np.concatenate([ej, ei]))), shape=(r, r))
+        geo = csr_matrix((np.concatenate([step, step]), (np.concatenate([ei, ej]), np.concatenate([ej, ei]))),
+                         shape=(r, r))
         border = np.zeros(r, bool)
         border[np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))] = True
         g = _Graph(regions, area, means, avg, ei, ej, wsum, geo, border)
@@ -430,8 +260,8 @@ class ClickSegmenter:
             k = min(8, len(nodes))
             _, lab = kmeans2(x.astype(np.float64), k, minit="++", seed=0)
             groups = [nodes[lab == c] for c in range(k) if (lab == c).any()]
-            ref = {s: np.stack([(m[gr] * g.area[gr, None]).sum(0) / g.area[gr].sum() for gr in groups]).astype(np.float32)
-                   for s, m in g.means.items()}
+            ref = {s: np.stack([(m[gr] * g.area[gr, None]).sum(0) / g.area[gr].sum() for gr in groups])
+                   .astype(np.float32) for s, m in g.means.items()}
             g.border_model = (groups, ref)
         return g.border_model
 
@@ -563,14 +393,6 @@ class ClickSegmenter:
 # ----------------------------------------------------------------------------------------------- click simulation
 
 
-def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> float:
-    """IoU of two bool [H, W] masks over the pixels not in ``ignore``; 1.0 when both are empty."""
-    valid = np.ones(gt.shape, bool) if ignore is None else ~ignore
-    inter = np.count_nonzero(pred & gt & valid)
-    union = np.count_nonzero((pred | gt) & valid)
-    return 1.0 if union == 0 else inter / union
-
-
 def next_click(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> tuple[int, int, bool] | None:
     """Standard (RITM/SimpleClick) simulated click: the point deepest inside the larger error region.
 
@@ -642,78 +464,3 @@ def simulate_clicks(
         run.latency_s.append(segmenter.last_update_s)
         run.ious.append(iou(segmenter.mask, gt, ignore))
     return run
-
-
-# ----------------------------------------------------------------------------------------------- notebook widget
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, clicks: list[Click] = (), alpha: float = 0.45) -> np.ndarray:
-    """uint8 [H, W, 3] view: mask tinted blue with its outline, positive clicks green, negative clicks red."""
-    img = np.asarray(image)
-    img = (img * 255).astype(np.uint8) if img.dtype != np.uint8 else img
-    out = img.astype(np.float32)
-    out[mask] = (1 - alpha) * out[mask] + alpha * np.array([40, 120, 255], np.float32)
-    edge = mask ^ ndimage.binary_erosion(mask)
-    out[edge] = (255, 255, 0)
-    h, w = mask.shape
-    r = max(2, min(h, w) // 100)
-    for c in clicks:
-        out[max(0, c.y - r): c.y + r + 1, max(0, c.x - r): c.x + r + 1] = (0, 220, 0) if c.positive else (230, 0, 0)
-    return out.astype(np.uint8)
-
-
-def handle_event(segmenter: ClickSegmenter, event: dict) -> bool:
-    """Apply one ipyevents mouse event: left click -> positive, right click (contextmenu) or shift -> negative.
-
-    Returns True when a click was added. ``dataX/dataY`` are image-pixel coordinates (ipyevents, Image widget).
-    """
-    kind = event.get("type")
-    if kind not in ("click", "contextmenu") or "dataX" not in event:
-        return False
-    y, x = int(event["dataY"]), int(event["dataX"])
-    h, w = segmenter.shape
-    if not (0 <= y < h and 0 <= x < w):
-        return False
-    positive = kind == "click" and event.get("button", 0) == 0 and not event.get("shiftKey", False)
-    segmenter.add_click(y, x, positive)
-    return True
-
-
-def click_widget(segmenter: ClickSegmenter, image: np.ndarray | None = None, width: int | None = None):
-    """A JupyterLab widget: click on the image (left = positive, right/shift+left = negative), Undo/Reset buttons.
-
-    Needs ipywidgets and ipyevents (extra ``notebooks``). Returns the ``ipywidgets.VBox``.
-    """
-    import io
-
-    import ipywidgets as widgets
-    from ipyevents import Event
-    from PIL import Image
-
-    image = segmenter.image if image is None else image
-    if image is None:
-        raise ValueError("click_widget needs the RGB image (pass image= or build the segmenter with image=)")
-    view = widgets.Image(format="png", layout=widgets.Layout(width=f"{width or image.shape[1]}px"))
-    status = widgets.Label()
-    undo, reset = widgets.Button(description="Undo"), widgets.Button(description="Reset")
-
-    def redraw():
-        buf = io.BytesIO()
-        Image.fromarray(overlay(image, segmenter.mask, segmenter.clicks)).save(buf, format="PNG")
-        view.value = buf.getvalue()
-        n = len(segmenter.clicks)
-        status.value = f"{n} clicks, {segmenter.mask.mean():.1%} of the image selected" + (
-            f", last update {1000 * segmenter.last_update_s:.0f} ms" if n else "")
-
-    def on_event(event):
-        if handle_event(segmenter, event):
-            redraw()
-
-    events = Event(source=view, watched_events=["click", "contextmenu"], prevent_default_action=True)
-    events.on_dom_event(on_event)
-    undo.on_click(lambda _: (segmenter.undo(), redraw()))
-    reset.on_click(lambda _: (segmenter.reset(), redraw()))
-    redraw()
-    box = widgets.VBox([widgets.HBox([undo, reset, status]), view])
-    box._featlib_events = events  # keep the listener alive with the widget
-    return box

@@ -12,12 +12,13 @@ Conventions (BSDS500 benchmark, Arbelaez et al. 2011, unless noted):
 - ``boundary_prf``: boundary precision / recall / F with a pixel tolerance, by distance transform (a simpler
   matching than BSDS's bipartite assignment; it can only be more lenient).
 - ``mean_best_iou(labels, masks)``: mean over GT masks of the best IoU with any one segment.
+- ``iou(pred, gt, ignore)``: IoU of two binary masks (click segmentation, HILL), 1.0 when both are empty.
 Pixels with a negative GT label are ignored (unannotated).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -52,8 +53,8 @@ def covering(seg: np.ndarray, gt) -> float:
         if c.size == 0:
             continue
         rs, rg = c.sum(1), c.sum(0)
-        iou = c / (rs[:, None] + rg[None, :] - c)
-        vals.append(float((rg * iou.max(0)).sum() / rg.sum()))
+        overlap = c / (rs[:, None] + rg[None, :] - c)  # IoU of every segment with every GT region
+        vals.append(float((rg * overlap.max(0)).sum() / rg.sum()))
     return float(np.mean(vals)) if vals else 0.0
 
 
@@ -202,3 +203,11 @@ def covering_pri_vi(seg: np.ndarray, gt) -> tuple[float, float, float]:
         mi = (p[nz] * np.log(p[nz] / (ps[:, None] * pg[None, :])[nz])).sum()
         v.append(float(max(h_s + h_g - 2 * mi, 0.0)))
     return float(np.mean(cov)), float(np.mean(ri)), float(np.mean(v))
+
+
+def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> float:
+    """IoU of two bool [H, W] masks over the pixels not in ``ignore``; 1.0 when both are empty."""
+    valid = np.ones(gt.shape, bool) if ignore is None else ~ignore
+    inter = np.count_nonzero(pred & gt & valid)
+    union = np.count_nonzero((pred | gt) & valid)
+    return 1.0 if union == 0 else inter / union

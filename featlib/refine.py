@@ -3,10 +3,11 @@
     mask = refine(scores, features)           # scores float [h, w] in [0, 1] on a /16 or /32 patch grid
     scores = degrade(gt_mask, patch=16, noise=0.1, blur=0.5, rng=rng)  # test input from a ground-truth mask
     naive = upsample_threshold(scores, gt_mask.shape)
-    report = evaluate(samples)                # IoU of naive vs refined over (image, mask[, ignore]) samples
+    report = evaluate(samples)                # IoU of naive vs refined over (name, image, mask, ignore) samples,
+                                              # e.g. featlib.data.samples.synthetic_samples(10)
 
 Model (docs/CLICKS.md): the scores are upsampled bilinearly to full resolution and averaged over the regions of a
-fine oversegmentation of the distance mesh (``featlib.interactive.oversegment``). Region scores are then clustered
+fine oversegmentation of the distance mesh (``featlib.graphcut.edge_watershed``). Region scores are then clustered
 into ``n_levels`` levels (1-D k-means), so regions of similar score share one value and patch noise is smoothed
 before the cut. Unary per region: ``area * -log(q)`` for foreground and ``area * -log(1 - q)`` for background
 (q = its level, clipped to [eps, 1 - eps]); pairwise: ``lam * sum over shared pixel edges of exp(-d^2 / 2 mean d^2)``
@@ -15,14 +16,16 @@ from the combined multi-stride mesh, so the cut moves the coarse boundary onto t
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage
 from scipy.cluster.vq import kmeans2
+from tqdm import tqdm
 
 from featlib.distances import distance_mesh, lab_features
-from featlib.interactive import contrast_weights, iou, min_cut, oversegment, region_adjacency
+from featlib.graphcut import contrast_weights, edge_watershed, min_cut, region_adjacency
+from featlib.metrics import iou
 
 
 def _check_scores(scores) -> np.ndarray:
@@ -84,7 +87,7 @@ def refine(
     mesh = distance_mesh(features, mesh_weights=mesh_weights, size=size)
     h, w = mesh.shape
     up = upsample_scores(scores, (h, w))
-    regions = oversegment(mesh, region_spacing)
+    regions = edge_watershed(mesh, region_spacing)
     flat = regions.ravel()
     r = int(flat.max()) + 1
     area = np.bincount(flat, minlength=r).astype(np.float64)
@@ -146,8 +149,6 @@ def evaluate(
     Returns:
         {"naive": mean IoU, "refined": mean IoU, "n": count, "per_sample": [{name, naive, refined}]}.
     """
-    from tqdm import tqdm
-
     rng = np.random.default_rng(seed)
     rows = []
     for name, image, mask, ignore in tqdm(list(samples), desc="HILL", disable=not progress):
@@ -157,36 +158,5 @@ def evaluate(
         rows.append({"name": str(name), "naive": iou(naive, mask, ignore), "refined": iou(ref, mask, ignore)})
     if not rows:
         raise ValueError("no samples to evaluate")
-    return {"naive": float(np.mean([r["naive"] for r in rows])), "refined": float(np.mean([r["refined"] for r in rows])),
-            "n": len(rows), "per_sample": rows}
-
-
-def synthetic_samples(n: int, size: tuple[int, int] = (192, 256), seed: int = 0):
-    """(name, image, largest object mask, None) from ``featlib.data.synthetic.make_scene`` scenes."""
-    from featlib.data.synthetic import make_scene
-
-    rng = np.random.default_rng(seed)
-    for k in range(n):
-        sc = make_scene(rng, size)
-        objs = [m for m, meta in zip(sc.masks, sc.meta) if meta.get("kind") == "object"] or sc.masks
-        yield f"synthetic{k}", sc.image, max(objs, key=lambda m: m.sum()), None
-
-
-def bsds_samples(root, n: int, split: str = "val", min_area: float = 0.05, max_area: float = 0.5):
-    """(id, image, mask, None): per BSDS image the largest first-annotator segment covering 5-50 % of the image."""
-    from featlib.data.bsds import load_bsds
-
-    for rec in load_bsds(root, split, limit=n):
-        seg = rec.segmentations[0]
-        frac = np.bincount(seg.ravel()) / seg.size
-        cand = [k for k in np.argsort(-frac) if min_area < frac[k] < max_area]
-        if cand:
-            yield rec.id, rec.image, seg == cand[0], None
-
-
-def iis_samples(kind: str, root, limit: int | None = None):
-    """(name, image, mask, ignore) from a click benchmark folder (``featlib.data.iis``)."""
-    from featlib.data.iis import load_iis
-
-    for s in load_iis(kind, root, limit=limit):
-        yield s.name, s.image, s.mask, s.ignore
+    return {"naive": float(np.mean([r["naive"] for r in rows])),
+            "refined": float(np.mean([r["refined"] for r in rows])), "n": len(rows), "per_sample": rows}

@@ -1,8 +1,17 @@
-"""Feature maps as colours, label overlays, and a one-call figure helper for notebooks and training logs."""
+"""Feature maps as colours, label and mask overlays, and a one-call figure helper for notebooks and training logs.
+
+    rgb = features_to_rgb(features[4])             # [C, H, W] -> float [H, W, 3] in [0, 1]
+    view = label_overlay(image, labels)            # segment colours + white boundaries, float [H, W, 3]
+    view = overlay(image, seg.mask, seg.clicks)    # click segmentation: uint8 [H, W, 3]
+    fig = show_features(image, features, clusters, gt)
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
 
@@ -71,12 +80,33 @@ def label_overlay(image, labels, alpha: float = 0.5, boundaries: bool = True) ->
     return np.clip(out, 0, 1)
 
 
+def overlay(image: np.ndarray, mask: np.ndarray, clicks: Sequence = (), alpha: float = 0.45) -> np.ndarray:
+    """Click-segmentation view -> uint8 [H, W, 3]: ``mask`` (bool [H, W]) tinted blue with a yellow outline, clicks
+    as squares, positive green and negative red.
+
+    ``image``: [H, W, 3] uint8, or float in [0, 1]; ``clicks``: objects with ``y``, ``x``, ``positive`` (e.g.
+    ``featlib.interactive.Click``).
+    """
+    img = np.asarray(image)
+    img = (img * 255).astype(np.uint8) if img.dtype != np.uint8 else img
+    out = img.astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.array([40, 120, 255], np.float32)
+    edge = mask ^ ndimage.binary_erosion(mask)
+    out[edge] = (255, 255, 0)
+    h, w = mask.shape
+    r = max(2, min(h, w) // 100)
+    for c in clicks:
+        out[max(0, c.y - r): c.y + r + 1, max(0, c.x - r): c.x + r + 1] = (0, 220, 0) if c.positive else (230, 0, 0)
+    return out.astype(np.uint8)
+
+
 def show_features(image, features: dict, clusters=None, gt=None, method: str = "first3", title: str | None = None):
     """Figure: image | features as colours per stride (full resolution) | clusters | ground truth.
 
     ``image`` [H, W, 3]; ``features`` {s: [C, h, w]} for one image (pixel-shuffled to full resolution first when
     C = 3 s^2, so every stride shows at the image's size). Returns the matplotlib Figure.
     """
+    # Imported on use: matplotlib, torch and the model add ~3 s to `import featlib.viz` (~1 s without them).
     import matplotlib.pyplot as plt
     import torch
 

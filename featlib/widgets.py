@@ -1,26 +1,37 @@
-"""ipywidgets explorers for the notebooks. The hierarchy is built once; a granularity slider only re-cuts it
-(milliseconds), a stride-weight slider rebuilds the distance mesh and hierarchy.
+"""ipywidgets explorers for the notebooks: partitions at any granularity, and click segmentation.
 
     ex = PartitionExplorer(image, features)      # features: FeatureNet dict {s: [C, h, w]} or [C, H, W]
     display(ex.widget)                           # in JupyterLab
     ex.set(n_segments=40)                        # the same update, callable headless (tests, nbmake)
+    click_widget(ClickSegmenter(features, image))   # left click = positive, right / shift+left = negative
+
+PartitionExplorer builds the hierarchy once; a granularity slider only re-cuts it (milliseconds), a stride-weight
+slider rebuilds the distance mesh and hierarchy. ``click_widget`` redraws ``featlib.viz.overlay`` after each click;
+``handle_event`` is its event rule, testable without a browser.
+
+ipywidgets and ipyevents (extra ``notebooks``) are imported when a widget is built, so this module imports without
+them.
 """
 
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
+from PIL import Image
 
 from featlib.cluster import FixedPartitioner, build_hierarchy
-from featlib.viz import label_overlay
+from featlib.interactive import ClickSegmenter
+from featlib.viz import label_overlay, overlay
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
+    """float [H, W, 3] in [0, 1] or uint8 [H, W, 3] -> PNG bytes."""
+    if rgb.dtype != np.uint8:
+        rgb = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
+    Image.fromarray(rgb).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -31,7 +42,7 @@ class PartitionExplorer:
     """
 
     def __init__(self, image: np.ndarray, features, n_segments: int = 30, compare: bool = True):
-        import ipywidgets as W
+        import ipywidgets as W  # optional extra, imported on use (module docstring)
 
         self.image, self.features, self.compare = np.asarray(image), features, compare
         self.strides = sorted(features) if isinstance(features, dict) else []
@@ -57,8 +68,6 @@ class PartitionExplorer:
 
     def set(self, n_segments: int | None = None, weights: dict | None = None) -> dict[str, np.ndarray]:
         """Apply a slider change and redraw; returns the label maps shown."""
-        import time
-
         if weights:
             self.weights.update(weights)
             self._build()
@@ -75,3 +84,56 @@ class PartitionExplorer:
                              + ", ".join(f"{k}: {int(v.max()) + 1} segments" for k, v in labels.items()))
         self.labels = labels
         return labels
+
+
+def handle_event(segmenter: ClickSegmenter, event: dict) -> bool:
+    """Apply one ipyevents mouse event: left click -> positive, right click (contextmenu) or shift -> negative.
+
+    Returns True when a click was added. ``dataX/dataY`` are image-pixel coordinates (ipyevents, Image widget).
+    """
+    kind = event.get("type")
+    if kind not in ("click", "contextmenu") or "dataX" not in event:
+        return False
+    y, x = int(event["dataY"]), int(event["dataX"])
+    h, w = segmenter.shape
+    if not (0 <= y < h and 0 <= x < w):
+        return False
+    positive = kind == "click" and event.get("button", 0) == 0 and not event.get("shiftKey", False)
+    segmenter.add_click(y, x, positive)
+    return True
+
+
+def click_widget(segmenter: ClickSegmenter, image: np.ndarray | None = None, width: int | None = None):
+    """A JupyterLab widget: click on the image (left = positive, right/shift+left = negative), Undo/Reset buttons.
+
+    ``image``: RGB [H, W, 3] to draw on (default: the segmenter's). Needs ipywidgets and ipyevents (extra
+    ``notebooks``). Returns the ``ipywidgets.VBox``.
+    """
+    import ipywidgets as widgets  # optional extras, imported on use (module docstring)
+    from ipyevents import Event
+
+    image = segmenter.image if image is None else image
+    if image is None:
+        raise ValueError("click_widget needs the RGB image (pass image= or build the segmenter with image=)")
+    view = widgets.Image(format="png", layout=widgets.Layout(width=f"{width or image.shape[1]}px"))
+    status = widgets.Label()
+    undo, reset = widgets.Button(description="Undo"), widgets.Button(description="Reset")
+
+    def redraw():
+        view.value = _png(overlay(image, segmenter.mask, segmenter.clicks))
+        n = len(segmenter.clicks)
+        status.value = f"{n} clicks, {segmenter.mask.mean():.1%} of the image selected" + (
+            f", last update {1000 * segmenter.last_update_s:.0f} ms" if n else "")
+
+    def on_event(event):
+        if handle_event(segmenter, event):
+            redraw()
+
+    events = Event(source=view, watched_events=["click", "contextmenu"], prevent_default_action=True)
+    events.on_dom_event(on_event)
+    undo.on_click(lambda _: (segmenter.undo(), redraw()))
+    reset.on_click(lambda _: (segmenter.reset(), redraw()))
+    redraw()
+    box = widgets.VBox([widgets.HBox([undo, reset, status]), view])
+    box._featlib_events = events  # keep the listener alive with the widget
+    return box

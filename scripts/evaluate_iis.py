@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         if a.dataset == "bsds":
             from featlib.data.iis import IISSample
-            from featlib.refine import bsds_samples
+            from featlib.data.samples import bsds_samples
 
             ds = [IISSample(n, im, m, np.zeros(m.shape, bool)) for n, im, m, _ in bsds_samples(a.root, a.limit or 10**9)]
             ds = ds[a.skip:]

@@ -4,9 +4,7 @@ import torch
 from scipy import ndimage
 from skimage import data
 
-import heapq
-
-from featlib.cluster import FixedPartitioner, _adjacency, build_hierarchy, lab_hierarchy, merge_regions, oversegment
+from featlib.cluster import FixedPartitioner, _adjacency, build_hierarchy, lab_hierarchy, merge_regions, seed_watershed
 from featlib.data.synthetic import make_scene
 from featlib.distances import distance_mesh, lab_features
 from featlib.metrics import mean_best_iou
@@ -119,7 +117,7 @@ def _greedy_merges_reference(regions, mesh, size_prior, contrast):
 def test_compiled_merge_loop_matches_plain_greedy_merging(contrast):
     img = data.astronaut()[100:164, 180:244]  # 64 x 64: a face, hair and background
     mesh = distance_mesh(lab_features(img))
-    regions = oversegment(mesh, 6)
+    regions = seed_watershed(mesh, 6)
     merges, heights, _, _ = merge_regions(regions, mesh, 64.0, contrast)
     ref_merges, ref_heights = _greedy_merges_reference(regions, mesh, 64.0, contrast)
     assert len(merges) == len(ref_merges) == regions.max()

@@ -1,12 +1,21 @@
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from featlib.data.iis import IISDataset, load_iis
+from featlib.data.samples import iis_samples
+from featlib.model import build_model
+from featlib.checkpoint import save_model
 
 
 def write_layout(root, kind, n=2, size=(24, 32)):
-    img_dir, mask_dir = {"berkeley": ("images", "masks"), "davis": ("img", "gt"), "grabcut": ("data_GT", "boundary_GT")}[kind]
+    layouts = {"berkeley": ("images", "masks"), "davis": ("img", "gt"), "grabcut": ("data_GT", "boundary_GT")}
+    img_dir, mask_dir = layouts[kind]
     (root / img_dir).mkdir(parents=True)
     (root / mask_dir).mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -52,6 +61,16 @@ def test_layouts(tmp_path, kind):
     assert len(load_iis(kind, tmp_path, limit=1)) == 1
 
 
+def test_iis_samples_tuples(tmp_path):
+    truth = write_layout(tmp_path, "grabcut")
+    samples = list(iis_samples("grabcut", tmp_path))
+    assert [name for name, *_ in samples] == [s.name for s in load_iis("grabcut", tmp_path)]
+    for name, image, mask, ignore in samples:
+        assert image.shape == (24, 32, 3) and ignore[2].all()
+        np.testing.assert_array_equal(mask, truth[name])
+    assert len(list(iis_samples("grabcut", tmp_path, limit=1))) == 1
+
+
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset"):
         IISDataset("sbd", tmp_path)
@@ -88,9 +107,6 @@ def _tiny_grabcut(tmp_path):
 
 
 def _script():
-    import importlib.util
-    from pathlib import Path
-
     script = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_iis.py"
     spec = importlib.util.spec_from_file_location("evaluate_iis", script)
     mod = importlib.util.module_from_spec(spec)
@@ -99,8 +115,6 @@ def _script():
 
 
 def test_evaluate_iis_script(tmp_path):
-    import json
-
     _tiny_grabcut(tmp_path)
     mod = _script()
     out = tmp_path / "res.json"
@@ -118,8 +132,6 @@ def test_evaluate_iis_script(tmp_path):
 
 def test_evaluate_iis_bsds_skip(shared, tmp_path):
     """--dataset bsds reads objects straight from BSDS500; --skip leaves out the first ones (the tuning objects)."""
-    import json
-
     root = shared / "datasets" / "bsds500"
     if not root.is_dir():
         pytest.skip("BSDS500 not in ../shared")
@@ -138,13 +150,6 @@ def test_evaluate_iis_bsds_skip(shared, tmp_path):
 def test_evaluate_iis_checkpoint_features(tmp_path):
     """--features CHECKPOINT loads a saved FeatureNet (weights_only) and gives the same run as the same weights
     built in process (``untrained-b0`` seeds 0)."""
-    import json
-
-    import torch
-
-    from featlib.model import build_model
-    from featlib.checkpoint import save_model
-
     root = _tiny_grabcut(tmp_path)
     torch.manual_seed(0)
     save_model(build_model("b0"), tmp_path / "model.pt")

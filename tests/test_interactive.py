@@ -1,20 +1,14 @@
-import itertools
-
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from featlib.distances import lab_features
-from featlib.interactive import (
-    ClickRun,
-    ClickSegmenter,
-    iou,
-    maxflow_available,
-    min_cut,
-    next_click,
-    simulate_clicks,
-)
+from featlib.graphcut import maxflow_available
+from featlib.interactive import ClickRun, ClickSegmenter, next_click, simulate_clicks
+from featlib.metrics import iou
 
-BACKENDS = ["scipy", pytest.param("pymaxflow", marks=pytest.mark.skipif(not maxflow_available(), reason="no PyMaxflow"))]
+_NO_MAXFLOW = pytest.mark.skipif(not maxflow_available(), reason="no PyMaxflow")
+BACKENDS = ["scipy", pytest.param("pymaxflow", marks=_NO_MAXFLOW)]
 
 
 def scene(size=64, seed=0):
@@ -41,40 +35,6 @@ def multistride(img):
 FEATURES = {"lab": lambda img: lab_features(img), "dict": multistride}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_min_cut_matches_brute_force(backend):
-    rng = np.random.default_rng(1)
-    n = 7
-    pairs = np.array(list(itertools.combinations(range(n), 2)))
-    pairs = pairs[rng.random(len(pairs)) < 0.5]
-    w = rng.random(len(pairs))
-    cf, cb = rng.random(n), rng.random(n)
-    fg, _ = min_cut(n, pairs[:, 0], pairs[:, 1], w, cf, cb, backend=backend)
-
-    def energy(lab):
-        return cf[lab].sum() + cb[~lab].sum() + w[lab[pairs[:, 0]] != lab[pairs[:, 1]]].sum()
-
-    best = min(energy(np.array(b, bool)) for b in itertools.product([0, 1], repeat=n))
-    assert energy(fg) == pytest.approx(best, abs=1e-6)
-
-
-@pytest.mark.skipif(not maxflow_available(), reason="PyMaxflow not installed")
-def test_backends_agree_on_same_graph():
-    rng = np.random.default_rng(2)
-    n = 300
-    ei, ej = rng.integers(0, n, 1200), rng.integers(0, n, 1200)
-    keep = ei != ej
-    w = rng.random(keep.sum())
-    cf, cb = rng.random(n), rng.random(n)
-    hard_fg = np.zeros(n, bool)
-    hard_fg[:3] = True
-    a, va = min_cut(n, ei[keep], ej[keep], w, cf, cb, hard_fg=hard_fg, backend="scipy")
-    b, vb = min_cut(n, ei[keep], ej[keep], w, cf, cb, hard_fg=hard_fg, backend="pymaxflow")
-    assert va == vb
-    np.testing.assert_array_equal(a, b)  # random capacities: no ties, the min cut is unique
-    assert a[:3].all()
-
-
 @pytest.mark.parametrize("local", [True, False])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("spacing", [1, 4])
@@ -86,7 +46,8 @@ def test_clicked_pixels_keep_labels_and_deterministic(kind, spacing, backend, lo
     rng = np.random.default_rng(3)
     clicks = [(26, 26, True)]
     # Adjacent clicks of both signs land in one region and force a split when spacing > 1.
-    clicks += [(int(y), int(x), bool(p)) for y, x, p in zip(rng.integers(0, 64, 12), rng.integers(0, 64, 12), rng.random(12) < 0.5)]
+    clicks += [(int(y), int(x), bool(p))
+               for y, x, p in zip(rng.integers(0, 64, 12), rng.integers(0, 64, 12), rng.random(12) < 0.5)]
     clicks += [(30, 30, True), (30, 31, False), (31, 30, False), (30, 31, True)]
     seen = {}
     for y, x, p in clicks:
@@ -205,29 +166,8 @@ def test_simulate_clicks_reaches_object():
         simulate_clicks(seg, disk[:10])
 
 
-def test_widget_events_and_overlay():
-    from featlib.interactive import click_widget, handle_event, overlay
-
-    img, disk = scene()
-    seg = ClickSegmenter(lab_features(img), img)
-    assert handle_event(seg, {"type": "click", "button": 0, "dataX": 25, "dataY": 26})
-    assert seg.clicks[-1].positive and (seg.clicks[-1].y, seg.clicks[-1].x) == (26, 25)
-    assert handle_event(seg, {"type": "contextmenu", "button": 2, "dataX": 60, "dataY": 2})
-    assert handle_event(seg, {"type": "click", "button": 0, "shiftKey": True, "dataX": 1, "dataY": 1})
-    assert [c.positive for c in seg.clicks] == [True, False, False]
-    assert not handle_event(seg, {"type": "click", "dataX": 500, "dataY": 1})  # outside: ignored in the UI
-    assert not handle_event(seg, {"type": "mousemove", "dataX": 5, "dataY": 5})
-    ov = overlay(img, seg.mask, seg.clicks)
-    assert ov.shape == img.shape and ov.dtype == np.uint8 and not np.array_equal(ov, img)
-    pytest.importorskip("ipyevents")
-    box = click_widget(seg)
-    assert len(box.children) == 2
-
-
 @pytest.mark.parametrize("reach", [1.0, 3.0])
 def test_trust_region_bounds_late_changes(reach):
-    from scipy import ndimage
-
     img, disk = scene(96, seed=6)
     seg = ClickSegmenter(lab_features(img), img, reach=reach)
     # the last click is a positive click in the flat background: the cut would take all of it, the box limits it
@@ -251,8 +191,6 @@ def test_trust_region_bounds_late_changes(reach):
 def test_touch_up_changes_only_the_empty_disc(dist):
     """A click r px from the mask (r < touch_up) flips only pixels closer to it than the mask is; touch_up=0 lets
     the region-level cut take more (so the bound is what limits the change, not the scene)."""
-    from scipy import ndimage
-
     img, disk = scene(96, seed=6)
     changes = {}
     for touch_up in (4.5, 0.0):

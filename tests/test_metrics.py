@@ -112,3 +112,15 @@ def test_combined_scores_match_individual_metrics():
     gts = [rng.integers(0, 4, (30, 40)), rng.integers(0, 9, (30, 40))]
     c, p, v = M.covering_pri_vi(seg, gts)
     assert (c, p, v) == pytest.approx((M.covering(seg, gts), M.pri(seg, gts), M.vi(seg, gts)))
+
+
+def test_mask_iou():
+    a = np.zeros((4, 5), bool)
+    b = np.zeros((4, 5), bool)
+    assert M.iou(a, b) == 1.0  # both empty
+    a[:2] = True  # 10 pixels
+    b[1:3] = True  # 10 pixels, 5 shared
+    assert M.iou(a, b) == pytest.approx(5 / 15)
+    ignore = np.zeros_like(a)
+    ignore[0] = True
+    assert M.iou(a, b, ignore) == pytest.approx(5 / 10)

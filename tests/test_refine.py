@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
+from featlib.data.samples import iis_samples, synthetic_samples
 from featlib.distances import lab_features
-from featlib.interactive import iou, maxflow_available
-from featlib.refine import degrade, evaluate, iis_samples, refine, synthetic_samples, upsample_scores, upsample_threshold
+from featlib.graphcut import maxflow_available
+from featlib.metrics import iou
+from featlib.refine import degrade, evaluate, refine, upsample_scores, upsample_threshold
 
 
 def blob_scene(size=96, seed=0):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from featlib.viz import features_to_rgb, label_overlay, show_features
+from featlib.interactive import Click
+from featlib.viz import features_to_rgb, label_overlay, overlay, show_features
 
 
 def test_first3_is_identity_on_colours():
@@ -42,3 +43,16 @@ def test_label_overlay_and_figure():
         label_overlay(img, lab[:4])
     fig = show_features(img, {1: torch.rand(3, 8, 8), 4: torch.rand(48, 2, 2)}, clusters=lab.clip(0), gt=lab)
     assert len(fig.axes) == 5
+
+
+def test_overlay_tints_mask_outline_and_clicks():
+    img = np.full((40, 50, 3), 100, np.uint8)
+    mask = np.zeros((40, 50), bool)
+    mask[10:30, 10:30] = True
+    out = overlay(img, mask, [Click(20, 20, True), Click(5, 45, False)])
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert tuple(out[0, 0]) == (100, 100, 100)  # untouched outside mask, outline and clicks
+    assert tuple(out[10, 15]) == (255, 255, 0)  # outline
+    assert out[15, 15, 2] > out[15, 15, 0]  # inside: tinted blue
+    assert tuple(out[20, 20]) == (0, 220, 0) and tuple(out[5, 45]) == (230, 0, 0)
+    np.testing.assert_array_equal(overlay(img / 255.0, mask), overlay(img, mask))  # float input in [0, 1]

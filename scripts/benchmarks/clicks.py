@@ -18,14 +18,15 @@ import numpy as np
 from PIL import Image
 
 from featlib import features as feature_registry
-from featlib.interactive import ClickSegmenter, maxflow_available, simulate_clicks
+from featlib.graphcut import maxflow_available
+from featlib.interactive import ClickSegmenter, simulate_clicks
 from featlib.utils import shared_dir
 
 
 def test_image(size: int) -> tuple[np.ndarray, np.ndarray, str]:
     root = shared_dir()
     if root is not None and (root / "datasets" / "bsds500").is_dir():
-        from featlib.refine import bsds_samples
+        from featlib.data.samples import bsds_samples
 
         name, image, mask, _ = next(bsds_samples(root / "datasets" / "bsds500", 1))
         img = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
