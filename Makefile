@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check featlib scripts tests conftest.py
+	$(VENV)/bin/ruff check featlib scripts tests notebooks conftest.py
 
 # Lint, then unit tests and every notebook (smoke mode, set in conftest.py) in one pytest run.
 test: lint

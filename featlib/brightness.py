@@ -39,7 +39,7 @@ class BrightnessConfig:
     eval_every: int = 200
 
     @classmethod
-    def smoke(cls) -> "BrightnessConfig":
+    def smoke(cls) -> BrightnessConfig:
         """Same code path, seconds instead of minutes (CI)."""
         return cls(steps=4, batch_size=2, crop=64, max_side=128, eval_every=2)
 

@@ -12,11 +12,10 @@ Shapes: a mesh over an H x W image has ``dy`` [H-1, W] (edge between (y, x) and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
-from scipy import ndimage
 
 ArrayLike = "np.ndarray | torch.Tensor"
 

@@ -18,8 +18,6 @@ Pixels with a negative GT label are ignored (unannotated).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from scipy import ndimage
 
@@ -176,14 +174,6 @@ def ods_ois(values: np.ndarray, higher_is_better: bool = True) -> tuple[float, f
         return float(mean[k]), float(v.max(1).mean()), k
     k = int(np.argmin(mean))
     return float(mean[k]), float(v.min(1).mean()), k
-
-
-def region_scores(seg: np.ndarray, gts: Sequence[np.ndarray]) -> dict[str, float]:
-    """All region metrics of one segmentation at once."""
-    p, r, f = boundary_prf(seg, gts)
-    return {"covering": covering(seg, gts), "pri": pri(seg, gts), "vi": vi(seg, gts), "asa": asa(seg, gts),
-            "ue": undersegmentation_error(seg, gts), "boundary_p": p, "boundary_r": r, "boundary_f": f,
-            "n_segments": int(len(np.unique(seg)))}
 
 
 def covering_pri_vi(seg: np.ndarray, gt) -> tuple[float, float, float]:

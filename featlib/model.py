@@ -17,7 +17,7 @@ The backbone is built by kornia (never copied here); ``featlib.weights`` loads o
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 PREFIX = "image_encoder.backbone."
-# Variants whose image encoder kornia can build (EfficientViT-SAM-L*). The XL encoders use a different backbone.
-SAM_VARIANTS = {"l0", "l1", "l2"}
+# The XL image encoders use a backbone kornia does not build.
 UNSUPPORTED = {"xl0", "xl1"}
 SAM_NORM_EPS = 1e-6
 

@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featlib.data.iis import LAYOUTS, load_iis  # noqa: E402
 from featlib import features as feature_registry  # noqa: E402
+from featlib.data.iis import LAYOUTS, load_iis  # noqa: E402
 from featlib.interactive import ClickSegmenter, simulate_clicks  # noqa: E402
 
 
@@ -128,10 +128,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--features", default="lab",
                    help=f"a registered name ({', '.join(feature_registry.names())}) or a model checkpoint")
     p.add_argument("--limit", type=int, default=None,
-                   help="first N objects, before --skip (bsds: first N val images; those without a 5-50 %% segment drop out)")
+                   help="first N objects, before --skip (bsds: first N val images; those without a 5-50 %% "
+                        "segment drop out)")
     p.add_argument("--skip", type=int, default=0, help="leave out the first N objects (e.g. those used for tuning)")
     p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument("--long-clicks", type=int, default=100, help="length of the long run for IoU curve and drops (0: off)")
+    p.add_argument("--long-clicks", type=int, default=100,
+                   help="length of the long run for IoU curve and drops (0: off)")
     p.add_argument("--region-spacing", type=int, default=4)
     p.add_argument("--reach", type=float, default=3.0, help="trust-region factor (ClickSegmenter reach; 0: off)")
     p.add_argument("--touch-up", type=float, default=4.5, help="ClickSegmenter touch_up in px (0: off)")
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
             from featlib.data.iis import IISSample
             from featlib.data.samples import bsds_samples
 
-            ds = [IISSample(n, im, m, np.zeros(m.shape, bool)) for n, im, m, _ in bsds_samples(a.root, a.limit or 10**9)]
+            ds = [IISSample(n, im, m, np.zeros(m.shape, bool))
+                  for n, im, m, _ in bsds_samples(a.root, a.limit or 10**9)]
             ds = ds[a.skip:]
         else:
             full = load_iis(a.dataset, a.root, limit=a.limit)
@@ -161,9 +164,11 @@ def main(argv: list[str] | None = None) -> dict:
                    region_spacing=a.region_spacing, backend=a.backend, reach=a.reach or None, touch_up=a.touch_up)
     res.update(dataset=a.dataset, features=a.features)
     c = res["mean_iou_per_click"]
-    print(f"\n{'dataset':10s} {'features':14s} {'objects':>7s} {'NoC@85':>7s} {'NoC@90':>7s} {'IoU@1':>6s} {'IoU@5':>6s} "
+    print(f"\n{'dataset':10s} {'features':14s} {'objects':>7s} {'NoC@85':>7s} {'NoC@90':>7s} {'IoU@1':>6s} "
+          f"{'IoU@5':>6s} "
           f"{'IoU@20':>6s} {'drops':>6s} {'mean drop':>9s} {'ms/click':>8s}")
-    print(f"{a.dataset:10s} {Path(a.features).name[:14]:14s} {res['n_objects']:7d} {res['noc85']:7.2f} {res['noc90']:7.2f} "
+    print(f"{a.dataset:10s} {Path(a.features).name[:14]:14s} {res['n_objects']:7d} {res['noc85']:7.2f} "
+          f"{res['noc90']:7.2f} "
           f"{c[0]:6.3f} {c[min(4, len(c) - 1)]:6.3f} {c[min(19, len(c) - 1)]:6.3f} {res['drops']:6d} "
           f"{res['drop_size_mean']:9.4f} {1000 * res['latency_median_s']:8.1f}")
     if a.output is not None:

@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['ois']['pri']:8.3f} {s['ods']['vi']:7.3f} {s['ois']['vi']:7.3f} {s['seconds_per_image']:6.2f}")
     print("\nat matched segment counts (ASA ↑ / UE ↓ / boundary recall ↑ at 2 px):")
     for m, s in summary["methods"].items():
-        row = "  ".join(f"{n}: {v['asa']:.3f}/{v['ue']:.3f}/{v['boundary_recall']:.3f}" for n, v in s["matched"].items())
+        row = "  ".join(f"{n}: {v['asa']:.3f}/{v['ue']:.3f}/{v['boundary_recall']:.3f}"
+                        for n, v in s["matched"].items())
         print(f"{m:14s} {row}")
     print(f"\nwrote {out} and {out.with_suffix('.png')}")
     return 0

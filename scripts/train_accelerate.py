@@ -4,7 +4,8 @@
     # 8 GPUs (one node); multi-node: add accelerate's --num_machines/--machine_rank/--main_process_ip flags
     accelerate launch --multi_gpu --num_processes 8 scripts/train_accelerate.py --config configs/sa1b_l0.yaml
     # two CPU processes (how the tests check DDP): --multi_gpu is what makes accelerate start 2 processes
-    accelerate launch --multi_gpu --num_processes 2 scripts/train_accelerate.py --cpu --config configs/demo.yaml max_steps=4
+    accelerate launch --multi_gpu --num_processes 2 scripts/train_accelerate.py --cpu --config configs/demo.yaml \
+        max_steps=4
     # resume the latest checkpoint of the run's output_dir
     python scripts/train_accelerate.py --config configs/demo.yaml --resume latest
 

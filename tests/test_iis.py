@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from featlib.checkpoint import save_model
 from featlib.data.iis import IISDataset, load_iis
 from featlib.data.samples import iis_samples
 from featlib.model import build_model
-from featlib.checkpoint import save_model
 
 
 def write_layout(root, kind, n=2, size=(24, 32)):

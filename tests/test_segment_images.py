@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from featlib.checkpoint import save_model
 from featlib.data.synthetic import make_scene
 from featlib.model import build_model
-from featlib.checkpoint import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -80,7 +80,8 @@ def test_world_size_mismatch_is_loud(monkeypatch):
 
 def test_two_cpu_processes_stay_in_sync(tmp_path):
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517"]
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", "29517"]
     res = run(["--cpu"] + tiny(tmp_path, "max_steps=3", "checkpoint_every=3"), tmp_path, launcher=launcher)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())

@@ -12,7 +12,8 @@ from featlib.weights import load_efficientvit_sam
 def fake_checkpoint(shared, variant, wrap=False, seed=0):
     g = torch.Generator().manual_seed(seed)
     state = {}
-    for line in (shared / "fixtures" / "efficientvit_sam" / f"efficientvit_sam_{variant}.keys.tsv").read_text().splitlines():
+    keys = shared / "fixtures" / "efficientvit_sam" / f"efficientvit_sam_{variant}.keys.tsv"
+    for line in keys.read_text().splitlines():
         key, shape = line.split("\t")
         shape = ast.literal_eval(shape)
         if key.endswith("num_batches_tracked"):
@@ -44,7 +45,8 @@ def test_pretrained_argument(shared, tmp_path):
     path = tmp_path / "l0.pt"  # the 2023 file name the plan downloads
     torch.save(fake_checkpoint(shared, "l0", wrap=True), path)
     model = build_model("l0", strides=(16,), pretrained=str(path))
-    ref = torch.load(path, weights_only=True)["state_dict"]["image_encoder.backbone.stages.4.op_list.1.context_module.main.qkv.conv.weight"]
+    key = "image_encoder.backbone.stages.4.op_list.1.context_module.main.qkv.conv.weight"
+    ref = torch.load(path, weights_only=True)["state_dict"][key]
     assert torch.equal(model.backbone.stages[4].op_list[1].context_module.main.qkv.conv.weight, ref)
 
 

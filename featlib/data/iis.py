@@ -1,7 +1,7 @@
 """Interactive-segmentation benchmarks in the layouts RITM distributes them (one object per image).
 
     ds = load_iis("grabcut", root)         # or "berkeley", "davis"
-    len(ds); s = ds[0]                      # IISSample(name, image uint8 [H, W, 3], mask bool [H, W], ignore bool [H, W])
+    s = ds[0]            # IISSample(name, image uint8 [H, W, 3], mask bool [H, W], ignore bool [H, W]); len(ds)
 
 Layouts and mask rules:
 - GrabCut: ``data_GT/<name>.jpg|.bmp|.png`` + ``boundary_GT/<name>.bmp``; value 128 is the uncertain boundary band

@@ -29,8 +29,9 @@ import math
 import random
 import tarfile
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,7 +119,8 @@ def _open_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
 
 
 def _plan(h: int, w: int, size: int, augment: bool, rng: np.random.Generator, zoom: tuple[float, float]):
-    """Where the photo lands in the S x S sample: (scale out/in, crop offset (cy, cx) in resized pixels, (oh, ow), flip)."""
+    """Where the photo lands in the S x S sample: (scale out/in, crop offset (cy, cx) in resized pixels, (oh, ow),
+    flip)."""
     z = rng.uniform(*zoom) if augment else 1.0
     r = size * z / max(h, w)
     rh, rw = h * r, w * r

@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
     for name in ("b0", "l0"):
         model = build_model(name).eval()
         x = torch.rand(1, 3, size, size)
-        bare = lambda t: model.backbone((t - model.pixel_mean) / model.pixel_std)  # noqa: E731
+        bare = lambda t, model=model: model.backbone((t - model.pixel_mean) / model.pixel_std)  # noqa: E731
         # interleaved rounds, best of each: both sides see the same drift in machine load
         t_bb, t_fn = float("inf"), float("inf")
         for _ in range(2):

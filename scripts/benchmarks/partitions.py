@@ -10,7 +10,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 from skimage import data
 from skimage.segmentation import slic
@@ -42,13 +41,16 @@ def main(argv: list[str]) -> None:
     t_feat, hf = best(lambda: build_hierarchy(feats, size=img.shape[:2]), repeats)
     cuts = []
     for n in (5, 20, 80, 300, 1000):
-        t, _ = best(lambda: h.partition(n_segments=n), 5)
+        t, _ = best(lambda n=n: h.partition(n_segments=n), 5)
         cuts.append(t)
     print(f"image {size}x{size}; best of {repeats}")
     print(f"  SLIC (300 segments)              {t_slic * 1e3:8.1f} ms   1.00x")
-    print(f"  hierarchy build, Lab colour      {t_lab * 1e3:8.1f} ms   {t_lab / t_slic:.2f}x SLIC  ({h.n_regions} initial regions)")
-    print(f"  hierarchy build, FeatureNet(l0)  {t_feat * 1e3:8.1f} ms   {t_feat / t_slic:.2f}x SLIC  ({hf.n_regions} initial regions)")
-    print(f"  new cut (5..1000 segments)       {statistics.median(cuts) * 1e3:8.2f} ms median, {max(cuts) * 1e3:.2f} ms max")
+    print(f"  hierarchy build, Lab colour      {t_lab * 1e3:8.1f} ms   {t_lab / t_slic:.2f}x SLIC  "
+          f"({h.n_regions} initial regions)")
+    print(f"  hierarchy build, FeatureNet(l0)  {t_feat * 1e3:8.1f} ms   {t_feat / t_slic:.2f}x SLIC  "
+          f"({hf.n_regions} initial regions)")
+    print(f"  new cut (5..1000 segments)       {statistics.median(cuts) * 1e3:8.2f} ms median, "
+          f"{max(cuts) * 1e3:.2f} ms max")
 
 
 if __name__ == "__main__":
