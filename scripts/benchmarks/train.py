@@ -1,6 +1,6 @@
 """Training steps: images/s, where a step's time goes, peak memory and the largest batch that fits.
 
-    python scripts/benchmark.py train [--config configs/sa1b_l0.yaml] [--batch-sizes 1,2,4,8] [--steps 5]
+    python scripts/benchmark.py train [--config CFG] [--batch-sizes 1,2,4,8] [--steps 5]
         [--warmup 2] [--device cpu|cuda] [--max-batch 64] [--workers N] [--shards 'GLOB'] [--no-loader]
         [--output train.json] [--quick] [key=value ...]
 
@@ -8,7 +8,9 @@ What runs: full training steps of the config's FeatureNet + MultiStrideLoss + Ad
 training loop's own code (``featlib.train.prepare_training`` / ``train_step``: accelerate, the config's
 mixed precision, clipping, the LR schedule, ``channels_last`` / ``compile`` if set), at the config's image_size
 with max_instances masks per image. ``key=value`` overrides any config key, e.g. ``compile=true`` or
-``channels_last=true``: run with and without to decide whether to turn them on.
+``channels_last=true``: run with and without to decide whether to turn them on. The default config is the one
+that device trains: configs/sa1b_l0.yaml on CUDA (and in --quick sizes), configs/demo.yaml on CPU (l0 at 1024^2
+would need ~3 GB of RAM per image and minutes per step there, so ``make benchmark`` stays usable).
 
 Rows, each measured after ``--warmup`` steps:
 - one per batch size, fed a fixed ``featlib.data.synthetic.synthetic_batch`` (no data loading): img/s, ms per
@@ -185,7 +187,7 @@ def _parse_sizes(text: str) -> list[int]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmark.py train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "sa1b_l0.yaml"))
+    p.add_argument("--config", help="default: configs/sa1b_l0.yaml on CUDA and with --quick, else configs/demo.yaml")
     p.add_argument("--batch-sizes", help="comma-separated (default 1,2,4,8; --quick: 1,2)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per row")
     p.add_argument("--warmup", type=int, help="untimed steps before each row (default 2; 8 with compile=true)")
@@ -204,6 +206,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         a.workers = 1 if a.workers is None else a.workers
         a.overrides = QUICK + a.overrides
     a.device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if a.config is None:
+        a.config = str(ROOT / "configs" / ("sa1b_l0.yaml" if a.device == "cuda" or a.quick else "demo.yaml"))
     a.batch_sizes = _parse_sizes(a.batch_sizes or "1,2,4,8")
     if a.steps < 1 or (a.warmup is not None and a.warmup < 0):
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {a.steps} and {a.warmup}")
