@@ -23,7 +23,7 @@ only modules above it, never below.
 - ``featlib.viz``          feature maps as colours, label and click-mask overlays.
 - ``featlib.evaluate``     scoring features by their partitions: validation, mesh-weight choice, figures.
 - ``featlib.widgets``      ipywidgets explorers and the click widget for the notebooks.
-- ``featlib.train``        the training loop (accelerate), LR schedule, collapse alarm.
+- ``featlib.train``        the training loop (accelerate) and its one-batch step, LR schedule, collapse alarm.
 
 Top-level names are imported lazily so that ``import featlib`` stays cheap.
 """

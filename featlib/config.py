@@ -59,6 +59,12 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     mixed_precision: str = "no"            # "no" | "bf16" | "fp16"
+    # GPU options: off by default, not measured better on a GPU yet. Measure with `scripts/gpu_check.py --checks
+    # options` (or `scripts/benchmark.py train --device cuda channels_last=true` against the same command without
+    # it). Both give the default's outputs up to float32 rounding (tests/test_train.py).
+    channels_last: bool = False            # NHWC model weights and input images (tensor-core friendly convs)
+    compile: bool = False                  # torch.compile(model) after accelerator.prepare
+    compile_backend: str = "inductor"      # torch.compile backend; the CPU tests use "aot_eager" (inductor: minutes)
     seed: int = 0
     # loss
     push_pairs: str = "all"
@@ -144,6 +150,12 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"strides must be a non-empty subset of [1, 2, 4, 8, 16], got {cfg.strides}")
     if cfg.mixed_precision not in ("no", "bf16", "fp16"):
         raise ConfigError(f"mixed_precision must be no|bf16|fp16, got {cfg.mixed_precision!r}")
+    if cfg.compile:
+        from torch._dynamo import list_backends  # lazy: ~1 s of imports, paid only by runs that compile
+
+        known = list_backends(exclude_tags=())
+        if cfg.compile_backend not in known:
+            raise ConfigError(f"compile_backend {cfg.compile_backend!r} is not a torch.compile backend; known: {known}")
     if cfg.push_pairs not in ("all", "disjoint", "adjacent"):
         raise ConfigError(f"push_pairs must be all|disjoint|adjacent, got {cfg.push_pairs!r}")
     if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.max_steps < 1 or cfg.grad_accum < 1:

@@ -2,6 +2,8 @@
 
     cfg = load_config("configs/demo.yaml", ["max_steps=4", "output_dir=runs/try"])   # featlib.config
     result = fit(cfg)                 # {"step", "final_loss", "val", "seconds", "collapse", ...}
+    t = prepare_training(cfg, accelerator)                   # what fit trains: model (prepared, maybe compiled) ...
+    out, grad_norm = train_step(accelerator, t, batch, cfg)  # ... and one micro-batch of its loop
     model = load_model_checkpoint("runs/try/model.pt")                               # featlib.checkpoint
 
 Layout of ``output_dir``:
@@ -14,11 +16,14 @@ Layout of ``output_dir``:
 The schedule is linear warmup then cosine decay to ``min_lr_ratio`` (``lr_factor``), counted in optimizer steps
 whatever the world size. Collapse to a constant output is watched through the mean per-channel feature spread
 (``CollapseAlarm``), not only the loss. Where the data comes from and how a resume finds its place:
-``featlib.data.loaders``.
+``featlib.data.loaders``. ``train_step`` is the loop's arithmetic for one batch, shared with
+``scripts/benchmark.py train`` (which times its phases); ``channels_last`` and ``compile`` are applied by
+``build_training`` / ``prepare_training`` (off by default: see ``featlib.config``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -26,6 +31,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 import numpy as np
@@ -57,6 +63,8 @@ def build_training(cfg: TrainConfig):
                            if cfg.loss_weights else None,
                            margin_v=cfg.margin_v, margin_d=cfg.margin_d, push_pairs=cfg.push_pairs,
                            min_cells=cfg.min_cells)
+    if cfg.channels_last:  # NHWC weights; train_step converts the images alike
+        model = model.to(memory_format=torch.channels_last)
     if cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
@@ -67,6 +75,65 @@ def build_training(cfg: TrainConfig):
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg))
     return model, loss, opt, sched
+
+
+class Training(NamedTuple):
+    """What ``fit`` trains. ``model`` is called in steps (prepared by accelerate, compiled if ``cfg.compile``);
+    ``unwrapped`` is the plain FeatureNet behind it (validation, ``save_model``: state-dict keys without prefixes)."""
+
+    model: torch.nn.Module
+    unwrapped: torch.nn.Module
+    loss: MultiStrideLoss
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+
+
+def prepare_training(cfg: TrainConfig, accelerator) -> Training:
+    """``build_training``, then ``accelerator.prepare``, the scheduler registered for checkpoints, and
+    ``torch.compile`` when ``cfg.compile`` (after prepare, so a DDP-wrapped model is compiled as a whole)."""
+    model, loss_fn, opt, sched = build_training(cfg)
+    # The scheduler is not prepared: accelerate would step it once per process, while our schedule counts
+    # optimizer steps whatever the world size. It is checkpointed alongside the prepared objects.
+    model, opt = accelerator.prepare(model, opt)
+    accelerator.register_for_checkpointing(sched)
+    unwrapped = accelerator.unwrap_model(model)
+    if cfg.compile:
+        model = torch.compile(model, backend=cfg.compile_backend)
+    return Training(model, unwrapped, loss_fn, opt, sched)
+
+
+def _untimed(phase: str):
+    return contextlib.nullcontext()
+
+
+def train_step(accelerator, t: Training, batch: dict, cfg: TrainConfig, phase=_untimed):
+    """One micro-batch of the loop: forward (autocast), loss, backward and, when gradients sync, clipping, AdamW
+    and the schedule. Returns (MultiStrideOutput, grad norm or None).
+
+    ``phase(name)`` -> a context manager wrapped around each of "forward", "loss", "backward", "optimizer"
+    (a timer, in scripts/benchmarks/train.py); the default does nothing.
+    """
+    device = accelerator.device
+    images = batch["image"].to(device)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    masks = batch["masks"].to(device)
+    with accelerator.accumulate(t.model):
+        with phase("forward"), accelerator.autocast():
+            feats = t.model(images)
+        with phase("loss"):
+            out = t.loss(feats, masks, batch["mask_valid"].to(device), batch["valid_pixels"].to(device))
+        with phase("backward"):
+            accelerator.backward(out.total)
+        with phase("optimizer"):
+            grad_norm = None
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
+            t.opt.step()
+            if accelerator.sync_gradients:
+                t.sched.step()
+            t.opt.zero_grad(set_to_none=True)
+    return out, grad_norm
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -119,11 +186,7 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
             synthetic_dirs(cfg)  # write the scenes once, before other ranks read them
     accelerator.wait_for_everyone()
 
-    model, loss_fn, opt, sched = build_training(cfg)
-    # The scheduler is not prepared: accelerate would step it once per process, while our schedule counts
-    # optimizer steps whatever the world size. It is checkpointed alongside the prepared objects.
-    model, opt = accelerator.prepare(model, opt)
-    accelerator.register_for_checkpointing(sched)
+    t = prepare_training(cfg, accelerator)
     loader = InfiniteLoader(build_dataset(cfg, rank, world), cfg, rank, world)
     val_set = validation_set(cfg) if accelerator.is_main_process else []
     if cfg.tracker != "none":
@@ -143,37 +206,23 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train",
                disable=not (cfg.progress and accelerator.is_main_process))
     start, seen, data_wait, last = time.perf_counter(), 0, 0.0, {}
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = t.unwrapped
     last_step = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
     out = grad_norm = None
     while step < last_step:
-        model.train()
+        t.model.train()
         for _ in range(cfg.grad_accum):
             t0 = time.perf_counter()
             batch = next(loader)
             data_wait += time.perf_counter() - t0
-            images = batch["image"].to(accelerator.device)
-            masks = batch["masks"].to(accelerator.device)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    feats = model(images)
-                out = loss_fn(feats, masks, batch["mask_valid"].to(accelerator.device),
-                              batch["valid_pixels"].to(accelerator.device))
-                accelerator.backward(out.total)
-                grad_norm = None
-                if accelerator.sync_gradients:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                if accelerator.sync_gradients:
-                    sched.step()
-                opt.zero_grad(set_to_none=True)
-            seen += images.shape[0] * world
+            out, grad_norm = train_step(accelerator, t, batch, cfg)
+            seen += batch["image"].shape[0] * world
         step += 1
         bar.update(1)
         elapsed = time.perf_counter() - start
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             spread = float(np.mean([out.logs[f"s{s}/spread"] for s in cfg.strides]))
-            last = {**out.logs, "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm) if grad_norm is not None
+            last = {**out.logs, "lr": t.sched.get_last_lr()[0], "grad_norm": float(grad_norm) if grad_norm is not None
                     else float("nan"), "img_per_s": seen / elapsed, "data_wait_s": data_wait,
                     "spread/mean": spread, "skipped": float(sum(loader.skipped.values()))}
             if alarm.update(spread):

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Benchmarks that print ratios against a baseline run in the same process.
 
-    python scripts/benchmark.py model|data|loss|partitions|clicks|all [--quick]
+    python scripts/benchmark.py model|data|loss|partitions|clicks|train|all [--quick]
 
-Each topic lives in ``scripts/benchmarks/<topic>.py`` with ``main(argv) -> None``; results are recorded by hand
-in docs/BENCHMARKS.md. ``--quick`` shrinks sizes so the code path can be checked in seconds (the tests do this).
+Each topic lives in ``scripts/benchmarks/<topic>.py`` with ``main(argv) -> None`` (a ValueError for bad options,
+printed here as one line, exit code 2); results are recorded by hand in docs/BENCHMARKS.md. ``--quick`` shrinks
+sizes so the code path can be checked in seconds (the tests do this). ``benchmark.py train --help`` lists its options.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-TOPICS = ("model", "data", "loss", "partitions", "clicks")
+TOPICS = ("model", "data", "loss", "partitions", "clicks", "train")
 HERE = Path(__file__).resolve().parent / "benchmarks"
 
 
@@ -22,7 +23,11 @@ def run(topic: str, argv: list[str]) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     print(f"\n=== benchmark: {topic} ===", flush=True)
-    module.main(argv)
+    try:
+        module.main(argv)
+    except ValueError as e:
+        print(f"benchmark.py {topic}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,8 +11,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from featlib.data import collate, sa1b_dataset
-from featlib.data.sa1b import BadSample, decode_sample, rle_counts
-from featlib.data.synthetic import encode_rle, load_scene, make_scene, scene_files, write_scenes
+from featlib.data.prepare import write_prepared_scenes
+from featlib.data.sa1b import BadSample, decode_sample, iter_tar_pairs, rle_counts
+from featlib.data.synthetic import encode_rle, load_scene, make_scene, scene_files, synthetic_batch, write_scenes
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +248,23 @@ def test_prepared_shards_match_raw_up_to_resize(tmp_path):
         iou = (union_a & union_b).sum() / (union_a | union_b).sum()
         assert iou > 0.97  # same masks; the two resize paths differ only on boundary pixels
         assert (raw[k]["image"] - prep[k]["image"]).abs().mean() < 0.03
+
+
+def test_write_prepared_scenes_makes_readable_prepared_shards(tmp_path):
+    paths = write_prepared_scenes(tmp_path, 3, size=64, shards=2, copies=2, workers=2)
+    assert [p.name for p in paths] == ["sa_000000.tar", "sa_000001.tar"]
+    pairs = [(k, j, r) for p in paths for k, j, r in iter_tar_pairs(p)]
+    assert len(pairs) == 6 and all(j is not None and r is not None for _, j, r in pairs)
+    rec = json.loads(pairs[0][2])
+    assert rec["featlib_prepared"]["size"] == 64 and max(rec["image"]["width"], rec["image"]["height"]) == 64
+    samples = list(sa1b_dataset(str(tmp_path / "sa_*.tar"), size=64, augment=False))
+    assert len(samples) == 6 and all(s["image"].shape == (3, 64, 64) and len(s["masks"]) > 0 for s in samples)
+
+
+def test_synthetic_batch_has_the_collate_layout():
+    batch = synthetic_batch(2, 64, n_masks=5, seed=0)
+    assert batch["image"].shape == (2, 3, 64, 64) and batch["image"].dtype == torch.float32
+    assert batch["masks"].shape == (2, 5, 64, 64) and batch["masks"].dtype == torch.bool
+    assert batch["masks"].flatten(2).any(-1).all()  # no empty mask
+    assert batch["mask_valid"].all() and batch["valid_pixels"].shape == (2, 64, 64)
+    assert torch.equal(synthetic_batch(2, 64, n_masks=5, seed=0)["masks"], batch["masks"])

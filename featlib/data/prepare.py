@@ -4,14 +4,19 @@ Each prepared sample keeps SA-1B's format — ``sa_N.jpg`` + ``sa_N.json`` — b
 longest side is ``size`` and every mask's RLE is re-encoded at that size (area-resized, then binarised, like the
 reader does). The reader needs no flag: it sees smaller photos and smaller RLEs, so decoding costs ~(size/2250)^2
 of the raw work. The JSON records ``"featlib_prepared": {"size": size, "source": ...}``.
+
+``write_prepared_scenes`` writes synthetic scenes straight into prepared shards (the training-step benchmark's
+loader row and scripts/gpu_check.py read them).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tarfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +24,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from featlib.data.sa1b import BadSample, _open_image, check_rle, iter_tar_pairs, parse_record
-from featlib.data.synthetic import encode_rle
+from featlib.data.synthetic import encode_rle, make_scene, scene_files
 
 
 def prepare_pair(jpg: bytes, record: bytes, name: str, size: int, quality: int = 90) -> tuple[bytes, bytes]:
@@ -83,3 +88,43 @@ def prepare_shard(src: str | Path, dst: str | Path, size: int) -> dict:
         raise RuntimeError(f"{dst}: verification failed ({n} readable pairs, {written} written)")
     os.replace(tmp, dst)
     return {"written": written, "skipped": skipped}
+
+
+def _prepared_scene(args: tuple[int, int, int]) -> tuple[bytes, bytes]:
+    seed, i, size = args
+    rng = np.random.default_rng([seed, i])
+    files = scene_files(make_scene(rng, (round(size * 2 / 3), size)), i + 1, rng)
+    return prepare_pair(files[f"sa_{i + 1}.jpg"], files[f"sa_{i + 1}.json"], f"sa_{i + 1}", size)
+
+
+def write_prepared_scenes(root: str | Path, n: int, *, size: int, shards: int, copies: int = 1, seed: int = 0,
+                          workers: int = 1) -> list[Path]:
+    """Prepared shards ``root/sa_000000.tar`` ... of ``n`` synthetic scenes, each written ``copies`` times.
+
+    Scenes have SA-1B's 2:3 aspect at longest side ``size`` and go through ``prepare_pair``, so the shards hold
+    exactly what ``prepare_shard`` would write. Copies (fresh member names, the same bytes) make a long stream
+    cheaply: scene generation (~1 s per scene at 1024) is the expensive part, and every copy is decoded and
+    augmented anew by the reader. ``workers`` processes generate the scenes. Returns the shard paths.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, i, size) for i in range(n)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            pairs = list(pool.map(_prepared_scene, jobs, chunksize=max(1, math.ceil(n / workers / 4))))
+    else:
+        pairs = [_prepared_scene(j) for j in jobs]
+    samples = [pair for _ in range(copies) for pair in pairs]
+    paths = []
+    for s in range(shards):
+        path = root / f"sa_{s:06d}.tar"
+        tmp = path.with_name(path.name + ".partial")
+        with tarfile.open(tmp, "w") as tar:
+            for j in range(s, len(samples), shards):
+                for ext, data in zip(("jpg", "json"), samples[j]):
+                    info = tarfile.TarInfo(f"sa_{j + 1}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths

@@ -4,6 +4,7 @@
     write_scenes(root, n, seed=0, shards=4)                     # tar shards: sa_000000.tar ... (same members)
     image, instances = load_scene(root / "sa_1.jpg")            # uint8 [H, W, 3], int32 [H, W] (0 = unannotated)
     scene = make_scene(np.random.default_rng(0), (192, 256))    # in memory: Scene(image, masks, meta, instances)
+    batch = synthetic_batch(8, 1024, n_masks=64)               # a training batch in collate()'s layout, no decoding
 
 Each scene: a textured background (gradient + noise; left unannotated like SA-1B's background), 4-9 objects
 (rectangles, ellipses, polygons) painted back to front so later ones occlude earlier ones, colours drawn from a
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
@@ -248,3 +250,30 @@ def ensure_scenes(root: str | Path, n: int, **kwargs) -> list[Path]:
     if len(have) >= n:
         return have[:n]
     return write_scenes(root, n, **kwargs)
+
+
+def synthetic_batch(batch_size: int, size: int, n_masks: int, seed: int = 0, image_side: int = 256) -> dict:
+    """A training batch with ``collate``'s keys and shapes, built directly (no JPEG or RLE decoding): what the
+    training-step benchmark and the GPU check feed the model and the loss.
+
+    image float [B, 3, S, S] in [0, 1]: a scene of side ``min(S, image_side)`` per image, resized to S (the content
+    does not change the cost of a step). masks bool [B, K, S, S]: K overlapping ellipses per image with radii
+    log-uniform in [S/64, S/4] (SA-1B-like: most masks small), all valid; valid_pixels all True (no padding).
+    """
+    rng = np.random.default_rng(seed)
+    side = min(size, image_side)
+    images = []
+    for _ in range(batch_size):
+        im = Image.fromarray(make_scene(rng, (side, side)).image)
+        images.append(np.asarray(im.resize((size, size), Image.BILINEAR) if side != size else im))
+    masks = np.zeros((batch_size, n_masks, size, size), bool)
+    lo, hi = np.log(max(2.0, size / 64)), np.log(size / 4)
+    for b in range(batch_size):
+        for k in range(n_masks):
+            ry, rx = np.exp(rng.uniform(lo, hi, 2))
+            rr, cc = draw.ellipse(rng.uniform(0, size), rng.uniform(0, size), ry, rx, shape=(size, size),
+                                  rotation=rng.uniform(0, np.pi))
+            masks[b, k, rr, cc] = True
+    return {"image": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255).contiguous(),
+            "masks": torch.from_numpy(masks), "mask_valid": torch.ones(batch_size, n_masks, dtype=torch.bool),
+            "valid_pixels": torch.ones(batch_size, size, size, dtype=torch.bool)}
