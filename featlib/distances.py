@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from skimage.color import rgb2lab
 
 ArrayLike = "np.ndarray | torch.Tensor"
 
@@ -152,8 +153,6 @@ def lab_features(image: np.ndarray) -> np.ndarray:
 
     The colour baseline for every application: L / 100, (a + 128) / 255, (b + 128) / 255.
     """
-    from skimage.color import rgb2lab
-
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be [H, W, 3] RGB, got shape {image.shape}")

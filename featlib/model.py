@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featlib.weights import load_efficientvit_sam
+
 # EfficientViT-SAM normalises 0..255 images with SAM's pixel statistics.
 PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
 PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
@@ -31,6 +33,7 @@ MIN_SIZE = 32
 
 
 def _kornia_backbones() -> dict[str, Callable[[], nn.Module]]:
+    # kornia is imported on use here and in DecodeStage: ~2.4 s that `import featlib.model` (for BACKBONES, say) skips
     from kornia.models.efficient_vit import backbone as kb
 
     names = ["b0", "b1", "b2", "b3", "l0", "l1", "l2", "l3"]
@@ -55,7 +58,7 @@ class DecodeStage(nn.Module):
 
     def __init__(self, in_channels: int, skip_channels: int, colours: int, width: int, depth: int, expand: float):
         super().__init__()
-        from kornia.models.efficient_vit.nn.ops import MBConv
+        from kornia.models.efficient_vit.nn.ops import MBConv  # imported on use (see _kornia_backbones)
 
         if width < colours:
             raise ValueError(f"decode stage width {width} < its {colours} colour channels")
@@ -185,8 +188,6 @@ def build_model(
     """
     model = FeatureNet(backbone, strides=strides, base_channels=base_channels, **widths)
     if pretrained is not None:
-        from featlib.weights import load_efficientvit_sam
-
         load_efficientvit_sam(model, pretrained)
     return model
 

@@ -25,18 +25,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featlib import features as feature_registry  # noqa: E402
-from featlib.data.iis import LAYOUTS, load_iis  # noqa: E402
+from featlib.data.iis import LAYOUTS, IISSample, load_iis  # noqa: E402
+from featlib.data.samples import bsds_samples  # noqa: E402
 from featlib.interactive import ClickSegmenter, simulate_clicks  # noqa: E402
 
 
 def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, **seg_kwargs) -> dict:
     """Run the protocol on every object of ``dataset`` (IISDataset); returns the result dict written as JSON."""
-    from tqdm import tqdm
-
     n_clicks = max(max_clicks, long_clicks)
     per_object, curves, latencies, precompute = [], [], [], []
     for sample in tqdm(dataset, total=len(dataset), desc="objects", disable=not progress):
@@ -92,7 +92,7 @@ class _Lazy:
 
 
 def plot_curve(result: dict, path: Path, label: str) -> None:
-    import matplotlib
+    import matplotlib  # imported on use: only runs with --output plot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -149,9 +149,6 @@ def main(argv: list[str] | None = None) -> dict:
         p.error(str(e))
     try:
         if a.dataset == "bsds":
-            from featlib.data.iis import IISSample
-            from featlib.data.samples import bsds_samples
-
             ds = [IISSample(n, im, m, np.zeros(m.shape, bool))
                   for n, im, m, _ in bsds_samples(a.root, a.limit or 10**9)]
             ds = ds[a.skip:]

@@ -16,8 +16,11 @@ import time
 
 import numpy as np
 from PIL import Image
+from skimage.segmentation import slic
 
 from featlib import features as feature_registry
+from featlib.data.samples import bsds_samples
+from featlib.data.synthetic import make_scene
 from featlib.graphcut import maxflow_available
 from featlib.interactive import ClickSegmenter, simulate_clicks
 from featlib.utils import shared_dir
@@ -26,14 +29,10 @@ from featlib.utils import shared_dir
 def test_image(size: int) -> tuple[np.ndarray, np.ndarray, str]:
     root = shared_dir()
     if root is not None and (root / "datasets" / "bsds500").is_dir():
-        from featlib.data.samples import bsds_samples
-
         name, image, mask, _ = next(bsds_samples(root / "datasets" / "bsds500", 1))
         img = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
         m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
         return img, m, f"BSDS val {name}"
-    from featlib.data.synthetic import make_scene
-
     sc = make_scene(np.random.default_rng(0), (size, size))
     return sc.image, max(sc.masks, key=lambda m: m.sum()), "synthetic scene"
 
@@ -46,8 +45,6 @@ def main(argv: list[str]) -> None:
     p.add_argument("--features", default="lab", help="a featlib.features spec: lab, untrained-b0, a checkpoint ...")
     a = p.parse_args(argv)
     size, n_clicks = (128, 5) if a.quick else (a.size, a.clicks)
-    from skimage.segmentation import slic
-
     image, gt, source = test_image(size)
     slic_t = []
     for _ in range(1 if a.quick else 3):

@@ -16,6 +16,8 @@ import time
 
 import torch
 
+from featlib.loss import MultiStrideLoss, downsample_masks
+
 STRIDES = (1, 2, 4, 8, 16)
 
 
@@ -37,8 +39,6 @@ def make_inputs(b, size, k, seed=0):
 
 def loop_loss(feats, masks, loss):
     """The obvious implementation: Python loops over strides, images and masks (same formulas, 'all' pairs)."""
-    from featlib.loss import downsample_masks
-
     total = 0.0
     down = downsample_masks(masks, STRIDES)
     for s in STRIDES:
@@ -70,7 +70,6 @@ def loop_loss(feats, masks, loss):
 
 def _child(method, b, size, k, repeats, q):
     torch.set_num_threads(2)
-    from featlib.loss import MultiStrideLoss
 
     feats, masks = make_inputs(b, size, k)
     loss = MultiStrideLoss(push_pairs="all")
