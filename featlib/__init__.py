@@ -13,6 +13,7 @@ only modules above it, never below.
 - ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500, click sets,
                            single-object samples, and what training reads (``featlib.data.loaders``).
 - ``featlib.metrics``      covering, PRI, VI, ASA, UE, boundary P/R/F, mean best IoU, mask IoU, ODS/OIS.
+- ``featlib.boundaries``   the BSDS boundary benchmark (correspondPixels): edge maps, UCMs -> ODS F, OIS F, AP.
 - ``featlib.distances``    per-stride neighbour distances combined into one full-resolution distance mesh.
 - ``featlib.graphcut``     s-t min cut (scipy / PyMaxflow), boundary strength, edge watershed, region adjacency.
 - ``featlib.cluster``      merge hierarchy -> partitions at any granularity, baselines.
@@ -49,8 +50,9 @@ _EXPORTS = {
 
 # In layer order (the docstring's list): tests/test_structure.py checks that imports only go up this list.
 _SUBMODULES = (
-    "utils", "weights", "model", "brightness", "config", "pull", "loss", "data", "metrics", "distances",
-    "graphcut", "cluster", "interactive", "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
+    "utils", "weights", "model", "brightness", "config", "pull", "loss", "data", "metrics", "boundaries",
+    "distances", "graphcut", "cluster", "interactive", "refine", "checkpoint", "features", "viz", "evaluate",
+    "widgets", "train",
 )
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
