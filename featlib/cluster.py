@@ -31,7 +31,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.morphology import local_minima
 from skimage.segmentation import felzenszwalb, slic, watershed
 
-from featlib.distances import DistanceMesh, distance_mesh, lab_features
+from featlib.distances import LAB_SMOOTH_SIGMA, DistanceMesh, distance_mesh, lab_features
 from featlib.graphcut import grid_seeds, pixel_strength, region_adjacency
 
 
@@ -341,10 +341,7 @@ def _relabel_connected(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def lab_hierarchy(image: np.ndarray, smooth: float = 1.5, **kw) -> Hierarchy:
+def lab_hierarchy(image: np.ndarray, smooth: float = LAB_SMOOTH_SIGMA, **kw) -> Hierarchy:
     """The hierarchy on raw CIE Lab colour (the learning-free baseline), Gaussian-smoothed by ``smooth`` px
-    (pixel-level colour differences are dominated by noise and texture; FH smooths likewise)."""
-    f = lab_features(image)
-    if smooth:
-        f = ndimage.gaussian_filter(f, (0, smooth, smooth))
-    return build_hierarchy(f, **kw)
+    (``distances.lab_features``)."""
+    return build_hierarchy(lab_features(image, smooth), **kw)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from skimage.color import rgb2lab
 
 ArrayLike = "np.ndarray | torch.Tensor"
@@ -148,10 +149,15 @@ def distance_mesh(
     return DistanceMesh(dy=dy, dx=dx)
 
 
-def lab_features(image: np.ndarray) -> np.ndarray:
+LAB_SMOOTH_SIGMA = 1.5  # px: the partitions' colour baseline (chosen on BSDS500 val, docs/PARTITIONS.md)
+
+
+def lab_features(image: np.ndarray, smooth: float = 0.0) -> np.ndarray:
     """RGB image (uint8 [H, W, 3] or float in [0, 1]) -> CIE Lab scaled to about [0, 1], shape [3, H, W].
 
-    The colour baseline for every application: L / 100, (a + 128) / 255, (b + 128) / 255.
+    The colour baseline for every application: L / 100, (a + 128) / 255, (b + 128) / 255. ``smooth`` > 0:
+    Gaussian-smoothed by that sigma in px per channel (pixel-level colour differences are mostly noise and texture;
+    Felzenszwalb-Huttenlocher smooths likewise), as the partitions use it (``LAB_SMOOTH_SIGMA``).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -160,4 +166,5 @@ def lab_features(image: np.ndarray) -> np.ndarray:
         image = image.astype(np.float32) / 255.0
     lab = rgb2lab(np.clip(image, 0, 1))
     out = np.stack([lab[..., 0] / 100.0, (lab[..., 1] + 128) / 255.0, (lab[..., 2] + 128) / 255.0])
-    return out.astype(np.float32)
+    out = out.astype(np.float32)
+    return ndimage.gaussian_filter(out, (0, smooth, smooth)) if smooth else out

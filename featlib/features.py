@@ -29,13 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from featlib.checkpoint import load_model_checkpoint
-from featlib.distances import lab_features
+from featlib.distances import LAB_SMOOTH_SIGMA, lab_features
 from featlib.model import BACKBONES, FeatureNet, build_model
-
-LAB_SMOOTH_SIGMA = 1.5  # px; see the module docstring
 
 
 @torch.no_grad()
@@ -86,13 +83,10 @@ def _untrained(backbone: str) -> Callable[..., Features]:
     return factory
 
 
-def _smoothed_lab(image: np.ndarray) -> np.ndarray:
-    return ndimage.gaussian_filter(lab_features(image), (0, LAB_SMOOTH_SIGMA, LAB_SMOOTH_SIGMA))
-
-
 _REGISTRY: dict[str, tuple[Callable[..., Features], str]] = {
     "lab": (_colour("lab", lab_features), "CIE Lab colour scaled to about [0, 1], {1: [3, H, W]}"),
-    "lab-smooth": (_colour("lab-smooth", _smoothed_lab), f"CIE Lab, Gaussian sigma {LAB_SMOOTH_SIGMA} px"),
+    "lab-smooth": (_colour("lab-smooth", lambda image: lab_features(image, LAB_SMOOTH_SIGMA)),
+                   f"CIE Lab, Gaussian sigma {LAB_SMOOTH_SIGMA} px"),
     "rgb": (_colour("rgb", lambda image: image.astype(np.float32).transpose(2, 0, 1) / 255), "RGB / 255"),
     **{f"untrained-{b}": (_untrained(b), f"FeatureNet({b}), random weights (seed 0)") for b in BACKBONES},
 }

@@ -160,7 +160,7 @@ def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, ga
 
     if pixel_weight is not None and pixel_weight.shape != (b, h, w):
         raise ValueError(f"pixel_weight must be [B, H, W] = {(b, h, w)}, got {tuple(pixel_weight.shape)}")
-    mu, valid, _, per_mask = pull_term(x, masks, mask_valid, pixel_weight, delta_v, min_members, scale, dense)
+    mu, valid, per_mask = pull_term(x, masks, mask_valid, pixel_weight, delta_v, min_members, scale, dense)
     if scale != 1.0:  # the means come in the features' units; push and regulariser work in the scaled ones
         mu = mu * scale
     n_masks = valid.sum(1)

@@ -52,7 +52,7 @@ _PER_IMAGE_ABOVE = 8_000_000  # gathered member values (M x C) above which the s
 
 def pull_term(x: torch.Tensor, masks: torch.Tensor, mask_valid: torch.Tensor | None,
               pixel_weight: torch.Tensor | None, delta_v: float, min_members: int = 1, scale: float = 1.0,
-              dense: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+              dense: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Means and pull of every mask at one stride.
 
     Args:
@@ -63,7 +63,7 @@ def pull_term(x: torch.Tensor, masks: torch.Tensor, mask_valid: torch.Tensor | N
         dense: True / False forces the layout; None picks the cheaper one. Same values either way.
     Returns:
         (mu [B, K, C] means of the unscaled x, valid bool [B, K] (valid, non-empty, >= min_members),
-        mass [B*K] weight sums, per-mask pull [B, K]).
+        per-mask pull [B, K]).
     """
     idx = None
     if dense is None:
@@ -251,7 +251,7 @@ def _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, mem
     """Pull term from a sparse list of (image, mask, pixel) member pairs: memory ~ total mask area x C.
 
     ``member_index``: ``_member_index(masks)`` if already computed.
-    Returns (mu [B, K, C], valid [B, K], mass [B*K], per-mask pull [B, K])."""
+    Returns (mu [B, K, C], valid [B, K], per-mask pull [B, K])."""
     b, c, h, w = x.shape
     k, n = masks.shape[1], h * w
     idx = _member_index(masks) if member_index is None else member_index
@@ -279,7 +279,7 @@ def _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, mem
             bounds, pix = [0, len(flat_k)], (flat_k // k) * n + pix
         mu, per_mask = _SparsePull.apply(x, pix, flat_k, bounds, count, wt, mass, delta_v, scale)
     valid = (mass > 0) & (count >= min_members)
-    return mu.view(b, k, c), valid.view(b, k), mass, per_mask.view(b, k)
+    return mu.view(b, k, c), valid.view(b, k), per_mask.view(b, k)
 
 
 def _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, scale=1.0):
@@ -297,5 +297,5 @@ def _pull_dense(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, scal
     d = torch.sqrt(torch.clamp(sq, min=EPS))  # [B, K, N]
     per_mask = (wgt * F.relu(scale * d - delta_v) ** 2).sum(-1) / mass.clamp(min=1e-12)
     valid = (mass > 0) & (torch.count_nonzero(wgt, dim=-1) >= min_members)
-    return mu, valid, mass.reshape(-1), per_mask
+    return mu, valid, per_mask
 

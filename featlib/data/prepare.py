@@ -24,7 +24,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from featlib.data.sa1b import BadSample, _open_image, check_rle, iter_tar_pairs, parse_record
-from featlib.data.synthetic import encode_rle, make_scene, scene_files
+from featlib.data.synthetic import encode_rle, make_scene, scene_files, write_shards
 
 
 def prepare_pair(jpg: bytes, record: bytes, name: str, size: int, quality: int = 90) -> tuple[bytes, bytes]:
@@ -114,17 +114,5 @@ def write_prepared_scenes(root: str | Path, n: int, *, size: int, shards: int, c
             pairs = list(pool.map(_prepared_scene, jobs, chunksize=max(1, math.ceil(n / workers / 4))))
     else:
         pairs = [_prepared_scene(j) for j in jobs]
-    samples = [pair for _ in range(copies) for pair in pairs]
-    paths = []
-    for s in range(shards):
-        path = root / f"sa_{s:06d}.tar"
-        tmp = path.with_name(path.name + ".partial")
-        with tarfile.open(tmp, "w") as tar:
-            for j in range(s, len(samples), shards):
-                for ext, data in zip(("jpg", "json"), samples[j]):
-                    info = tarfile.TarInfo(f"sa_{j + 1}.{ext}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
+    samples = [{f"sa_{j + 1}.jpg": jpg, f"sa_{j + 1}.json": record} for j, (jpg, record) in enumerate(pairs * copies)]
+    return write_shards(root, samples, shards)

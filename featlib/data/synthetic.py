@@ -221,18 +221,25 @@ def write_scenes(root: str | Path, n: int, *, size: int | tuple[int, int] = (192
                 _atomic_write(root / name, data)
             written.append(root / next(k for k in f if k.endswith(".jpg")))
         return written
+    return write_shards(root, files, shards)
+
+
+def write_shards(root: str | Path, samples: list[dict[str, bytes]], shards: int) -> list[Path]:
+    """``shards`` tar files ``root/sa_000000.tar`` ... holding ``samples`` ({member name: bytes} each, members in
+    the dict's order) round-robin; each tar is written under a temporary name and renamed. Returns the paths."""
+    paths = []
     for s in range(shards):
-        path = root / f"sa_{s:06d}.tar"
+        path = Path(root) / f"sa_{s:06d}.tar"
         tmp = path.with_name(path.name + ".tmp")
         with tarfile.open(tmp, "w") as tar:
-            for f in files[s::shards]:
+            for f in samples[s::shards]:
                 for name, data in f.items():
                     info = tarfile.TarInfo(name)
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
         os.replace(tmp, path)
-        written.append(path)
-    return written
+        paths.append(path)
+    return paths
 
 
 def load_scene(jpg_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
