@@ -3,6 +3,7 @@
     save_checkpoint(accelerator, "runs/x", step, {"data": loader.state_dict()}, keep=2)   # checkpoints/step_000100/
     step = restore_checkpoint(accelerator, resolve_resume("latest", "runs/x"), loader)
     save_model(model, "runs/x/model.pt"); model = load_model_checkpoint("runs/x")         # FeatureNet, eval mode
+    export_model(model, "featlib/assets/bsds500-b0.pt", card={...})   # fp16 weights to ship; loads the same way
 
 A training checkpoint (``checkpoints/step_{step:06d}/``) is ``accelerator.save_state`` (weights, AdamW moments and
 step counts, the registered LR scheduler, every process's RNG states) plus ``trainer_state.json`` (step, data
@@ -88,11 +89,33 @@ def save_model(model: FeatureNet, path: str | Path) -> None:
     """Final weights + the model's build arguments, written atomically; load with ``load_model_checkpoint``."""
     path = Path(path)
     payload = {"model": {"backbone": model.backbone_name, "strides": list(model.strides),
-                         "base_channels": model.base_channels},
+                         "base_channels": model.base_channels, "colour_skip": model.colour_skip},
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+def export_model(model: FeatureNet, path: str | Path, card: dict | None = None, dtype=torch.float16) -> int:
+    """Weights to ship: ``save_model``'s format with floating tensors cast to ``dtype`` (fp16 halves the file; the
+    features move by ~1e-3, far below the hinge margins) and a ``card`` of plain values (data, config, steps, scores)
+    that ``model_card`` reads back. Written atomically; returns the file size in bytes."""
+    path = Path(path)
+    payload = {"model": {"backbone": model.backbone_name, "strides": list(model.strides),
+                         "base_channels": model.base_channels, "colour_skip": model.colour_skip},
+               "state_dict": {k: (v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu())
+                              for k, v in model.state_dict().items()},
+               "card": json.loads(json.dumps(card or {}))}  # plain JSON values only: weights_only can read them
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+def model_card(path: str | Path) -> dict:
+    """The ``card`` dict stored by ``export_model`` ({} for a plain ``model.pt``); ``weights_only=True``."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return dict(payload.get("card", {})) if isinstance(payload, dict) else {}
 
 
 def load_model_checkpoint(path: str | Path, map_location: str = "cpu") -> FeatureNet:
@@ -106,6 +129,7 @@ def load_model_checkpoint(path: str | Path, map_location: str = "cpu") -> Featur
     if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
         raise ValueError(f"{path}: not a featlib model checkpoint (expected keys 'model' and 'state_dict')")
     m = payload["model"]
-    model = build_model(m["backbone"], strides=tuple(m["strides"]), base_channels=m["base_channels"])
-    model.load_state_dict(payload["state_dict"])
+    model = build_model(m["backbone"], strides=tuple(m["strides"]), base_channels=m["base_channels"],
+                        colour_skip=bool(m.get("colour_skip", False)))
+    model.load_state_dict(payload["state_dict"])  # copies into float32 parameters (exported files are fp16)
     return model.eval()

@@ -268,6 +268,12 @@ def _merge_loop(pairs, sums, lens, area, isum, icnt, size_prior, contrast):
     return merges[:n_merges], heights[:n_merges], edge_height
 
 
+# build_hierarchy's defaults for FeatureNet features (featlib.features gives them to every model): chosen on held-out
+# BSDS500 *train* images with the shipped model (docs/PARTITIONS.md "Learned features"); the function's own defaults
+# below were tuned on Lab colour.
+LEARNED_HIERARCHY: dict = {"mesh_weights": "equal"}
+
+
 def build_hierarchy(features, *, mesh_weights=None, connectivity: int = 4, seed_spacing: int = 6,
                     size_prior: float = 64.0, contrast: float = 0.01, size: tuple[int, int] | None = None
                     ) -> Hierarchy:

@@ -33,6 +33,7 @@ class TrainConfig:
     backbone: str = "b0"
     strides: list = field(default_factory=lambda: [1, 2, 4, 8, 16])
     base_channels: int = 3
+    colour_skip: bool = False              # colours start from the image's Lab (FeatureNet docstring); BSDS recipe
     pretrained: str | None = None          # official EfficientViT-SAM checkpoint (backbone only)
     freeze_backbone: bool = False
     backbone_lr_scale: float = 1.0         # e.g. 0.1 for a pretrained backbone
@@ -47,6 +48,11 @@ class TrainConfig:
     max_instances: int | None = 64
     min_component_area: int = 16
     num_workers: int = 0
+    # BSDS500 training (data=bsds500): defaults = the old behaviour; the recipe is configs/bsds500.yaml
+    holdout: int = 0                       # train images kept out of training and validated on instead of val (tuning)
+    crop_scale: list | None = None         # [lo, hi] resize of the photo's own pixels; None = fit the photo into S
+    annotators: str = "one"                # "one" drawn per sample | "all" as overlapping instances
+    colour_jitter: float = 0.0             # brightness/contrast/saturation/gain, each up to ±this
     shuffle_buffer: int = 256              # tar streams
     # optimisation
     batch_size: int = 4                    # per process
@@ -158,6 +164,12 @@ def validate_config(cfg: TrainConfig) -> None:
             raise ConfigError(f"compile_backend {cfg.compile_backend!r} is not a torch.compile backend; known: {known}")
     if cfg.push_pairs not in ("all", "disjoint", "adjacent"):
         raise ConfigError(f"push_pairs must be all|disjoint|adjacent, got {cfg.push_pairs!r}")
+    if cfg.annotators not in ("one", "all"):
+        raise ConfigError(f"annotators must be one|all, got {cfg.annotators!r}")
+    if cfg.crop_scale is not None and not (len(cfg.crop_scale) == 2 and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1]):
+        raise ConfigError(f"crop_scale must be [lo, hi] with 0 < lo <= hi, got {cfg.crop_scale!r}")
+    if not 0 <= cfg.colour_jitter < 1 or cfg.holdout < 0:
+        raise ConfigError("colour_jitter must be in [0, 1) and holdout >= 0")
     if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.max_steps < 1 or cfg.grad_accum < 1:
         raise ConfigError("image_size >= 32, batch_size >= 1, grad_accum >= 1 and max_steps >= 1 are required")
     if cfg.data == "bsds500":

@@ -12,6 +12,7 @@ Shapes: a mesh over an H x W image has ``dy`` [H-1, W] (edge between (y, x) and 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -147,6 +148,32 @@ def distance_mesh(
         dy += (v / total) * _to_pixel_edges(cdy, s, size, axis=0)
         dx += (v / total) * _to_pixel_edges(cdx, s, size, axis=1)
     return DistanceMesh(dy=dy, dx=dx)
+
+
+MESH_WEIGHT_NAMES = ("equal", "1/s", "finest two", "finest")
+
+
+def resolve_mesh_weights(spec, strides) -> dict[int, float] | None:
+    """A mesh combination by name or value -> ``mesh_weights`` for features with these strides.
+
+    ``spec``: None or "equal" (None: every stride 1), "1/s", "finest two", "finest" (the finest stride alone), a
+    dict {stride: weight}, or its JSON text (as a command line gives it, e.g. '{"1": 1, "2": 0.5}').
+    """
+    strides = sorted(int(s) for s in strides)
+    if isinstance(spec, str) and spec.lstrip().startswith("{"):
+        try:
+            spec = json.loads(spec)
+        except ValueError as e:
+            raise ValueError(f"mesh weights {spec!r}: not JSON ({e})") from None
+    if spec is None or spec == "equal":
+        return None
+    if isinstance(spec, Mapping):
+        return {int(k): float(v) for k, v in spec.items()}
+    named = {"1/s": {s: 1.0 / s for s in strides}, "finest two": {s: 1.0 for s in strides[:2]},
+             "finest": {strides[0]: 1.0}}
+    if spec not in named:
+        raise ValueError(f"unknown mesh weights {spec!r}: use one of {MESH_WEIGHT_NAMES} or {{stride: weight}}")
+    return named[spec]
 
 
 LAB_SMOOTH_SIGMA = 1.5  # px: the partitions' colour baseline (chosen on BSDS500 val, docs/PARTITIONS.md)

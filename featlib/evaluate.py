@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from featlib.cluster import build_hierarchy
+from featlib.distances import MESH_WEIGHT_NAMES, resolve_mesh_weights
 from featlib.features import image_features, load
 from featlib.metrics import covering, mean_best_iou
 from featlib.model import FeatureNet
@@ -66,9 +67,7 @@ def validate(model: FeatureNet, val_set, device="cpu", mesh_weights=None) -> dic
 
 def mesh_weight_candidates(strides) -> dict[str, dict[int, float] | None]:
     """A few ways to combine the per-stride meshes: equal, ∝ 1/s, the two finest, the finest alone."""
-    strides = sorted(strides)
-    return {"equal": None, "1/s": {s: 1.0 / s for s in strides},
-            "finest two": {s: 1.0 for s in strides[:2]}, "finest": {strides[0]: 1.0}}
+    return {name: resolve_mesh_weights(name, strides) for name in MESH_WEIGHT_NAMES}
 
 
 def select_mesh_weights(model: FeatureNet, scenes, device="cpu", candidates=None):

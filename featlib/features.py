@@ -16,6 +16,8 @@ Each name has one meaning:
 - ``rgb``: raw RGB / 255 as {1: [3, H, W]} (the demo's baseline).
 - ``untrained-<backbone>``, one per backbone of ``featlib.model.BACKBONES``: FeatureNet with random weights drawn
   after ``torch.manual_seed(0)`` (the caller's RNG is left untouched): a floor that learned features must clear.
+- ``bsds500-b0``: the shipped model, FeatureNet(b0) trained on BSDS500 train with ``configs/bsds500.yaml``
+  (fp16 weights in ``featlib/assets/``; data, steps, scores and research-only terms in docs/MODEL_CARD.md).
 - any other spec is a path to a featlib model checkpoint (``model.pt`` or a run directory holding one).
 
 An unknown name that is not an existing path is a ValueError listing the valid names.
@@ -24,14 +26,15 @@ An unknown name that is not an existing path is a ValueError listing the valid n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from featlib.checkpoint import load_model_checkpoint
-from featlib.distances import LAB_SMOOTH_SIGMA, lab_features
+from featlib.cluster import LEARNED_HIERARCHY
+from featlib.distances import LAB_SMOOTH_SIGMA, lab_features, resolve_mesh_weights
 from featlib.model import BACKBONES, FeatureNet, build_model
 
 
@@ -54,6 +57,20 @@ class Features:
     fn: Callable[[np.ndarray], dict[int, np.ndarray]]
     model: FeatureNet | None = None
     device: str | torch.device = "cpu"
+    # build_hierarchy keyword defaults for these features (mesh_weights may be a name, see hierarchy_kwargs):
+    # colour keeps build_hierarchy's own (tuned on Lab), FeatureNets get cluster.LEARNED_HIERARCHY
+    hierarchy: dict = field(default_factory=dict)
+
+    def hierarchy_kwargs(self, mesh_weights=None) -> dict:
+        """Keyword arguments of ``build_hierarchy`` for these features; ``mesh_weights`` (a name, dict or JSON text)
+        overrides the default combination. Single-map colour features have nothing to combine and ignore it."""
+        kw = dict(self.hierarchy)
+        if self.model is None:
+            kw.pop("mesh_weights", None)
+            return kw
+        spec = mesh_weights if mesh_weights is not None else kw.get("mesh_weights")
+        kw["mesh_weights"] = resolve_mesh_weights(spec, self.model.strides)
+        return kw
 
     def __call__(self, image: np.ndarray) -> dict[int, np.ndarray]:
         image = np.asarray(image)
@@ -70,7 +87,7 @@ def _colour(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., 
 
 def _model_features(name: str, model: FeatureNet, device) -> Features:
     model = model.to(device).eval()
-    return Features(name, lambda image: image_features(model, image, device), model, device)
+    return Features(name, lambda image: image_features(model, image, device), model, device, dict(LEARNED_HIERARCHY))
 
 
 def _untrained(backbone: str) -> Callable[..., Features]:
@@ -83,12 +100,28 @@ def _untrained(backbone: str) -> Callable[..., Features]:
     return factory
 
 
+ASSETS = Path(__file__).parent / "assets"
+SHIPPED = {"bsds500-b0": "bsds500-b0.pt"}  # name -> file in ASSETS (export_model's format)
+
+
+def _shipped(name: str) -> Callable[..., Features]:
+    def factory(device="cpu") -> Features:
+        path = ASSETS / SHIPPED[name]
+        if not path.is_file():
+            raise FileNotFoundError(f"shipped weights of {name!r} are missing: {path} (a git checkout has them)")
+        return _model_features(name, load_model_checkpoint(path), device)
+
+    return factory
+
+
 _REGISTRY: dict[str, tuple[Callable[..., Features], str]] = {
     "lab": (_colour("lab", lab_features), "CIE Lab colour scaled to about [0, 1], {1: [3, H, W]}"),
     "lab-smooth": (_colour("lab-smooth", lambda image: lab_features(image, LAB_SMOOTH_SIGMA)),
                    f"CIE Lab, Gaussian sigma {LAB_SMOOTH_SIGMA} px"),
     "rgb": (_colour("rgb", lambda image: image.astype(np.float32).transpose(2, 0, 1) / 255), "RGB / 255"),
     **{f"untrained-{b}": (_untrained(b), f"FeatureNet({b}), random weights (seed 0)") for b in BACKBONES},
+    "bsds500-b0": (_shipped("bsds500-b0"), "FeatureNet(b0) trained on BSDS500 train (configs/bsds500.yaml; "
+                   "docs/MODEL_CARD.md), shipped fp16"),
 }
 
 
@@ -109,6 +142,29 @@ def register(name: str, factory: Callable[..., Features], doc: str) -> None:
     _REGISTRY[name] = (factory, doc)
 
 
+def with_colour(base: Features, colour: Features) -> Features:
+    """``base``'s features with ``colour``'s map concatenated to its finest stride's channels ("bsds500-b0+lab-smooth").
+
+    The finest stride's neighbour distance becomes sqrt((D_a d_a^2 + D_b d_b^2) / (D_a + D_b)) of the two per-map
+    distances d (each already / sqrt(D)): an L2 blend in which each map counts by its channel count, so every
+    consumer (hierarchy, clicks, HILL) sees one feature space. A combination to report *beside* the learned features,
+    never instead of them.
+    """
+    if colour.model is not None:
+        raise ValueError(f"with_colour: {colour.name!r} is not a single colour map")
+
+    def fn(image):
+        feats = dict(base(image))
+        s = min(feats)
+        c = colour(image)[1]
+        if s != 1 or feats[s].shape[1:] != c.shape[1:]:
+            raise ValueError(f"with_colour: finest stride {s} of {base.name!r} is not full resolution")
+        feats[s] = np.concatenate([feats[s], c.astype(feats[s].dtype)], axis=0)
+        return feats
+
+    return Features(f"{base.name}+{colour.name}", fn, base.model, base.device, dict(base.hierarchy))
+
+
 def load(spec: str | Path, device: str | torch.device = "cpu") -> Features:
     """A registered name, or a path to a featlib model checkpoint -> ``Features``. ValueError otherwise."""
     spec = str(spec)
@@ -117,5 +173,8 @@ def load(spec: str | Path, device: str | torch.device = "cpu") -> Features:
     path = Path(spec)
     if path.is_file() or (path.is_dir() and (path / "model.pt").is_file()):
         return _model_features(spec, load_model_checkpoint(path), device)
+    if "+" in spec:  # "A+B": B's single colour map appended to A's finest stride (see with_colour)
+        base, colour = spec.rsplit("+", 1)
+        return with_colour(load(base, device), load(colour, device))
     raise ValueError(f"unknown features {spec!r}: not a registered name nor a model checkpoint; "
                      f"names: {', '.join(names())}")

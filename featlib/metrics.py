@@ -33,12 +33,23 @@ def _check(seg: np.ndarray, gt: np.ndarray) -> None:
         raise ValueError(f"segmentation {seg.shape} and ground truth {gt.shape} differ in shape")
 
 
+def _dense(x: np.ndarray) -> np.ndarray:
+    """Labels -> 0..n-1 in sorted label order (= ``np.unique(x, return_inverse=True)[1]``).
+
+    Why not np.unique: its sort is ~90 % of a threshold sweep's scoring; non-negative integer labels (every partition
+    here) are renumbered through a bincount in O(pixels + max label) instead.
+    """
+    if x.size and np.issubdtype(x.dtype, np.integer) and x.min() >= 0 and x.max() < 4 * x.size:
+        present = np.bincount(x.ravel())
+        return (np.cumsum(present > 0) - 1)[x]
+    return np.unique(x, return_inverse=True)[1].reshape(x.shape)
+
+
 def contingency(seg: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Overlap counts [n_seg, n_gt] over pixels with gt >= 0 (labels made dense first)."""
     _check(seg, gt)
     keep = gt >= 0
-    _, s = np.unique(seg[keep], return_inverse=True)
-    _, g = np.unique(gt[keep], return_inverse=True)
+    s, g = _dense(seg[keep]), _dense(gt[keep])
     ns, ng = (s.max() + 1 if s.size else 0), (g.max() + 1 if g.size else 0)
     return np.bincount(s * ng + g, minlength=ns * ng).reshape(ns, ng).astype(np.float64)
 

@@ -11,6 +11,13 @@ resolution, so every stride holds the same number of values per image.
                  1x1 fuse conv, MBConv blocks; first base*s^2 channels -> sigmoid -> output[s]
       -> crop back: output[s] is [B, base*s^2, ceil(H/s), ceil(W/s)]
 
+With ``colour_skip=True`` (base_channels 3) each stride's colours start from the image's own colour: stride s emits
+sigmoid(logit(unshuffle_s(Lab)) + g_s * x_s), where unshuffle_s(Lab) is the image's CIE Lab (scaled to [0, 1] as
+``featlib.distances.lab_features``) pixel-unshuffled by s, i.e. exactly 3 s^2 channels that pixel-shuffle back to
+the Lab image, and g_s is a learned gate (init 0.1). Why: colour is a strong baseline for partitions; a network
+trained from scratch on a few hundred photos starts *at* it and learns where to depart from it (flatten a texture,
+separate two similar colours), instead of first relearning colour from random weights.
+
 The backbone is built by kornia (never copied here); ``featlib.weights`` loads official EfficientViT-SAM weights.
 """
 
@@ -56,13 +63,16 @@ class DecodeStage(nn.Module):
     Shapes: x [B, C_in, h, w], skip [B, C_skip, 2h, 2w] -> (state [B, width, 2h, 2w], colours [B, colours, 2h, 2w]).
     """
 
-    def __init__(self, in_channels: int, skip_channels: int, colours: int, width: int, depth: int, expand: float):
+    def __init__(self, in_channels: int, skip_channels: int, colours: int, width: int, depth: int, expand: float,
+                 gated: bool = False):
         super().__init__()
         from kornia.models.efficient_vit.nn.ops import MBConv  # imported on use (see _kornia_backbones)
 
         if width < colours:
             raise ValueError(f"decode stage width {width} < its {colours} colour channels")
         self.colours = colours
+        # only with a prior (FeatureNet's colour_skip): an unused parameter would stall DDP's gradient reduction
+        self.gate = nn.Parameter(torch.tensor(0.1)) if gated else None
         # fuse(concat(up(x), skip)) == up(fuse_x(x)) + fuse_skip(skip) for a 1x1 conv and a linear upsampler:
         # projecting x *before* upsampling saves 4x the work on the largest maps.
         self.fuse_x = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
@@ -75,12 +85,19 @@ class DecodeStage(nn.Module):
             for _ in range(depth)
         )
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, prior: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``prior`` [B, colours, 2h, 2w]: logits the colours start from (``colour_skip``), added to gate * x."""
         x = self.fuse_skip(skip) + F.interpolate(self.fuse_x(x), size=skip.shape[-2:], mode="bilinear",
                                                  align_corners=False)
         for block in self.blocks:
             x = x + block(x)
-        return x, torch.sigmoid(x[:, : self.colours])
+        logits = x[:, : self.colours]
+        if prior is not None:
+            if self.gate is None:
+                raise ValueError("a colour prior needs a stage built with gated=True")
+            logits = prior + self.gate * logits
+        return x, torch.sigmoid(logits)
 
 
 class FeatureNet(nn.Module):
@@ -93,6 +110,7 @@ class FeatureNet(nn.Module):
         registers: extra (non-output) channels per decode stride.
         depths: MBConv blocks per decode stride (default 1 everywhere).
         expand: MBConv expand ratio per decode stride.
+        colour_skip: start every stride's colours from the image's Lab colour (see the module docstring).
 
     ``forward(images [B, 3, H, W] float in [0, 1]) -> {s: [B, base*s^2, ceil(H/s), ceil(W/s)]}`` in [0, 1].
     """
@@ -105,6 +123,7 @@ class FeatureNet(nn.Module):
         registers: dict[int, int] | None = None,
         depths: dict[int, int] | None = None,
         expand: dict[int, float] | None = None,
+        colour_skip: bool = False,
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -117,6 +136,9 @@ class FeatureNet(nn.Module):
         self.backbone_name = backbone
         self.strides = strides
         self.base_channels = int(base_channels)
+        if colour_skip and self.base_channels != 3:
+            raise ValueError(f"colour_skip needs base_channels=3 (Lab has 3 channels), got {base_channels}")
+        self.colour_skip = bool(colour_skip)
         self.backbone = _kornia_backbones()[backbone]()
         widths_bb = list(self.backbone.width_list)  # channels at strides 2, 4, 8, 16, 32
         registers = {**DEFAULT_REGISTERS, **(registers or {})}
@@ -131,7 +153,8 @@ class FeatureNet(nn.Module):
         for s in self.decode_strides:
             colours = self.base_channels * s * s
             width = colours + int(registers[s])
-            stages[str(s)] = DecodeStage(prev, skip_ch[s], colours, width, int(depths[s]), float(expand[s]))
+            stages[str(s)] = DecodeStage(prev, skip_ch[s], colours, width, int(depths[s]), float(expand[s]),
+                                         gated=self.colour_skip)
             prev = width
         self.decode = nn.ModuleDict(stages)
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -163,12 +186,25 @@ class FeatureNet(nn.Module):
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         feats = self.backbone(x)
         skips = {1: x, 2: feats["stage0"], 4: feats["stage1"], 8: feats["stage2"], 16: feats["stage3"]}
+        lab = self._lab_logits(images, pw, ph) if self.colour_skip else None
         state, out = feats["stage_final"], {}
         for s in self.decode_strides:
-            state, colours = self.decode[str(s)](state, skips[s])
+            prior = None if lab is None else (F.pixel_unshuffle(lab, s) if s > 1 else lab)
+            state, colours = self.decode[str(s)](state, skips[s], prior)
             if s in self.strides:
                 out[s] = colours[..., : math.ceil(h / s), : math.ceil(w / s)]
         return dict(sorted(out.items()))
+
+    @staticmethod
+    def _lab_logits(images: torch.Tensor, pw: int, ph: int) -> torch.Tensor:
+        """logit of the (padded) image's Lab scaled to [0, 1]: [B, 3, H', W'], clamped to [0.02, 0.98] first."""
+        from kornia.color import rgb_to_lab  # imported on use (see _kornia_backbones)
+
+        lab = rgb_to_lab(images.float().clamp(0, 1))
+        lab = torch.cat([lab[:, :1] / 100, (lab[:, 1:] + 128) / 255], 1).clamp(0.02, 0.98)
+        if ph or pw:
+            lab = F.pad(lab, (0, pw, 0, ph), mode="replicate")
+        return torch.logit(lab).to(images.dtype)
 
     def channels(self, stride: int) -> int:
         """Colour channels at ``stride``: base_channels * stride**2."""

@@ -57,7 +57,7 @@ def build_training(cfg: TrainConfig):
     """(model, loss, optimizer, scheduler) for ``cfg``."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.backbone, strides=tuple(cfg.strides), base_channels=cfg.base_channels,
-                        pretrained=cfg.pretrained)
+                        pretrained=cfg.pretrained, colour_skip=cfg.colour_skip)
     loss = MultiStrideLoss(strides=tuple(cfg.strides), base_channels=cfg.base_channels,
                            loss_weights={int(k): float(v) for k, v in cfg.loss_weights.items()}
                            if cfg.loss_weights else None,

@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 from featlib import boundaries
 from featlib import features as feature_registry
 from featlib.cluster import build_hierarchy
-from featlib.data.bsds import bsds_ids, load_record
-from featlib.distances import distance_mesh
+from featlib.data.bsds import bsds_ids, holdout_split, load_record
+from featlib.distances import distance_mesh, resolve_mesh_weights
 from featlib.graphcut import pixel_strength
 from featlib.metrics import asa, boundary_prf, covering_pri_vi, ods_ois, undersegmentation_error
 
@@ -83,7 +83,7 @@ def distance_map(feats: dict, size: tuple[int, int]) -> np.ndarray:
 def evaluate_image(args) -> dict:
     """All methods on one image: per-setting (covering, pri, vi, n_segments), matched-count scores and, with
     ``boundary``, the boundary benchmark's counts [n_settings, 4] (the edge map's under "distance_map")."""
-    root, split, image_id, methods, features, boundary = args
+    root, split, image_id, methods, features, boundary, hier_kw = args
     rec = load_record(root, split, image_id)
     img, gts = rec.image, rec.segmentations
     out = {"id": image_id}
@@ -91,7 +91,9 @@ def evaluate_image(args) -> dict:
         t = time.perf_counter()
         if method == "hierarchy":
             feats = _features(features)(img)
-            h = build_hierarchy(feats, size=img.shape[:2])
+            kw = dict(hier_kw)  # the features' defaults (Features.hierarchy), then the command line's settings
+            kw = {**_features(features).hierarchy_kwargs(kw.pop("mesh_weights", None)), **kw}
+            h = build_hierarchy(feats, size=img.shape[:2], **kw)
             segs = [h.partition(threshold=th) for th in HIER_THRESHOLDS]
             matched = {n: h.partition(n_segments=n) for n in MATCHED}
         elif method == "slic":
@@ -183,6 +185,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="hierarchy features: a registered name (featlib.features.names(); default lab-smooth, the "
                         "colour baseline: Lab smoothed by 1.5 px) or a model checkpoint")
     p.add_argument("--limit", type=int)
+    p.add_argument("--holdout", type=int, default=0,
+                   help="with --split train: score only the N train images a config's holdout=N keeps out of training "
+                        "(featlib.data.bsds.holdout_split), the tuning set of the BSDS recipe")
+    p.add_argument("--mesh-weights", default=None,
+                   help="how the strides' distance meshes combine: equal (default), 1/s, finest, 'finest two', or "
+                        "JSON {stride: weight}; colour features have one stride and ignore it")
+    p.add_argument("--size-prior", type=float, help="hierarchy merge-cost size prior (default: build_hierarchy's)")
+    p.add_argument("--contrast", type=float, help="hierarchy internal-contrast weight (default: build_hierarchy's)")
+    p.add_argument("--seed-spacing", type=int, help="hierarchy watershed seed grid in px (default: build_hierarchy's)")
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--output", default="outputs/partitions/result.json")
     p.add_argument("--no-boundary", action="store_true",
@@ -193,7 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         p.error(f"unknown method(s) {bad}")
     try:
-        ids = bsds_ids(a.root, a.split)[: a.limit]
+        ids = bsds_ids(a.root, a.split)
+        if a.holdout:
+            if a.split != "train":
+                raise ValueError("--holdout selects held-out *train* images; use it with --split train")
+            ids = holdout_split(ids, a.holdout)[1]
+        ids = ids[: a.limit]
+        hier_kw = {k: v for k, v in (("size_prior", a.size_prior), ("contrast", a.contrast),
+                                     ("seed_spacing", a.seed_spacing)) if v is not None}
+        if a.mesh_weights is not None:
+            resolve_mesh_weights(a.mesh_weights, [1, 2, 4, 8, 16])  # a bad name fails here, not in every worker
+            hier_kw["mesh_weights"] = a.mesh_weights
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -202,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    jobs = [(a.root, a.split, i, methods, a.features, not a.no_boundary) for i in ids]
+    jobs = [(a.root, a.split, i, methods, a.features, not a.no_boundary, hier_kw) for i in ids]
     with ProcessPoolExecutor(max_workers=max(1, a.workers)) as pool:
         results = list(tqdm(pool.map(evaluate_image, jobs), total=len(jobs), desc=f"BSDS500 {a.split}"))
-    summary = {"methods": {m: summarise(results, m) for m in methods}, "features": a.features, "split": a.split}
+    summary = {"methods": {m: summarise(results, m) for m in methods}, "features": a.features, "split": a.split,
+               "holdout": a.holdout, "hierarchy": {k: v for k, v in hier_kw.items()}}
     summary.update({k: summary["methods"][methods[0]][k] for k in ("ods", "ois", "n_images")})
     if "distance_map" in results[0]:
         summary["distance_map"] = {"boundary": summarise_boundary([r["distance_map"] for r in results],

@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Batch inference: features, UCM and label maps at chosen granularities for a folder of images or tar shards.
 
-    python scripts/segment_images.py --features outputs/demo/model.pt --input photos/ --output seg/ --levels 10,50,200
+    python scripts/segment_images.py --features bsds500-b0 --input photos/ --output seg/ --levels 10,50,200 --png
     accelerate launch --multi_gpu --num_processes 8 scripts/segment_images.py --features CKPT --input 'shards/*.tar' \
         --output seg/
 
 Per image, OUTPUT/<name>.npz holds ``ucm`` (float16 [2H+1, 2W+1], BSDS layout), ``labels_<n>`` (int32 [H, W]) for
-each level and, with --save-features, ``features_<s>`` (float16 unless --fp32). Images are split across processes
-(accelerate); finished outputs are skipped (resumable; written atomically); unreadable images are skipped and listed
-in OUTPUT/skipped_rank<k>.txt. ``--features`` takes any spec of the features registry (``featlib.features``): a model
-checkpoint, or a name such as ``lab-smooth`` (the colour baseline of the partitions).
+each level and, with --save-features, ``features_<s>`` (float16 unless --fp32); with --png also OUTPUT/<name>_<n>.png
+per level (the photo, segments tinted, boundaries white). Images are split across processes (accelerate); finished
+outputs are skipped (resumable; written atomically); unreadable images are skipped and listed in
+OUTPUT/skipped_rank<k>.txt. ``--features`` takes any spec of the features registry (``featlib.features``): a model
+checkpoint, or a name such as ``bsds500-b0`` (the shipped model) or ``lab-smooth`` (the partitions' colour baseline).
+The hierarchy uses the features' own defaults (``Features.hierarchy_kwargs``) unless --mesh-weights says otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 
 from featlib import features as feature_registry
 from featlib.cluster import build_hierarchy
+from featlib.viz import label_overlay
 
 EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", default="10,50,200", help="segment counts of the saved label maps")
     p.add_argument("--save-features", action="store_true")
     p.add_argument("--fp32", action="store_true", help="save features as float32 (default float16)")
+    p.add_argument("--png", action="store_true", help="also write a viewable overlay PNG per image and level")
+    p.add_argument("--mesh-weights", default=None,
+                   help="stride combination: equal, 1/s, finest, 'finest two' or JSON {stride: weight} (default: "
+                        "the features' own choice, featlib.features.Features.mesh_weights)")
     a = p.parse_args(argv)
     levels = [int(v) for v in a.levels.split(",") if v]
     state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU") == "true")
@@ -94,12 +101,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             arrays = {}
             feats = features(img)
-            h = build_hierarchy(feats, size=img.shape[:2])
+            h = build_hierarchy(feats, size=img.shape[:2], **features.hierarchy_kwargs(a.mesh_weights))
             if a.save_features:
                 arrays.update({f"features_{s}": f.astype(np.float32 if a.fp32 else np.float16)
                                for s, f in feats.items()})
             arrays["ucm"] = h.ucm().astype(np.float16)
             arrays.update({f"labels_{n}": h.partition(n_segments=n) for n in levels})
+            if a.png:  # before the .npz: the .npz's presence is what marks an image done
+                for n in levels:
+                    png = Image.fromarray((label_overlay(img, arrays[f"labels_{n}"]) * 255).round().astype(np.uint8))
+                    tmp_png = out / f".{name}_{n}.tmp.png"
+                    png.save(tmp_png)
+                    os.replace(tmp_png, out / f"{name}_{n}.png")
             tmp = out / f".{name}.tmp.npz"
             np.savez_compressed(tmp, **arrays)
             os.replace(tmp, target)

@@ -1,7 +1,13 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from scipy.io import savemat
+from skimage.morphology import thin
 
+from featlib.boundaries import bsds_boundaries
+from featlib.data.synthetic import make_scene
 from featlib.utils import shared_dir
 
 
@@ -12,3 +18,19 @@ def shared() -> Path:
     if path is None:
         pytest.skip("../shared is not beside this checkout (set FEATLIB_SHARED to point at it)")
     return path
+
+
+def write_fake_bsds(root: Path, n: int = 2, split: str = "val", size=(48, 64)) -> list[str]:
+    """A BSDS500-layout folder of synthetic scenes: images/<split>/<i>.jpg and groundTruth/<split>/<i>.mat with two
+    annotators (the scene's instances, and foreground vs background). Returns the ids."""
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "groundTruth" / split).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        scene = make_scene(np.random.default_rng(i), size)
+        Image.fromarray(scene.image).save(root / "images" / split / f"{i}.jpg", quality=95)
+        cell = np.empty((1, 2), dtype=object)
+        for a, seg in enumerate([scene.instances + 1, (scene.instances > 0) + 1]):
+            # BSDS's Boundaries are the thinned seg2bdry of the segmentation
+            cell[0, a] = {"Segmentation": seg.astype(np.uint16), "Boundaries": thin(bsds_boundaries(seg))}
+        savemat(root / "groundTruth" / split / f"{i}.mat", {"groundTruth": cell})
+    return [str(i) for i in range(n)]

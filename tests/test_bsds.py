@@ -1,8 +1,19 @@
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from scipy.io import savemat
 
-from featlib.data.bsds import bsds_ids, bsds_instances, load_bsds, read_ground_truth
+from conftest import write_fake_bsds
+from featlib.data.bsds import (
+    BSDSTrain,
+    bsds_ids,
+    bsds_instances,
+    colour_jitter,
+    holdout_split,
+    load_bsds,
+    read_ground_truth,
+)
 
 
 def test_reads_shared_bsds_val(shared):
@@ -36,3 +47,60 @@ def test_errors(tmp_path):
     (tmp_path / "bad.mat").write_bytes(b"nope")
     with pytest.raises(ValueError, match="groundTruth"):
         read_ground_truth(tmp_path / "bad.mat")
+
+
+def test_holdout_split_is_disjoint_spread_and_complete():
+    ids = [f"{i:03d}" for i in range(200)]
+    train, held = holdout_split(ids, 20)
+    assert len(held) == 20 and len(train) == 180 and not set(train) & set(held) and set(train) | set(held) == set(ids)
+    pos = sorted(ids.index(i) for i in held)
+    assert pos[0] < 10 and pos[-1] > 190 and max(np.diff(pos)) <= 11  # spread over the id range, not the tail
+    assert holdout_split(ids, 0) == (ids, [])
+    with pytest.raises(ValueError, match="leaves no training"):
+        holdout_split(ids, 200)
+
+
+@pytest.fixture(scope="module")
+def fake_train(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bsds")
+    write_fake_bsds(root, n=3, split="train", size=(120, 160))
+    return root
+
+
+def test_native_scale_crops_are_windows_of_the_photo(fake_train):
+    ds = BSDSTrain(fake_train, "train", size=64, scale=(1.0, 1.0), augment=True, seed=3)
+    photo = np.asarray(Image.open(fake_train / "images" / "train" / "0.jpg").convert("RGB")).astype(np.float32) / 255
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        crop = ds[0]["image"].permute(1, 2, 0).numpy()
+        # scale 1: a 64 x 64 window of the photo itself (maybe mirrored), not the photo shrunk into 64 px
+        wins = [photo[y:y + 64, x:x + 64] for y in range(0, 120 - 63) for x in range(0, 160 - 63)]
+        err = min(min(np.abs(w - crop).mean(), np.abs(w[:, ::-1] - crop).mean()) for w in wins)
+        assert err < 2e-3
+    fitted = BSDSTrain(fake_train, "train", size=64, augment=False)[0]["valid_pixels"]
+    assert fitted.float().mean() < 0.9  # the whole 120 x 160 photo fitted into 64 px leaves padding rows
+
+
+def test_annotators_all_gives_every_annotators_segments(fake_train):
+    segs, _ = read_ground_truth(fake_train / "groundTruth" / "train" / "0.mat")
+    one = BSDSTrain(fake_train, "train", size=64, augment=False, annotators="one")[0]
+    every = BSDSTrain(fake_train, "train", size=64, augment=False, annotators="all")[0]
+    assert every["masks"].shape[0] > one["masks"].shape[0]
+    assert set((every["mask_id"] // 1000).tolist()) == set(range(len(segs)))  # ids say which annotator
+
+
+def test_colour_jitter_moves_colours_not_masks(fake_train):
+    plain = BSDSTrain(fake_train, "train", size=64, seed=1)[1]
+    jit = BSDSTrain(fake_train, "train", size=64, seed=1, jitter=0.3)[1]
+    assert torch.equal(plain["masks"], jit["masks"])
+    assert (plain["image"] - jit["image"]).abs().mean() > 0.01
+    assert 0 <= jit["image"].min() and jit["image"].max() <= 1
+    x = torch.rand(3, 8, 8)
+    assert torch.equal(colour_jitter(x, 0.0, np.random.default_rng(0)), x)
+
+
+def test_bsds_train_errors(fake_train):
+    with pytest.raises(ValueError, match="annotators"):
+        BSDSTrain(fake_train, "train", annotators="some")
+    with pytest.raises(ValueError, match="scale"):
+        BSDSTrain(fake_train, "train", scale=(1.2, 0.8))

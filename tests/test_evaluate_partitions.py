@@ -3,29 +3,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-from scipy.io import savemat
-from skimage.morphology import thin
 
-from featlib.boundaries import bsds_boundaries
-from featlib.data.synthetic import make_scene
+from conftest import write_fake_bsds
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fake_bsds(root: Path, n=2):
-    for i in range(n):
-        scene = make_scene(np.random.default_rng(i), (48, 64))
-        (root / "images" / "val").mkdir(parents=True, exist_ok=True)
-        (root / "groundTruth" / "val").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(scene.image).save(root / "images" / "val" / f"{i}.jpg")
-        cell = np.empty((1, 2), dtype=object)
-        for a, seg in enumerate([scene.instances + 1, (scene.instances > 0) + 1]):
-            # BSDS's Boundaries are the thinned seg2bdry of the segmentation
-            cell[0, a] = {"Segmentation": seg.astype(np.uint16), "Boundaries": thin(bsds_boundaries(seg))}
-        savemat(root / "groundTruth" / "val" / f"{i}.mat", {"groundTruth": cell})
+fake_bsds = write_fake_bsds
 
 
 def run_script(*args, timeout=300):
@@ -77,3 +62,19 @@ def test_feature_net_distance_map_is_scored_as_an_edge_map(tmp_path):
                      "--output", out)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "boundary" not in json.loads(out.read_text())["methods"]["slic"] and "published" not in res.stdout
+
+
+def test_holdout_scores_only_the_held_out_train_images(tmp_path):
+    ids = fake_bsds(tmp_path / "bsds", n=4, split="train")
+    out = tmp_path / "hold.json"
+    res = run_script("--root", tmp_path / "bsds", "--split", "train", "--holdout", "2", "--method", "hierarchy",
+                     "--no-boundary", "--workers", "1", "--output", out)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(out.read_text())
+    assert summary["n_images"] == 2 and summary["holdout"] == 2
+    from featlib.data.bsds import holdout_split
+    assert len(holdout_split(ids, 2)[1]) == 2
+    bad = run_script("--root", tmp_path / "bsds", "--split", "val", "--holdout", "2", "--output", out)
+    assert bad.returncode == 2 and "--split train" in bad.stderr
+    bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--mesh-weights", "coarsest", "--output", out)
+    assert bad.returncode == 2 and "unknown mesh weights" in bad.stderr

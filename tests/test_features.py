@@ -63,3 +63,25 @@ def test_errors_name_the_problem(image, tmp_path):
         f(image[..., 0])
     with pytest.raises(ValueError, match="already registered"):
         features.register("lab", lambda device="cpu": None, "duplicate")
+
+
+def test_with_colour_appends_colour_to_the_finest_stride(image):
+    base = features.load("untrained-b0")
+    both = features.load("untrained-b0+lab-smooth")
+    a, b = base(image), both(image)
+    assert both.name == "untrained-b0+lab-smooth" and both.model is not None
+    assert b[1].shape == (6, *image.shape[:2]) and np.allclose(b[1][:3], a[1])
+    assert np.allclose(b[1][3:], lab_features(image, 1.5), atol=1e-6)
+    assert all(np.array_equal(a[s], b[s]) for s in a if s > 1)
+    with pytest.raises(ValueError, match="not a single colour map"):
+        features.load("lab+untrained-b0")
+
+
+def test_hierarchy_kwargs_resolve_mesh_weights_per_features():
+    learned, colour = features.load("untrained-b0"), features.load("lab-smooth")
+    assert learned.hierarchy_kwargs("finest")["mesh_weights"] == {1: 1.0}
+    assert learned.hierarchy_kwargs({2: 1, 4: 0.5})["mesh_weights"] == {2: 1.0, 4: 0.5}
+    assert "mesh_weights" in learned.hierarchy_kwargs()  # the learned default (cluster.LEARNED_HIERARCHY)
+    assert colour.hierarchy_kwargs("finest") == {}        # one map: nothing to combine
+    with pytest.raises(ValueError, match="unknown mesh weights"):
+        learned.hierarchy_kwargs("coarsest")

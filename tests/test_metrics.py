@@ -124,3 +124,16 @@ def test_mask_iou():
     ignore = np.zeros_like(a)
     ignore[0] = True
     assert M.iou(a, b, ignore) == pytest.approx(5 / 10)
+
+
+def test_contingency_renumbering_matches_unique():
+    rng = np.random.default_rng(0)
+    for seg in (rng.integers(0, 5, (30, 40)), rng.integers(-2, 3, (30, 40)), rng.integers(0, 10**7, (30, 40)),
+                rng.random((30, 40)).round(1)):
+        gt = rng.integers(-1, 4, (30, 40))
+        keep = gt >= 0
+        _, s = np.unique(seg[keep], return_inverse=True)
+        _, g = np.unique(gt[keep], return_inverse=True)
+        ns, ng = s.max() + 1, g.max() + 1
+        ref = np.bincount(s * ng + g, minlength=ns * ng).reshape(ns, ng)
+        assert np.array_equal(M.contingency(seg, gt), ref)

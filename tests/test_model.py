@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+from featlib.checkpoint import export_model, load_model_checkpoint, model_card, save_model
+from featlib.distances import lab_features
 from featlib.model import BACKBONES, build_model, to_full_resolution
 
 SLOW = {"b3": "4 s", "l3": "25 s: 197 M parameters"}  # forward + backward at 2 x 64 x 80 on 2 CPU cores
@@ -92,3 +94,39 @@ def test_to_full_resolution_is_pixel_shuffle():
     assert cropped.shape == (1, 3, 3, 5)
     with pytest.raises(ValueError, match="channels"):
         to_full_resolution({4: torch.rand(1, 12, 2, 2)})
+
+
+def test_colour_skip_starts_at_the_images_lab_colour():
+    torch.manual_seed(0)
+    model = build_model("b0", colour_skip=True).eval()
+    images = torch.rand(2, 3, 45, 70)
+    with torch.no_grad():
+        full = to_full_resolution(model(images), size=(45, 70))
+    lab = torch.stack([torch.from_numpy(lab_features(im.permute(1, 2, 0).numpy())) for im in images])
+    plain = to_full_resolution(build_model("b0").eval()(images), size=(45, 70))
+    for s, f in full.items():
+        # gate 0.1 x the untrained decoder: within a few hundredths of Lab, where an untrained model is ~0.2 off
+        assert (f - lab).abs().mean() < 0.05, s
+        assert (plain[s] - lab).abs().mean() > 0.1, s
+    loss = sum(f.mean() for f in model.train()(images).values())
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())  # every parameter (gates too) is used: DDP-safe
+    with pytest.raises(ValueError, match="base_channels=3"):
+        build_model("b0", base_channels=2, colour_skip=True)
+
+
+def test_colour_skip_survives_save_and_export(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("b0", strides=(1, 4), colour_skip=True).eval()
+    save_model(model, tmp_path / "model.pt")
+    size = export_model(model, tmp_path / "ship.pt", card={"steps": 3, "note": "test"})
+    assert size < 0.6 * (tmp_path / "model.pt").stat().st_size  # fp16
+    images = torch.rand(1, 3, 40, 52)
+    with torch.no_grad():
+        ref = model(images)
+        for path, tol in ((tmp_path / "model.pt", 0), (tmp_path / "ship.pt", 5e-3)):
+            got = load_model_checkpoint(path)
+            assert got.colour_skip and got.strides == (1, 4)
+            for s in ref:
+                assert (got(images)[s] - ref[s]).abs().max() <= tol
+    assert model_card(tmp_path / "ship.pt") == {"steps": 3, "note": "test"} and model_card(tmp_path / "model.pt") == {}

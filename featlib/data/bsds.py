@@ -8,7 +8,6 @@ partition of the image, so for training every segment is an instance (``bsds_ins
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,17 +74,59 @@ def bsds_instances(segmentation: np.ndarray) -> np.ndarray:
     return segmentation[None] == np.arange(n)[:, None, None]
 
 
-class BSDSTrain(torch.utils.data.Dataset):
-    """BSDS500 training images as SA-1B-like samples: each annotator's segments are instances.
+def holdout_split(ids: list[str], holdout: int) -> tuple[list[str], list[str]]:
+    """(training ids, held-out ids): every k-th id is held out, so the held-out images span the id range
+    (ids are dates/sequence numbers, so this mixes photo sessions). ``holdout=0`` keeps everything."""
+    if holdout <= 0:
+        return list(ids), []
+    if holdout >= len(ids):
+        raise ValueError(f"holdout={holdout} leaves no training images out of {len(ids)}")
+    step = len(ids) / holdout
+    held = {ids[int(i * step + step / 2)] for i in range(holdout)}
+    return [i for i in ids if i not in held], [i for i in ids if i in held]
 
-    One annotator is drawn per sample (seeded by seed, epoch and index), the image goes through the SA-1B decoder
-    (``decode_sample``: crop, flip, resize to ``size``) so BSDS and SA-1B batches look alike to the loop.
+
+def colour_jitter(image: torch.Tensor, strength: float, rng: np.random.Generator) -> torch.Tensor:
+    """Brightness, contrast, saturation and per-channel gain, each by up to ±``strength`` (image [3, H, W] in [0, 1]).
+
+    Why: a mask-aware feature should not be a colour detector; the same segment seen under another exposure or white
+    balance must map to the same feature, while the boundaries (what the loss sees) do not move.
+    """
+    if strength <= 0:
+        return image
+    b, c, s = rng.uniform(1 - strength, 1 + strength, 3)
+    gain = torch.as_tensor(rng.uniform(1 - strength / 2, 1 + strength / 2, 3), dtype=image.dtype)[:, None, None]
+    grey = image.mean(0, keepdim=True)
+    image = grey + (image - grey) * s                      # saturation
+    image = (image - image.mean()) * c + image.mean()      # contrast about the mean
+    return (image * b * gain).clamp_(0, 1)                 # brightness and white balance
+
+
+class BSDSTrain(torch.utils.data.Dataset):
+    """BSDS500 training images as SA-1B-like samples: every segment of an annotator is an instance.
+
+    ``annotators``: "one" draws one annotator per sample (a full partition: every pair of segments is pushed apart);
+    "all" gives the segments of every annotator as overlapping instances, as SA-1B's nested masks are (train it with
+    ``push_pairs="disjoint"`` so a segment is not pushed away from the coarser segment that contains it).
+    ``scale``: (lo, hi) resize factor relative to the photo's own pixels, drawn per sample; None fits the whole photo
+    into ``size`` (SA-1B's behaviour). Why: features are used on full-resolution photos, so training should see
+    objects at that scale; fitting a 481 px photo into 128 px trains at 0.27x.
+    Samples go through the SA-1B decoder (``decode_sample``: crop, flip, resize) so BSDS and SA-1B batches look alike
+    to the loop. The original JPEG bytes are decoded (no re-encoding); RLEs are computed once per annotator and cached.
     """
 
-    def __init__(self, root, split="train", size=256, augment=True, seed=0, max_instances=None, limit=None):
-        self.root, self.split, self.ids = root, split, bsds_ids(root, split)[:limit]
+    def __init__(self, root, split="train", size=256, augment=True, seed=0, max_instances=None, limit=None,
+                 ids=None, scale=None, annotators="one", jitter=0.0):
+        if annotators not in ("one", "all"):
+            raise ValueError(f"annotators must be 'one' or 'all', got {annotators!r}")
+        if scale is not None and not (len(scale) == 2 and 0 < scale[0] <= scale[1]):
+            raise ValueError(f"scale must be (lo, hi) with 0 < lo <= hi, got {scale!r}")
+        self.root, self.split = root, split
+        self.ids = list(ids) if ids is not None else bsds_ids(root, split)[:limit]
         self.size, self.augment, self.seed, self.max_instances, self.epoch = size, augment, seed, max_instances, 0
+        self.scale, self.annotators, self.jitter = scale, annotators, jitter
         self.skipped: dict = {}
+        self._cache: dict = {}
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -93,12 +134,29 @@ class BSDSTrain(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.ids)
 
+    def _load(self, i):
+        """(jpeg bytes, (h, w), [annotations of each annotator]) of image i, cached (~0.3 MB per image)."""
+        if i not in self._cache:
+            image_id = self.ids[i]
+            jpg = (Path(self.root) / "images" / self.split / f"{image_id}.jpg").read_bytes()
+            segs, _ = read_ground_truth(Path(self.root) / "groundTruth" / self.split / f"{image_id}.mat")
+            anns = [[{"segmentation": encode_rle(seg == k), "id": 1000 * a + k} for k in range(int(seg.max()) + 1)]
+                    for a, seg in enumerate(segs)]
+            self._cache[i] = (jpg, segs[0].shape, anns)
+        return self._cache[i]
+
     def __getitem__(self, i):
-        rec = load_record(self.root, self.split, self.ids[i])
+        jpg, (h, w), anns = self._load(i)
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        seg = rec.segmentations[int(rng.integers(len(rec.segmentations)))]
-        anns = [{"segmentation": encode_rle(seg == k), "id": int(k)} for k in range(int(seg.max()) + 1)]
-        buf = io.BytesIO()
-        Image.fromarray(rec.image).save(buf, format="JPEG", quality=95)
-        return decode_sample(buf.getvalue(), {"annotations": anns}, rec.id, size=self.size, augment=self.augment,
-                             rng=rng, max_instances=self.max_instances)
+        if self.annotators == "one":
+            chosen = anns[int(rng.integers(len(anns)))]
+        else:
+            chosen = [a for per in anns for a in per]
+        zoom = (1.0, 1.5)
+        if self.scale is not None:  # decode_sample's zoom is relative to fitting the long side into size
+            zoom = tuple(float(z) * max(h, w) / self.size for z in self.scale)
+        out = decode_sample(jpg, {"annotations": chosen}, self.ids[i], size=self.size, augment=self.augment,
+                            rng=rng, max_instances=self.max_instances, zoom=zoom)
+        if self.augment and self.jitter > 0:
+            out["image"] = colour_jitter(out["image"], self.jitter, rng)
+        return out

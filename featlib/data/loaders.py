@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from featlib.config import TrainConfig
-from featlib.data.bsds import BSDSTrain, load_bsds
+from featlib.data.bsds import BSDSTrain, bsds_ids, holdout_split, load_bsds, load_record
 from featlib.data.sa1b import collate, sa1b_dataset
 from featlib.data.synthetic import ensure_scenes, load_scene
 
@@ -46,7 +46,9 @@ def build_dataset(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
         train, _ = synthetic_dirs(cfg)
         return sa1b_dataset(train, min_component_area=cfg.min_component_area, **common)
     if cfg.data == "bsds500":
-        return BSDSTrain(cfg.data_root, "train", **common)
+        train_ids, _ = holdout_split(bsds_ids(cfg.data_root, "train"), cfg.holdout)
+        return BSDSTrain(cfg.data_root, "train", ids=train_ids, scale=cfg.crop_scale, annotators=cfg.annotators,
+                         jitter=cfg.colour_jitter, **common)
     ds = sa1b_dataset(cfg.data, min_component_area=cfg.min_component_area, **common)
     if isinstance(ds, torch.utils.data.IterableDataset):
         ds.rank, ds.world_size, ds.shuffle_buffer = rank, world_size, cfg.shuffle_buffer
@@ -55,6 +57,10 @@ def build_dataset(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
 
 def validation_set(cfg: TrainConfig) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     """Held-out images with ground truth: [(image uint8 [H, W, 3], [instance maps int [H, W] (0 = none)])]."""
+    if cfg.data == "bsds500" and cfg.holdout > 0:  # tuning: score held-out *train* images, never val
+        held = holdout_split(bsds_ids(cfg.data_root, "train"), cfg.holdout)[1][: cfg.n_val]
+        return [(r.image, [s + 1 for s in r.segmentations])
+                for r in (load_record(cfg.data_root, "train", i) for i in held)]
     if cfg.data == "bsds500":
         return [(r.image, [s + 1 for s in r.segmentations]) for r in load_bsds(cfg.data_root, "val", cfg.n_val)]
     # SA-1B has no ground-truth partitions: SA-1B runs validate on the held-out synthetic scenes too
