@@ -20,7 +20,7 @@ from featlib.distances import MESH_WEIGHT_NAMES, resolve_mesh_weights
 from featlib.features import image_features, load
 from featlib.metrics import covering, mean_best_iou
 from featlib.model import FeatureNet
-from featlib.viz import show_features
+from featlib.viz import label_overlay, show_features
 
 _RGB = load("rgb")  # the colour baseline of validate()
 
@@ -92,3 +92,26 @@ def example_figure(model: FeatureNet, image: np.ndarray, gts: list[np.ndarray], 
     feats = image_features(model, image, device)
     _, _, labels = score_partition(feats, gts, size=image.shape[:2], mesh_weights=mesh_weights)
     return show_features(image, feats, clusters=labels, gt=gts[0] - 1, title=title)
+
+
+def partitions_figure(image: np.ndarray, features: dict, counts=(8, 32, 128), title=None):
+    """Figure: one row per feature source (``{label: featlib.features.Features}``), the photo, then the hierarchy's
+    partition at each segment count in ``counts`` (segments tinted, boundaries white). Same counts for every row, so
+    rows compare at equal granularity; each row uses its features' own hierarchy defaults."""
+    import matplotlib.pyplot as plt  # lazy: only figures need matplotlib
+
+    rows = len(features)
+    fig, axes = plt.subplots(rows, len(counts) + 1, figsize=(3.2 * (len(counts) + 1), 2.6 * rows), squeeze=False)
+    for r, (label, feats) in enumerate(features.items()):
+        h = build_hierarchy(feats(image), size=image.shape[:2], **feats.hierarchy_kwargs())
+        axes[r, 0].imshow(image)
+        axes[r, 0].set_title(label, fontsize=9)
+        for c, n in enumerate(counts, 1):
+            axes[r, c].imshow(label_overlay(image, h.partition(n_segments=n), alpha=0.45))
+            axes[r, c].set_title(f"{label}: {n} segments", fontsize=9)
+    for a in axes.ravel():
+        a.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

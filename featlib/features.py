@@ -35,6 +35,7 @@ import torch
 from featlib.checkpoint import load_model_checkpoint
 from featlib.cluster import LEARNED_HIERARCHY
 from featlib.distances import LAB_SMOOTH_SIGMA, lab_features, resolve_mesh_weights
+from featlib.interactive import LEARNED_CLICKS
 from featlib.model import BACKBONES, FeatureNet, build_model
 
 
@@ -60,11 +61,19 @@ class Features:
     # build_hierarchy keyword defaults for these features (mesh_weights may be a name, see hierarchy_kwargs):
     # colour keeps build_hierarchy's own (tuned on Lab), FeatureNets get cluster.LEARNED_HIERARCHY
     hierarchy: dict = field(default_factory=dict)
+    clicks: dict = field(default_factory=dict)  # ClickSegmenter keyword defaults, likewise (LEARNED_CLICKS)
 
     def hierarchy_kwargs(self, mesh_weights=None) -> dict:
         """Keyword arguments of ``build_hierarchy`` for these features; ``mesh_weights`` (a name, dict or JSON text)
         overrides the default combination. Single-map colour features have nothing to combine and ignore it."""
-        kw = dict(self.hierarchy)
+        return self._resolved(self.hierarchy, mesh_weights)
+
+    def click_kwargs(self, mesh_weights=None) -> dict:
+        """Keyword arguments of ``interactive.ClickSegmenter`` for these features (as ``hierarchy_kwargs``)."""
+        return self._resolved(self.clicks, mesh_weights)
+
+    def _resolved(self, defaults: dict, mesh_weights) -> dict:
+        kw = dict(defaults)
         if self.model is None:
             kw.pop("mesh_weights", None)
             return kw
@@ -87,7 +96,8 @@ def _colour(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., 
 
 def _model_features(name: str, model: FeatureNet, device) -> Features:
     model = model.to(device).eval()
-    return Features(name, lambda image: image_features(model, image, device), model, device, dict(LEARNED_HIERARCHY))
+    return Features(name, lambda image: image_features(model, image, device), model, device, dict(LEARNED_HIERARCHY),
+                    dict(LEARNED_CLICKS))
 
 
 def _untrained(backbone: str) -> Callable[..., Features]:
@@ -162,7 +172,7 @@ def with_colour(base: Features, colour: Features) -> Features:
         feats[s] = np.concatenate([feats[s], c.astype(feats[s].dtype)], axis=0)
         return feats
 
-    return Features(f"{base.name}+{colour.name}", fn, base.model, base.device, dict(base.hierarchy))
+    return Features(f"{base.name}+{colour.name}", fn, base.model, base.device, dict(base.hierarchy), dict(base.clicks))
 
 
 def load(spec: str | Path, device: str | torch.device = "cpu") -> Features:

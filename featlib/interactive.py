@@ -80,6 +80,13 @@ class _Graph:
     border_model: tuple | None = None
 
 
+# ClickSegmenter's defaults for FeatureNet features (featlib.features gives them to every model), chosen on the 19
+# objects of the 20 held-out BSDS500 *train* images of the recipe's ablation model (docs/CLICKS.md "Learned
+# features"): NoC@90 finest two 12.26 (27 drops) vs 1/s 12.74 (26), finest 13.16 (29), equal 14.89 (28); Lab 13.89
+# (35). Why not equal, as for partitions: the /8 and /16 cells blur the boundary a click must snap to.
+LEARNED_CLICKS: dict = {"mesh_weights": "finest two"}
+
+
 class ClickSegmenter:
     """Interactive binary segmentation of one image by graph cut on a feature map.
 

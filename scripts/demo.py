@@ -6,7 +6,9 @@
 3. choose how the per-stride distance meshes combine on the *training* scenes (equal, 1/s, finest strides), then
    evaluate on the held-out scenes: the same hierarchy clustering on the learned features and on raw RGB;
 4. write outputs/demo/: model.pt, checkpoints/, tensorboard/, metrics.jsonl, demo.png (image | features | clusters |
-   GT) and summary.json.
+   GT) and summary.json;
+5. the shipped real-photo model (features "bsds500-b0", trained on BSDS500: docs/MODEL_CARD.md) next to Lab colour
+   on a bundled scikit-image photo at the same segment counts: outputs/demo/photo_partitions.png.
 
 FEATLIB_SMOKE=1 shrinks every size so the same path runs in seconds. Extra arguments are config overrides
 (key=value), e.g. `python scripts/demo.py max_steps=500`.
@@ -24,10 +26,13 @@ matplotlib.use("Agg")
 
 import dataclasses  # noqa: E402
 
+import skimage.data  # noqa: E402
+
+from featlib import features as feature_registry  # noqa: E402
 from featlib.checkpoint import load_model_checkpoint  # noqa: E402
 from featlib.config import load_config  # noqa: E402
 from featlib.data.loaders import validation_set  # noqa: E402
-from featlib.evaluate import example_figure, select_mesh_weights, validate  # noqa: E402
+from featlib.evaluate import example_figure, partitions_figure, select_mesh_weights, validate  # noqa: E402
 from featlib.train import fit  # noqa: E402
 from featlib.utils import repo_root, smoke_mode  # noqa: E402
 
@@ -72,7 +77,16 @@ def main(argv: list[str]) -> None:
     print(f"held-out mean best IoU: learned ({choice}) {scores['val/mean_best_iou']:.3f} vs raw RGB "
           f"{scores['val/rgb_mean_best_iou']:.3f}; covering {scores['val/covering']:.3f} vs "
           f"{scores['val/rgb_covering']:.3f} -> on mean best IoU the learned features {verdict} raw RGB")
-    print(f"figure: {Path(cfg.output_dir) / 'demo.png'}; TensorBoard: tensorboard --logdir {cfg.output_dir}")
+    photo = skimage.data.coffee()
+    if smoke_mode():
+        photo = photo[::4, ::4]
+    fig = partitions_figure(photo, {"bsds500-b0": feature_registry.load("bsds500-b0"),
+                                    "Lab colour": feature_registry.load("lab-smooth")},
+                            counts=(8, 32, 128), title="a bundled photo (skimage coffee): the shipped model "
+                            "(trained on BSDS500 train) vs Lab colour, same hierarchy and segment counts")
+    fig.savefig(Path(cfg.output_dir) / "photo_partitions.png", dpi=90)
+    print(f"figures: {Path(cfg.output_dir) / 'demo.png'}, {Path(cfg.output_dir) / 'photo_partitions.png'}; "
+          f"TensorBoard: tensorboard --logdir {cfg.output_dir}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featlib import features as feature_registry  # noqa: E402
+from featlib.data.bsds import bsds_ids, holdout_split  # noqa: E402
 from featlib.data.iis import LAYOUTS, IISSample, load_iis  # noqa: E402
 from featlib.data.samples import bsds_samples  # noqa: E402
 from featlib.interactive import ClickSegmenter, simulate_clicks  # noqa: E402
@@ -138,6 +139,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--reach", type=float, default=3.0, help="trust-region factor (ClickSegmenter reach; 0: off)")
     p.add_argument("--touch-up", type=float, default=4.5, help="ClickSegmenter touch_up in px (0: off)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds: which BSDS500 split")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="bsds, --split train: only the N train images a config's holdout=N keeps out of training "
+                        "(featlib.data.bsds.holdout_split): the recipe's tuning objects")
+    p.add_argument("--mesh-weights", default=None,
+                   help="stride combination of unary and mesh: equal, 1/s, finest, 'finest two' or JSON {stride: w} "
+                        "(default: the features' own, Features.click_kwargs)")
     p.add_argument("--output", type=Path, default=None, help="RESULT.json (the plot goes to RESULT.png)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -149,17 +157,28 @@ def main(argv: list[str] | None = None) -> dict:
         p.error(str(e))
     try:
         if a.dataset == "bsds":
+            ids = None
+            if a.holdout:
+                if a.split != "train":
+                    raise ValueError("--holdout selects held-out *train* images; use it with --split train")
+                ids = holdout_split(bsds_ids(a.root, "train"), a.holdout)[1]
             ds = [IISSample(n, im, m, np.zeros(m.shape, bool))
-                  for n, im, m, _ in bsds_samples(a.root, a.limit or 10**9)]
+                  for n, im, m, _ in bsds_samples(a.root, a.limit or 10**9, split=a.split, ids=ids)]
             ds = ds[a.skip:]
         else:
             full = load_iis(a.dataset, a.root, limit=a.limit)
             ds = _Lazy(full, range(a.skip, len(full)))
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
-    res = evaluate(ds, features, a.max_clicks, a.long_clicks, progress=not a.no_progress,
-                   region_spacing=a.region_spacing, backend=a.backend, reach=a.reach or None, touch_up=a.touch_up)
-    res.update(dataset=a.dataset, features=a.features)
+    try:
+        kw = features.click_kwargs(a.mesh_weights)
+    except ValueError as e:
+        p.error(str(e))
+    kw.update(region_spacing=a.region_spacing, backend=a.backend, reach=a.reach or None, touch_up=a.touch_up)
+    res = evaluate(ds, features, a.max_clicks, a.long_clicks, progress=not a.no_progress, **kw)
+    mw = kw.get("mesh_weights")
+    res.update(dataset=a.dataset, features=a.features, split=a.split, holdout=a.holdout,
+               mesh_weights=None if mw is None else {str(k): v for k, v in mw.items()})
     c = res["mean_iou_per_click"]
     print(f"\n{'dataset':10s} {'features':14s} {'objects':>7s} {'NoC@85':>7s} {'NoC@90':>7s} {'IoU@1':>6s} "
           f"{'IoU@5':>6s} "

@@ -204,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         p.error(f"unknown method(s) {bad}")
     try:
+        if a.holdout and a.split != "train":
+            raise ValueError("--holdout selects held-out *train* images; use it with --split train")
         ids = bsds_ids(a.root, a.split)
         if a.holdout:
-            if a.split != "train":
-                raise ValueError("--holdout selects held-out *train* images; use it with --split train")
             ids = holdout_split(ids, a.holdout)[1]
         ids = ids[: a.limit]
         hier_kw = {k: v for k, v in (("size_prior", a.size_prior), ("contrast", a.contrast),

@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_fake_bsds
 from featlib.checkpoint import save_model
+from featlib.data.bsds import holdout_split
 from featlib.data.iis import IISDataset, load_iis
 from featlib.data.samples import iis_samples
 from featlib.model import build_model
@@ -164,3 +166,19 @@ def test_evaluate_iis_checkpoint_features(tmp_path):
     assert [o["ious"] for o in a["objects"]] == [o["ious"] for o in b["objects"]]
     with pytest.raises(SystemExit):
         mod.main(["--dataset", "grabcut", "--root", str(root), "--features", str(tmp_path / "missing.pt")])
+
+
+def test_evaluate_iis_bsds_train_holdout_and_mesh_weights(tmp_path):
+    """--split train --holdout N scores only the held-out train images; --mesh-weights reaches the segmenter."""
+    ids = write_fake_bsds(tmp_path / "bsds", n=4, split="train", size=(64, 80))
+    mod = _script()
+    out = tmp_path / "hold.json"
+    mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
+              "--features", "untrained-b0", "--mesh-weights", "finest", "--max-clicks", "2", "--long-clicks", "0",
+              "--output", str(out), "--no-progress"])
+    res = json.loads(out.read_text())
+    held = holdout_split(ids, 2)[1]
+    assert {o["name"] for o in res["objects"]} <= set(held) and res["n_objects"] >= 1
+    assert res["mesh_weights"] == {"1": 1.0} and res["split"] == "train" and res["holdout"] == 2
+    with pytest.raises(SystemExit):  # holdout is a train-split notion
+        mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--holdout", "2", "--no-progress"])

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from featlib.data.bsds import load_bsds
+from featlib.data.bsds import load_bsds, load_record
 from featlib.data.iis import load_iis
 from featlib.data.synthetic import make_scene
 
@@ -29,12 +29,15 @@ def synthetic_samples(n: int, size: tuple[int, int] = (192, 256), seed: int = 0)
         yield f"synthetic{k}", sc.image, max(objs, key=lambda m: m.sum()), None
 
 
-def bsds_samples(root, n: int, split: str = "val", min_area: float = 0.05, max_area: float = 0.5) -> Iterator[tuple]:
+def bsds_samples(root, n: int, split: str = "val", min_area: float = 0.05, max_area: float = 0.5,
+                 ids: list[str] | None = None) -> Iterator[tuple]:
     """(id, image, mask, None): per BSDS image the largest first-annotator segment covering 5-50 % of the image.
 
     Images whose segments are all outside (min_area, max_area) of the image are skipped, so fewer than ``n`` may come.
+    ``ids``: only these images of the split (e.g. ``holdout_split``'s held-out train ids), in this order.
     """
-    for rec in load_bsds(root, split, limit=n):
+    records = load_bsds(root, split, limit=n) if ids is None else (load_record(root, split, i) for i in ids[:n])
+    for rec in records:
         seg = rec.segmentations[0]
         frac = np.bincount(seg.ravel()) / seg.size
         cand = [k for k in np.argsort(-frac) if min_area < frac[k] < max_area]
