@@ -36,15 +36,16 @@ def _pieces(instances: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_partition(features, gts: list[np.ndarray], size=None, mesh_weights=None
+def score_partition(features, gts: list[np.ndarray], size=None, mesh_weights=None, **hierarchy_kwargs
                     ) -> tuple[float, float, np.ndarray]:
     """Cluster ``features`` with the hierarchy at the ground truth's number of pieces.
 
     Returns (mean best IoU, covering, labels).
 
-    ``mesh_weights``: how the per-stride distance meshes combine (``featlib.distances.distance_mesh``; None = equal).
+    ``mesh_weights``: how the per-stride distance meshes combine (``featlib.distances.distance_mesh``; None = equal);
+    ``hierarchy_kwargs``: other ``build_hierarchy`` settings (e.g. ``Features.hierarchy_kwargs()``).
     """
-    h = build_hierarchy(features, size=size, mesh_weights=mesh_weights)
+    h = build_hierarchy(features, size=size, mesh_weights=mesh_weights, **hierarchy_kwargs)
     gt = _pieces(gts[0])
     labels = h.partition(n_segments=max(1, len(np.unique(gt)) - (1 if (gt == 0).any() else 0) + 1))
     ious = [mean_best_iou(labels, _pieces(g)) for g in gts]

@@ -49,15 +49,17 @@ def test_reproduces_the_reference_recorded_at_export(shipped):
         assert abs(f.mean() - ref["mean"][str(s)]) < 1e-3 and abs(f.std() - ref["std"][str(s)]) < 1e-3, s
 
 
-def test_beats_lab_on_a_few_bsds_val_images(shared, shipped):
+def test_covering_above_lab_on_a_few_bsds_val_images(shared, shipped):
     root = shared / "datasets" / "bsds500"
     if not (root / "images" / "val").is_dir():
         pytest.skip("BSDS500 val is not in ../shared")
+    # at the ground truth's own piece count (evaluate.score_partition), each source with its hierarchy defaults.
+    # Measured 2026-12-02: 0.476 vs 0.464. (Over all 100 val images at one dataset-wide threshold, covering ODS is
+    # 0.517 vs Lab's 0.521: docs/MODEL_CARD.md. This is a floor against regressions, not the benchmark.)
     lab = features.load("lab-smooth")
     ours, theirs = [], []
-    for rec in load_bsds(root, "val", limit=4):
+    for rec in load_bsds(root, "val", limit=8):
         gts = [s + 1 for s in rec.segmentations]
-        ours.append(score_partition(shipped(rec.image), gts, size=rec.image.shape[:2],
-                                    mesh_weights=shipped.hierarchy_kwargs()["mesh_weights"])[1])
+        ours.append(score_partition(shipped(rec.image), gts, size=rec.image.shape[:2], **shipped.hierarchy_kwargs())[1])
         theirs.append(score_partition(lab(rec.image), gts)[1])
     assert np.mean(ours) > np.mean(theirs), (ours, theirs)
