@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=max(1, a.workers)) as pool:
         results = list(tqdm(pool.map(evaluate_image, jobs), total=len(jobs), desc=f"BSDS500 {a.split}"))
     summary = {"methods": {m: summarise(results, m) for m in methods}, "features": a.features, "split": a.split,
-               "holdout": a.holdout, "hierarchy": {k: v for k, v in hier_kw.items()}}
+               "holdout": a.holdout, "hierarchy": dict(hier_kw)}
     summary.update({k: summary["methods"][methods[0]][k] for k in ("ods", "ois", "n_images")})
     if "distance_map" in results[0]:
         summary["distance_map"] = {"boundary": summarise_boundary([r["distance_map"] for r in results],

@@ -11,7 +11,7 @@ from conftest import write_fake_bsds
 from featlib.checkpoint import save_model
 from featlib.data.bsds import holdout_split
 from featlib.data.iis import IISDataset, load_iis
-from featlib.data.samples import iis_samples
+from featlib.data.samples import iis_samples, sample_sets
 from featlib.model import build_model
 
 
@@ -182,3 +182,13 @@ def test_evaluate_iis_bsds_train_holdout_and_mesh_weights(tmp_path):
     assert res["mesh_weights"] == {"1": 1.0} and res["split"] == "train" and res["holdout"] == 2
     with pytest.raises(SystemExit):  # holdout is a train-split notion
         mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--holdout", "2", "--no-progress"])
+
+
+def test_sample_sets_are_fresh_and_small_halves_real_photos():
+    full, small = sample_sets(1), sample_sets(1, small=True)
+    assert "synthetic" in full and set(full) == set(small)
+    assert next(small["synthetic"])[1].shape[:2] == (96, 128)
+    if "BSDS val" in full:
+        big, half = next(full["BSDS val"]), next(small["BSDS val"])
+        assert half[1].shape[:2] == tuple(-(-d // 2) for d in big[1].shape[:2]) and half[2].shape == half[1].shape[:2]
+    assert len(list(sample_sets(1)["synthetic"])) == 1  # a new generator each call

@@ -4,6 +4,7 @@
         ...
     bsds_samples(root / "datasets" / "bsds500", n=30)                 # ignore is None for both
     iis_samples("grabcut", root / "fixtures" / "grabcut_sample")      # ignore bool [H, W] (GrabCut's 128 band)
+    sample_sets(10)      # {"synthetic": ..., "BSDS val": ..., "GrabCut sample": ...}; real sets need ../shared
 
 The common input of HILL's ``featlib.refine.evaluate`` and the click benchmarks (``scripts/evaluate_iis.py``,
 ``scripts/benchmarks/clicks.py``). Each loader is a generator, so a long dataset is read one image at a time.
@@ -18,6 +19,7 @@ import numpy as np
 from featlib.data.bsds import load_bsds, load_record
 from featlib.data.iis import load_iis
 from featlib.data.synthetic import make_scene
+from featlib.utils import shared_dir
 
 
 def synthetic_samples(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) -> Iterator[tuple]:
@@ -49,3 +51,21 @@ def iis_samples(kind: str, root, limit: int | None = None) -> Iterator[tuple]:
     """(name, image, mask, ignore) from a click benchmark folder (``featlib.data.iis``: grabcut, berkeley, davis)."""
     for s in load_iis(kind, root, limit=limit):
         yield s.name, s.image, s.mask, s.ignore
+
+
+def sample_sets(n: int, small: bool = False) -> dict[str, Iterator[tuple]]:
+    """The standard single-object sets, fresh generators each call: synthetic scenes, and with ``../shared`` BSDS500
+    val (``n`` images) and the GrabCut sample. ``small`` (smoke runs): smaller synthetic scenes, real photos at half
+    resolution, one GrabCut image."""
+    sets = {"synthetic": synthetic_samples(n, size=(96, 128) if small else (192, 256))}
+    root = shared_dir()
+    if root is not None and (root / "datasets" / "bsds500").is_dir():
+        sets["BSDS val"] = bsds_samples(root / "datasets" / "bsds500", n)
+    if root is not None and (root / "fixtures" / "grabcut_sample").is_dir():
+        gc = root / "fixtures" / "grabcut_sample"
+        sets["GrabCut sample"] = iis_samples("grabcut", gc, limit=1 if small else None)
+    if small:
+        for name in set(sets) - {"synthetic"}:
+            sets[name] = ((nm, im[::2, ::2], m[::2, ::2], None if ig is None else ig[::2, ::2])
+                          for nm, im, m, ig in sets[name])
+    return sets
