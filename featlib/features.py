@@ -16,8 +16,11 @@ Each name has one meaning:
 - ``rgb``: raw RGB / 255 as {1: [3, H, W]} (the demo's baseline).
 - ``untrained-<backbone>``, one per backbone of ``featlib.model.BACKBONES``: FeatureNet with random weights drawn
   after ``torch.manual_seed(0)`` (the caller's RNG is left untouched): a floor that learned features must clear.
-- ``bsds500-b0``: the shipped model, FeatureNet(b0) trained on BSDS500 train with ``configs/bsds500.yaml``
-  (fp16 weights in ``featlib/assets/``; data, steps, scores and research-only terms in docs/MODEL_CARD.md).
+- ``bsds500-b0`` and ``bsds500-b0-all``: the shipped models, FeatureNet(b0) trained on BSDS500 train with
+  ``configs/bsds500.yaml`` (one annotator drawn per sample) and with its ``annotators=all push_pairs=disjoint``
+  variant (every annotator's segments as overlapping instances). On held-out train images, and then on val, the first
+  is better for clicks and the second for partitions: notebooks and scripts default to each where it is better. fp16
+  weights in ``featlib/assets/``; data, steps, scores and research-only terms in docs/MODEL_CARD.md.
 - any other spec is a path to a featlib model checkpoint (``model.pt`` or a run directory holding one).
 
 An unknown name that is not an existing path is a ValueError listing the valid names.
@@ -111,7 +114,7 @@ def _untrained(backbone: str) -> Callable[..., Features]:
 
 
 ASSETS = Path(__file__).parent / "assets"
-SHIPPED = {"bsds500-b0": "bsds500-b0.pt"}  # name -> file in ASSETS (export_model's format)
+SHIPPED = {"bsds500-b0": "bsds500-b0.pt", "bsds500-b0-all": "bsds500-b0-all.pt"}  # name -> file in ASSETS
 
 
 def _shipped(name: str) -> Callable[..., Features]:
@@ -130,8 +133,10 @@ _REGISTRY: dict[str, tuple[Callable[..., Features], str]] = {
                    f"CIE Lab, Gaussian sigma {LAB_SMOOTH_SIGMA} px"),
     "rgb": (_colour("rgb", lambda image: image.astype(np.float32).transpose(2, 0, 1) / 255), "RGB / 255"),
     **{f"untrained-{b}": (_untrained(b), f"FeatureNet({b}), random weights (seed 0)") for b in BACKBONES},
-    "bsds500-b0": (_shipped("bsds500-b0"), "FeatureNet(b0) trained on BSDS500 train (configs/bsds500.yaml; "
-                   "docs/MODEL_CARD.md), shipped fp16"),
+    "bsds500-b0": (_shipped("bsds500-b0"), "FeatureNet(b0) trained on BSDS500 train, one annotator per sample "
+                   "(configs/bsds500.yaml; docs/MODEL_CARD.md), shipped fp16: the clicks' and HILL's default"),
+    "bsds500-b0-all": (_shipped("bsds500-b0-all"), "the same recipe with every annotator's segments as overlapping "
+                       "instances (docs/MODEL_CARD.md), shipped fp16: the partitions' default"),
 }
 
 

@@ -84,7 +84,12 @@ class _Graph:
 # objects of the 20 held-out BSDS500 *train* images of the recipe's ablation model (docs/CLICKS.md "Learned
 # features"): NoC@90 finest two 12.26 (27 drops) vs 1/s 12.74 (26), finest 13.16 (29), equal 14.89 (28); Lab 13.89
 # (35). Why not equal, as for partitions: the /8 and /16 cells blur the boundary a click must snap to.
-LEARNED_CLICKS: dict = {"mesh_weights": "finest two"}
+# reach 2 (trust region), chosen on the same objects with the annotators-all ablation model over 50 clicks: NoC@90 /
+# drops (> 0.01) reach 3: 12.53 / 60 (24), 2.5: 12.63 / 39 (16), 2: 12.74 / 19 (7); Lab (reach 3) 13.89 / 49 (18).
+# Learned features leak further than Lab when a mid-run click's cut is free over a wide box; reach 2 keeps both
+# targets (fewer clicks and fewer drops than Lab) with room there, for 0.2 more clicks than reach 3. On val (objects
+# 9-100, bsds500-b0) it gave NoC@90 12.93 vs Lab's 12.91 and 138 drops vs 230 (reach 3: 12.27, 266).
+LEARNED_CLICKS: dict = {"mesh_weights": "finest two", "reach": 2.0}
 
 
 class ClickSegmenter:

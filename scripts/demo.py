@@ -7,8 +7,8 @@
    evaluate on the held-out scenes: the same hierarchy clustering on the learned features and on raw RGB;
 4. write outputs/demo/: model.pt, checkpoints/, tensorboard/, metrics.jsonl, demo.png (image | features | clusters |
    GT) and summary.json;
-5. the shipped real-photo model (features "bsds500-b0", trained on BSDS500: docs/MODEL_CARD.md) next to Lab colour
-   on a bundled scikit-image photo at the same segment counts: outputs/demo/photo_partitions.png.
+5. the shipped real-photo partitions model (features "bsds500-b0-all", trained on BSDS500: docs/MODEL_CARD.md) next
+   to Lab colour on a bundled scikit-image photo at the same segment counts: outputs/demo/photo_partitions.png.
 
 FEATLIB_SMOKE=1 shrinks every size so the same path runs in seconds. Extra arguments are config overrides
 (key=value), e.g. `python scripts/demo.py max_steps=500`.
@@ -80,9 +80,9 @@ def main(argv: list[str]) -> None:
     photo = skimage.data.coffee()
     if smoke_mode():
         photo = photo[::4, ::4]
-    fig = partitions_figure(photo, {"bsds500-b0": feature_registry.load("bsds500-b0"),
+    fig = partitions_figure(photo, {"bsds500-b0-all": feature_registry.load("bsds500-b0-all"),
                                     "Lab colour": feature_registry.load("lab-smooth")},
-                            counts=(8, 32, 128), title="a bundled photo (skimage coffee): the shipped model "
+                            counts=(8, 32, 128), title="a bundled photo (skimage coffee): the shipped partitions model "
                             "(trained on BSDS500 train) vs Lab colour, same hierarchy and segment counts")
     fig.savefig(Path(cfg.output_dir) / "photo_partitions.png", dpi=90)
     print(f"figures: {Path(cfg.output_dir) / 'demo.png'}, {Path(cfg.output_dir) / 'photo_partitions.png'}; "

@@ -136,8 +136,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--long-clicks", type=int, default=100,
                    help="length of the long run for IoU curve and drops (0: off)")
     p.add_argument("--region-spacing", type=int, default=4)
-    p.add_argument("--reach", type=float, default=3.0, help="trust-region factor (ClickSegmenter reach; 0: off)")
-    p.add_argument("--touch-up", type=float, default=4.5, help="ClickSegmenter touch_up in px (0: off)")
+    p.add_argument("--reach", type=float, default=None,
+                   help="trust-region factor (ClickSegmenter reach; 0: off; default: the features' own, 3 for Lab)")
+    p.add_argument("--touch-up", type=float, default=None,
+                   help="ClickSegmenter touch_up in px (0: off; default: the features' own, 4.5)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds: which BSDS500 split")
     p.add_argument("--holdout", type=int, default=0,
@@ -174,11 +176,16 @@ def main(argv: list[str] | None = None) -> dict:
         kw = features.click_kwargs(a.mesh_weights)
     except ValueError as e:
         p.error(str(e))
-    kw.update(region_spacing=a.region_spacing, backend=a.backend, reach=a.reach or None, touch_up=a.touch_up)
+    kw.update(region_spacing=a.region_spacing, backend=a.backend)
+    if a.reach is not None:
+        kw["reach"] = a.reach or None
+    if a.touch_up is not None:
+        kw["touch_up"] = a.touch_up
     res = evaluate(ds, features, a.max_clicks, a.long_clicks, progress=not a.no_progress, **kw)
     mw = kw.get("mesh_weights")
     res.update(dataset=a.dataset, features=a.features, split=a.split, holdout=a.holdout,
-               mesh_weights=None if mw is None else {str(k): v for k, v in mw.items()})
+               mesh_weights=None if mw is None else {str(k): v for k, v in mw.items()},
+               settings={k: v for k, v in kw.items() if k != "mesh_weights"})
     c = res["mean_iou_per_click"]
     print(f"\n{'dataset':10s} {'features':14s} {'objects':>7s} {'NoC@85':>7s} {'NoC@90':>7s} {'IoU@1':>6s} "
           f"{'IoU@5':>6s} "

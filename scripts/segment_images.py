@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Batch inference: features, UCM and label maps at chosen granularities for a folder of images or tar shards.
 
-    python scripts/segment_images.py --features bsds500-b0 --input photos/ --output seg/ --levels 10,50,200 --png
+    python scripts/segment_images.py --features bsds500-b0-all --input photos/ --output seg/ --levels 10,50,200 --png
     accelerate launch --multi_gpu --num_processes 8 scripts/segment_images.py --features CKPT --input 'shards/*.tar' \
         --output seg/
 
@@ -10,7 +10,8 @@ each level and, with --save-features, ``features_<s>`` (float16 unless --fp32); 
 per level (the photo, segments tinted, boundaries white). Images are split across processes (accelerate); finished
 outputs are skipped (resumable; written atomically); unreadable images are skipped and listed in
 OUTPUT/skipped_rank<k>.txt. ``--features`` takes any spec of the features registry (``featlib.features``): a model
-checkpoint, or a name such as ``bsds500-b0`` (the shipped model) or ``lab-smooth`` (the partitions' colour baseline).
+checkpoint, or a name such as ``bsds500-b0-all`` (the shipped partitions model) or ``lab-smooth`` (the partitions'
+colour baseline).
 The hierarchy uses the features' own defaults (``Features.hierarchy_kwargs``) unless --mesh-weights says otherwise.
 """
 

@@ -180,6 +180,12 @@ def test_evaluate_iis_bsds_train_holdout_and_mesh_weights(tmp_path):
     held = holdout_split(ids, 2)[1]
     assert {o["name"] for o in res["objects"]} <= set(held) and res["n_objects"] >= 1
     assert res["mesh_weights"] == {"1": 1.0} and res["split"] == "train" and res["holdout"] == 2
+    assert res["settings"]["reach"] == 2.0  # the learned features' own trust region (interactive.LEARNED_CLICKS)
+    mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
+              "--features", "lab", "--reach", "0", "--touch-up", "3", "--max-clicks", "2", "--long-clicks", "0",
+              "--output", str(out), "--no-progress"])
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["reach"] is None and settings["touch_up"] == 3.0  # explicit options override; 0 turns reach off
     with pytest.raises(SystemExit):  # holdout is a train-split notion
         mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--holdout", "2", "--no-progress"])
 
