@@ -11,7 +11,8 @@ only modules above it, never below.
 - ``featlib.pull``         the loss's pull term and per-mask means: dense and sparse layouts, fused CPU loops.
 - ``featlib.loss``         multi-stride discriminative loss (De Brabandere et al. 2017): formulas, pairs, pooling.
 - ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500, click sets,
-                           single-object samples, and what training reads (``featlib.data.loaders``).
+                           single-object samples, what training reads (``featlib.data.loaders``) and how its masks
+                           travel to the device (``featlib.data.masks``: bit-packed rows).
 - ``featlib.metrics``      covering, PRI, VI, ASA, UE, boundary P/R/F, mean best IoU, mask IoU, ODS/OIS.
 - ``featlib.boundaries``   the BSDS boundary benchmark (correspondPixels): edge maps, UCMs -> ODS F, OIS F, AP.
 - ``featlib.distances``    per-stride neighbour distances combined into one full-resolution distance mesh.

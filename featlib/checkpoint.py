@@ -12,7 +12,11 @@ position). It is written under a temporary name and renamed, so a kill never lea
 state at save time), so a resumed run repeats the straight run's arithmetic bit for bit.
 
 ``model.pt`` holds the final weights and the model's build arguments only: a plain dict of tensors and numbers,
-so ``torch.load(..., weights_only=True)`` reads it without unpickling code.
+so ``torch.load(..., weights_only=True)`` reads it without unpickling code. The build arguments are all of
+FeatureNet's (``FeatureNet.build_args``: backbone, strides, base_channels, registers, depths, expand, colour_skip).
+Files written before registers / depths / expand were recorded (the shipped ``featlib/assets`` models among them) lack
+those keys; they load with ``LEGACY_MODEL_ARGS``, the defaults of the time frozen as literals, so changing a
+FeatureNet default later never changes how an old file builds. A key this version does not know is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ import torch
 
 from featlib.config import ConfigError
 from featlib.model import FeatureNet, build_model
+
+# What a model file without these keys was built with: FeatureNet's defaults before files recorded them (2026-12).
+# Literals on purpose, never model.DEFAULT_*: those may change, files already written do not.
+LEGACY_MODEL_ARGS = {"registers": {1: 5, 2: 12, 4: 32, 8: 64, 16: 64}, "depths": {1: 1, 2: 1, 4: 1, 8: 1, 16: 1},
+                     "expand": {1: 2, 2: 2, 4: 4, 8: 2, 16: 1}, "colour_skip": False}
+MODEL_ARGS = ("backbone", "strides", "base_channels", "registers", "depths", "expand", "colour_skip")
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -88,8 +98,7 @@ def restore_checkpoint(accelerator, checkpoint: str | Path, loader=None) -> int:
 def save_model(model: FeatureNet, path: str | Path) -> None:
     """Final weights + the model's build arguments, written atomically; load with ``load_model_checkpoint``."""
     path = Path(path)
-    payload = {"model": {"backbone": model.backbone_name, "strides": list(model.strides),
-                         "base_channels": model.base_channels, "colour_skip": model.colour_skip},
+    payload = {"model": model.build_args(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -101,8 +110,7 @@ def export_model(model: FeatureNet, path: str | Path, card: dict | None = None, 
     features move by ~1e-3, far below the hinge margins) and a ``card`` of plain values (data, config, steps, scores)
     that ``model_card`` reads back. Written atomically; returns the file size in bytes."""
     path = Path(path)
-    payload = {"model": {"backbone": model.backbone_name, "strides": list(model.strides),
-                         "base_channels": model.base_channels, "colour_skip": model.colour_skip},
+    payload = {"model": model.build_args(),
                "state_dict": {k: (v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu())
                               for k, v in model.state_dict().items()},
                "card": json.loads(json.dumps(card or {}))}  # plain JSON values only: weights_only can read them
@@ -119,7 +127,8 @@ def model_card(path: str | Path) -> dict:
 
 
 def load_model_checkpoint(path: str | Path, map_location: str = "cpu") -> FeatureNet:
-    """A FeatureNet from ``model.pt`` (or a run directory containing it); ``weights_only=True``."""
+    """A FeatureNet from ``model.pt`` (or a run directory containing it); ``weights_only=True``. Build arguments the
+    file lacks (files from before they were recorded) come from ``LEGACY_MODEL_ARGS``."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
@@ -128,8 +137,12 @@ def load_model_checkpoint(path: str | Path, map_location: str = "cpu") -> Featur
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
         raise ValueError(f"{path}: not a featlib model checkpoint (expected keys 'model' and 'state_dict')")
-    m = payload["model"]
-    model = build_model(m["backbone"], strides=tuple(m["strides"]), base_channels=m["base_channels"],
-                        colour_skip=bool(m.get("colour_skip", False)))
+    m = {**LEGACY_MODEL_ARGS, **payload["model"]}
+    unknown = sorted(set(m) - set(MODEL_ARGS))
+    if unknown:
+        raise ValueError(f"{path}: model arguments {unknown} are unknown to this featlib (written by a newer one?)")
+    model = build_model(m["backbone"], strides=tuple(m["strides"]), base_channels=int(m["base_channels"]),
+                        registers=m["registers"], depths=m["depths"], expand=m["expand"],
+                        colour_skip=bool(m["colour_skip"]))
     model.load_state_dict(payload["state_dict"])  # copies into float32 parameters (exported files are fp16)
     return model.eval()

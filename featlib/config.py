@@ -36,6 +36,12 @@ class TrainConfig:
     colour_skip: bool = False              # colours start from the image's Lab (FeatureNet docstring); BSDS recipe
     pretrained: str | None = None          # official EfficientViT-SAM checkpoint (backbone only)
     freeze_backbone: bool = False
+    # BatchNorm (EfficientViT's backbone has 25 layers): freeze_bn keeps the loaded running statistics and affine
+    # parameters (eval mode) -- None = on exactly when `pretrained` is set, so batch 8 per GPU never overwrites
+    # EfficientViT-SAM's statistics; sync_bn (CUDA, from scratch, > 1 process) computes statistics over all GPUs'
+    # batches instead of each GPU's 8 images. docs/TRAINING.md "BatchNorm".
+    freeze_bn: bool | None = None
+    sync_bn: bool = False
     backbone_lr_scale: float = 1.0         # e.g. 0.1 for a pretrained backbone
     # data
     data: str = "synthetic"                # "synthetic" | "bsds500" | path to SA-1B folder / tar shards (glob)
@@ -43,7 +49,13 @@ class TrainConfig:
     n_train: int = 64                      # synthetic scenes for training
     n_val: int = 8                         # held-out synthetic scenes (or BSDS val images) for validation
     val_on_train: bool = False             # score the training scenes instead (overfitting studies)
+    # BSDS500-layout folder (images/val, groundTruth/val) that SA-1B runs validate on: SA-1B has no ground-truth
+    # partitions, and BSDS500 val is what scripts/evaluate_partitions.py reports. None = ../shared/datasets/bsds500
+    # (featlib.utils.shared_dir); when neither exists, the held-out synthetic scenes, with a warning
+    val_root: str | None = None
     scene_size: int = 160                  # synthetic scene longest side
+    scene_kind: str = "simple"             # "simple" (4-9 objects, 2 levels: the demo) | "sa1b" (SA1B_LIKE: ~100
+    #                                        masks, object > part > sub-part, split objects; docs/LOSS.md)
     image_size: int = 128                  # training sample side S
     max_instances: int | None = 64
     min_component_area: int = 16
@@ -54,6 +66,8 @@ class TrainConfig:
     annotators: str = "one"                # "one" drawn per sample | "all" as overlapping instances
     colour_jitter: float = 0.0             # brightness/contrast/saturation/gain, each up to ±this
     shuffle_buffer: int = 256              # tar streams
+    prefetch_factor: int = 2               # batches in flight per DataLoader worker; /dev/shm per rank = workers x
+    #   this x batch bytes = 12 x 2 x 30.5 MiB = 0.73 GiB (SA-1B-like, 1024^2, batch 8, K = 64: benchmark.py data)
     # optimisation
     batch_size: int = 4                    # per process
     grad_accum: int = 1
@@ -73,7 +87,11 @@ class TrainConfig:
     compile_backend: str = "inductor"      # torch.compile backend; the CPU tests use "aot_eager" (inductor: minutes)
     seed: int = 0
     # loss
-    push_pairs: str = "all"
+    push_pairs: str = "all"                # all | disjoint | adjacent | nested (featlib.loss; SA-1B: nested)
+    push_norm: str = "allowed"             # push = mean hinge over the pairs allowed ("all_pairs": the old / C(C-1))
+    max_cells: float | None = None         # nested: a mask counts at stride s while area / s^2 <= this (not at the
+    #                                        coarsest stride); None = no bound. 1024: docs/LOSS.md "nested masks"
+    adjacent_strides: list = field(default_factory=list)  # nested: strides that push only neighbouring masks
     margin_v: float = 0.05
     margin_d: float = 0.2
     min_cells: int = 2
@@ -112,23 +130,34 @@ def _annotations() -> dict:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
-    """YAML file + ``key=value`` overrides (values parsed as YAML) -> validated TrainConfig. Raises ConfigError."""
+    """YAML file + ``key=value`` overrides (values parsed as YAML) -> validated TrainConfig. Raises ConfigError.
+
+    A str-typed key keeps the text as typed where YAML would read a bool or a number: ``mixed_precision=no`` (or
+    ``mixed_precision: no`` in the file) is "no", not YAML 1.1's False; ``tracker: off`` is "off".
+    """
     raw: dict = {}
+    typed: dict = {}  # key -> the text of its plain scalar as written (file, then overrides)
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            text = p.read_text()
+            raw = yaml.safe_load(text) or {}
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: invalid YAML: {e}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: expected a mapping of config keys")
+        if isinstance(node, yaml.MappingNode):  # None for an empty file
+            typed = {k.value: v.value for k, v in node.value
+                     if isinstance(k, yaml.ScalarNode) and isinstance(v, yaml.ScalarNode)}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
         k, v = item.split("=", 1)
         raw[k.strip()] = yaml.safe_load(v) if v.strip() else None
+        typed[k.strip()] = v.strip()
     hints = _annotations()
     renamed = {k: RENAMED_KEYS[k] for k in raw if k in RENAMED_KEYS}
     if renamed:
@@ -139,6 +168,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(hints)}")
     for k, v in raw.items():
+        if isinstance(v, (bool, int, float)) and not _type_ok(v, hints[k]) and _type_ok("x", hints[k]) and k in typed:
+            raw[k] = v = typed[k]  # YAML read the text as a bool or number; the key wants the text
         if isinstance(v, str) and _type_ok(1.5, hints[k]) and not _type_ok("x", hints[k]):
             try:  # PyYAML reads "1e-3" as a string (YAML 1.1); accept it for float keys
                 raw[k] = v = float(v)
@@ -162,14 +193,25 @@ def validate_config(cfg: TrainConfig) -> None:
         known = list_backends(exclude_tags=())
         if cfg.compile_backend not in known:
             raise ConfigError(f"compile_backend {cfg.compile_backend!r} is not a torch.compile backend; known: {known}")
-    if cfg.push_pairs not in ("all", "disjoint", "adjacent"):
-        raise ConfigError(f"push_pairs must be all|disjoint|adjacent, got {cfg.push_pairs!r}")
+    if cfg.push_pairs not in ("all", "disjoint", "adjacent", "nested"):
+        raise ConfigError(f"push_pairs must be all|disjoint|adjacent|nested, got {cfg.push_pairs!r}")
+    if cfg.push_norm not in ("allowed", "all_pairs"):
+        raise ConfigError(f"push_norm must be allowed|all_pairs, got {cfg.push_norm!r}")
+    if cfg.scene_kind not in ("simple", "sa1b"):
+        raise ConfigError(f"scene_kind must be simple|sa1b, got {cfg.scene_kind!r}")
+    if not set(cfg.adjacent_strides) <= set(cfg.strides):
+        raise ConfigError(f"adjacent_strides {cfg.adjacent_strides} must be among strides {cfg.strides}")
+    if cfg.max_cells is not None and cfg.max_cells < cfg.min_cells:
+        raise ConfigError(f"max_cells ({cfg.max_cells}) must be >= min_cells ({cfg.min_cells})")
     if cfg.annotators not in ("one", "all"):
         raise ConfigError(f"annotators must be one|all, got {cfg.annotators!r}")
     if cfg.crop_scale is not None and not (len(cfg.crop_scale) == 2 and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1]):
         raise ConfigError(f"crop_scale must be [lo, hi] with 0 < lo <= hi, got {cfg.crop_scale!r}")
     if not 0 <= cfg.colour_jitter < 1 or cfg.holdout < 0:
         raise ConfigError("colour_jitter must be in [0, 1) and holdout >= 0")
+    if cfg.prefetch_factor < 1 or cfg.num_workers < 0:
+        raise ConfigError(f"prefetch_factor must be >= 1 and num_workers >= 0, got {cfg.prefetch_factor} and "
+                          f"{cfg.num_workers}")
     if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.max_steps < 1 or cfg.grad_accum < 1:
         raise ConfigError("image_size >= 32, batch_size >= 1, grad_accum >= 1 and max_steps >= 1 are required")
     if cfg.data == "bsds500":

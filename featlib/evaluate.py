@@ -1,28 +1,199 @@
 """Scoring features by the partitions they give: what validation, the demo and the notebooks report.
 
+    sweep = hierarchy_sweep(feats, (H, W), gts, **f.hierarchy_kwargs())   # [48, 4]: the reported metric, one image
+    summarise_sweeps([sweep, ...])                          # {"ods": {"covering", "pri", "vi"}, "ois": {...}, ...}
+    scores = validate_partitions(model, records, device)    # {"val/covering_ods", ..., "val/lab_covering_ods"}
+    r = validation_image(model, image, gts, device)         # one image's picklable part of it (shard over ranks)
     scores = validate(model, val_set)                       # {"val/mean_best_iou", "val/covering", "val/rgb_..."}
     iou, cov, labels = score_partition(feats, gts, size=(H, W), mesh_weights={1: 1.0})
     name, weights, table = select_mesh_weights(model, train_scenes)   # choose on *training* images
     fig = example_figure(model, image, gts)
 
-A partition is scored at the ground truth's own number of connected pieces (an oracle granularity, the same for
-learned features and the colour baseline, so the comparison is fair): mean best IoU over ground-truth pieces
-(``metrics.mean_best_iou``) and covering (``metrics.covering``; unannotated pixels ignored).
+**The reported metric** (``scripts/evaluate_partitions.py``, BSDS conventions, Arbelaez et al. 2011): one merge
+hierarchy per image, cut at every merge height t_k of ``HIER_THRESHOLDS`` (one fixed dataset-wide grid), each
+partition P_ik scored against every annotator of image i: m_ik = (covering, PRI, VI), each the mean over annotators
+(``metrics.covering_pri_vi``), beside its segment count. Over N images, for a metric m (VI: min instead of max)
+
+    ODS = max_k (1/N) sum_i m_ik        (the best single dataset-wide threshold)
+    OIS = (1/N) sum_i max_k m_ik        (the best threshold per image; OIS >= ODS)
+
+``hierarchy_sweep`` gives one image's [n_thresholds, 4] rows, ``summarise_sweeps`` the ODS / OIS; the script and
+training validation (``validate_partitions``, beside the ``lab-smooth`` colour baseline scored the same way) both
+call them, so a val curve and a reported number are the same computation.
+
+**The older oracle score** (``validate``, ``score_partition``: the demo and notebooks): a partition is cut at the
+ground truth's own number of connected pieces (an oracle granularity, the same for learned features and the colour
+baseline, so the comparison is fair): mean best IoU over ground-truth pieces (``metrics.mean_best_iou``) and
+covering (``metrics.covering``; unannotated pixels ignored).
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from scipy import ndimage
 
-from featlib.cluster import build_hierarchy
+from featlib.cluster import LEARNED_HIERARCHY, Hierarchy, build_hierarchy
 from featlib.distances import MESH_WEIGHT_NAMES, resolve_mesh_weights
-from featlib.features import image_features, load
-from featlib.metrics import covering, mean_best_iou
+from featlib.features import Features, image_features, load
+from featlib.metrics import covering, covering_pri_vi, mean_best_iou, ods_ois
 from featlib.model import FeatureNet
 from featlib.viz import label_overlay, show_features
 
 _RGB = load("rgb")  # the colour baseline of validate()
+# Merge heights the hierarchy is cut at (the reported metric's sweep, the grid every reported number used): heights
+# are not in [0, 1]; on BSDS500 val this geometric grid runs from the watershed oversegmentation (~2300 regions with
+# bsds500-b0-all, ~3500 with lab-smooth) to one segment. Fixed and dataset-wide, so ODS is one common threshold.
+HIER_THRESHOLDS = np.geomspace(0.01, 200, 48)
+BASELINE = "lab-smooth"  # the partitions' colour baseline (featlib.features), beside every validation score
+_BASELINE = load(BASELINE)
+SWEEP_COLUMNS = ("covering", "pri", "vi", "n_segments")  # the columns of a sweep [n_thresholds, 4]
+
+
+# ------------------------------------------------------------------------- the reported metric (BSDS sweep)
+
+
+def hierarchy_settings(features: Features, overrides: dict | None = None) -> dict:
+    """``build_hierarchy`` keywords: the features' own defaults (``Features.hierarchy_kwargs``), then ``overrides``
+    (e.g. the script's --contrast; ``mesh_weights`` may be a name, a dict or JSON text)."""
+    kw = dict(overrides or {})
+    return {**features.hierarchy_kwargs(kw.pop("mesh_weights", None)), **kw}
+
+
+def sweep_scores(partitions, gts: list[np.ndarray]) -> np.ndarray:
+    """Each partition int [H, W] against every ground truth -> float64 [n_partitions, 4] rows of
+    (covering, PRI, VI, number of segments), each metric the mean over the ground truths (labels >= 0 are segments,
+    negative labels unannotated: ``featlib.metrics``)."""
+    rows = [(*covering_pri_vi(p, gts), len(np.unique(p))) for p in partitions]
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), 4)
+
+
+def hierarchy_partitions(features, size: tuple[int, int], thresholds=HIER_THRESHOLDS, **hierarchy_kwargs
+                         ) -> tuple[Hierarchy, list[np.ndarray]]:
+    """(the merge hierarchy of one image, its partitions int [H, W] cut at each merge height of ``thresholds``).
+
+    ``features``: ``{s: [C_s, h_s, w_s]}`` (a ``Features`` call, ``image_features``) or one map [C, H, W];
+    ``size``: the image's (H, W); ``hierarchy_kwargs``: ``build_hierarchy`` settings (``hierarchy_settings``).
+    """
+    h = build_hierarchy(features, size=tuple(size), **hierarchy_kwargs)
+    return h, [h.partition(threshold=t) for t in thresholds]
+
+
+def hierarchy_sweep(features, size: tuple[int, int], gts: list[np.ndarray], thresholds=HIER_THRESHOLDS,
+                    **hierarchy_kwargs) -> np.ndarray:
+    """One image's part of the reported metric: float64 [n_thresholds, 4] (covering, PRI, VI, n_segments) of the
+    hierarchy cut at each merge height. ``gts``: int [H, W] per annotator (labels >= 0 segments, negative
+    unannotated); the rest as ``hierarchy_partitions``. ``scripts/evaluate_partitions.py`` runs the same two
+    steps, ``hierarchy_partitions`` then ``sweep_scores`` (it times the first alone, and needs the hierarchy)."""
+    return sweep_scores(hierarchy_partitions(features, size, thresholds, **hierarchy_kwargs)[1], gts)
+
+
+def summarise_sweeps(sweeps, digits: int | None = None) -> dict:
+    """Per-image sweeps (a list of [n_thresholds, 4], or one array [n_images, n_thresholds, 4]) -> ODS / OIS.
+
+    Returns {"ods": {"covering", "pri", "vi"}, "ois": {...}, "ods_segments": {...}: the mean segment count at each
+    metric's ODS threshold, "n_images"}; VI is lower-is-better. ``digits``: round the scores (the script: 4).
+    """
+    sweep = np.asarray(sweeps, dtype=np.float64)
+    if sweep.ndim != 3 or sweep.shape[0] == 0 or sweep.shape[2] != 4:
+        raise ValueError(f"sweeps must be [n_images >= 1, n_thresholds, 4] (same thresholds for every image), "
+                         f"got shape {sweep.shape}")
+    out = {"ods": {}, "ois": {}, "ods_segments": {}, "n_images": int(sweep.shape[0])}
+    for j, key in enumerate(SWEEP_COLUMNS[:3]):
+        o, i, k = ods_ois(sweep[:, :, j], higher_is_better=key != "vi")
+        out["ods"][key], out["ois"][key] = (round(o, digits), round(i, digits)) if digits is not None else (o, i)
+        out["ods_segments"][key] = float(sweep[:, k, 3].mean())
+    return out
+
+
+# ------------------------------------------------------------------ training validation: the same metric
+
+
+def _as_features(model, device) -> Features:
+    """A FeatureNet (training's unwrapped model) as ``Features`` with a learned model's hierarchy defaults
+    (``cluster.LEARNED_HIERARCHY``, as a checkpoint loaded through ``featlib.features.load`` gets), or ``Features``."""
+    if isinstance(model, Features):
+        return model
+    if isinstance(model, FeatureNet):
+        return Features("validation", lambda image: image_features(model, image, device), model, device,
+                        dict(LEARNED_HIERARCHY))
+    raise TypeError(f"model must be a FeatureNet or featlib.features.Features, got {type(model).__name__}")
+
+
+def _annotated(gts) -> list[np.ndarray]:
+    """Validation ground truths (int [H, W], 0 = unannotated: ``validation_set``) -> metrics' labels (-1 ignored).
+    BSDS records count segments from 1, so nothing of theirs is dropped: the script's numbers exactly."""
+    return [np.where(np.asarray(g) > 0, g, -1) for g in gts]
+
+
+def baseline_sweep(image: np.ndarray, gts: list[np.ndarray]) -> np.ndarray:
+    """The ``lab-smooth`` colour baseline's sweep [n_thresholds, 4] of one validation image (its own hierarchy
+    defaults). It never changes during training: compute it once and pass the list as ``baseline_sweeps``."""
+    return hierarchy_sweep(_BASELINE(image), image.shape[:2], _annotated(gts), **hierarchy_settings(_BASELINE))
+
+
+def validation_image(model, image: np.ndarray, gts: list[np.ndarray], device="cpu", hierarchy_kwargs=None,
+                     baseline: bool = False) -> dict:
+    """One validation image scored as the reported metric: features, hierarchy, sweep.
+
+    ``model``: FeatureNet or ``Features``; ``image`` uint8 [H, W, 3]; ``gts``: int [H, W] per annotator, 0 =
+    unannotated (``featlib.data.loaders.validation_set``'s records); ``hierarchy_kwargs``: overrides of the
+    features' hierarchy defaults (``hierarchy_settings``). Returns plain picklable values, so rank r can score images
+    i with i % world == r and ``accelerate.utils.gather_object`` the dicts for ``summarise_validation``:
+    {"sweep": float64 [n_thresholds, 4], "seconds": features + hierarchy + scoring, and with ``baseline``
+    "baseline_sweep": ``baseline_sweep``'s (not timed)}.
+    """
+    t = time.perf_counter()
+    f = _as_features(model, device)
+    image = np.asarray(image)
+    sweep = hierarchy_sweep(f(image), image.shape[:2], _annotated(gts), **hierarchy_settings(f, hierarchy_kwargs))
+    out = {"sweep": sweep, "seconds": time.perf_counter() - t}
+    if baseline:
+        out["baseline_sweep"] = baseline_sweep(image, gts)
+    return out
+
+
+def summarise_validation(results: list[dict], baseline_sweeps=None) -> dict[str, float]:
+    """``validation_image`` results (every rank's, gathered) -> the logged scalars.
+
+    {"val/covering_ods", "val/covering_ois", "val/pri_ods", "val/pri_ois", "val/vi_ods", "val/vi_ois",
+    "val/segments_at_covering_ods", "val/n_images", "val/seconds_per_image"} and, when the results carry
+    "baseline_sweep" or ``baseline_sweeps`` (one [n_thresholds, 4] per image, the same images) is given, the colour
+    baseline's "val/lab_covering_ods", "val/lab_covering_ois", "val/lab_pri_ods", "val/lab_vi_ods". ODS / OIS do
+    not depend on the images' order.
+    """
+    if not results:
+        raise ValueError("no validation results to summarise")
+    s = summarise_sweeps([r["sweep"] for r in results])
+    out = {f"val/{m}_{k}": s[k][m] for m in SWEEP_COLUMNS[:3] for k in ("ods", "ois")}
+    out.update({"val/segments_at_covering_ods": s["ods_segments"]["covering"], "val/n_images": s["n_images"],
+                "val/seconds_per_image": float(np.mean([r["seconds"] for r in results]))})
+    if baseline_sweeps is None and all("baseline_sweep" in r for r in results):
+        baseline_sweeps = [r["baseline_sweep"] for r in results]
+    if baseline_sweeps is not None:
+        if len(baseline_sweeps) != len(results):
+            raise ValueError(f"baseline_sweeps has {len(baseline_sweeps)} images, the results {len(results)}: "
+                             "the baseline must be scored on the same validation images")
+        b = summarise_sweeps(baseline_sweeps)
+        out.update({"val/lab_covering_ods": b["ods"]["covering"], "val/lab_covering_ois": b["ois"]["covering"],
+                    "val/lab_pri_ods": b["ods"]["pri"], "val/lab_vi_ods": b["ods"]["vi"]})
+    return out
+
+
+def validate_partitions(model, records, device="cpu", hierarchy_kwargs=None, baseline_sweeps=None
+                        ) -> dict[str, float]:
+    """Training validation = the reported metric (``scripts/evaluate_partitions.py``'s hierarchy ODS / OIS) on
+    ``records`` ((image, gts) pairs: ``validation_set``), beside the ``lab-smooth`` baseline.
+
+    Single process: ``validation_image`` per record, then ``summarise_validation``. ``baseline_sweeps``: the
+    baseline's per-image sweeps from an earlier call (``[baseline_sweep(image, gts) for image, gts in records]``);
+    None computes them here (~as long again as the model's part). Keys: ``summarise_validation``.
+    """
+    f = _as_features(model, device)
+    results = [validation_image(f, image, gts, device, hierarchy_kwargs, baseline=baseline_sweeps is None)
+               for image, gts in records]
+    return summarise_validation(results, baseline_sweeps)
 
 
 def _pieces(instances: np.ndarray) -> np.ndarray:
@@ -40,14 +211,16 @@ def score_partition(features, gts: list[np.ndarray], size=None, mesh_weights=Non
                     ) -> tuple[float, float, np.ndarray]:
     """Cluster ``features`` with the hierarchy at the ground truth's number of pieces.
 
-    Returns (mean best IoU, covering, labels).
+    Returns (mean best IoU, covering, labels int [H, W]). ``gts``: int [H, W] instance maps, 0 = unannotated; the
+    count is the connected pieces of ``gts[0]`` (unannotated pixels are not a piece), exactly. (Earlier versions
+    asked for one segment more than that: numbers scored with them, e.g. README's demo scores, used the +1.)
 
     ``mesh_weights``: how the per-stride distance meshes combine (``featlib.distances.distance_mesh``; None = equal);
     ``hierarchy_kwargs``: other ``build_hierarchy`` settings (e.g. ``Features.hierarchy_kwargs()``).
     """
     h = build_hierarchy(features, size=size, mesh_weights=mesh_weights, **hierarchy_kwargs)
     gt = _pieces(gts[0])
-    labels = h.partition(n_segments=max(1, len(np.unique(gt)) - (1 if (gt == 0).any() else 0) + 1))
+    labels = h.partition(n_segments=max(1, len(np.unique(gt[gt > 0]))))
     ious = [mean_best_iou(labels, _pieces(g)) for g in gts]
     cov = covering(labels, [np.where(g > 0, g, -1) for g in gts])
     return float(np.nanmean(ious)), cov, labels

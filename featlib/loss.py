@@ -4,9 +4,24 @@ with a Discriminative Loss Function"), vectorised and made aware of overlapping 
 Single stride, image b with C_b valid non-empty masks, mu_k the (weighted) mean feature over mask k:
 
     pull_b = 1/C_b  sum_k 1/N_k sum_{i in k} [ ||mu_k - x_i|| - delta_v ]_+^2
-    push_b = 1/(C_b (C_b - 1)) sum_{a != b allowed} [ 2 delta_d - ||mu_a - mu_b|| ]_+^2      (0 if C_b < 2)
+    push_b = 1/P_b sum_{(a, b) allowed} [ 2 delta_d - ||mu_a - mu_b|| ]_+^2     P_b = allowed ordered pairs (0 if none)
     reg_b  = 1/C_b  sum_k ||mu_k||
     total  = mean over images with C_b >= 1 of (alpha pull_b + beta push_b + gamma reg_b)
+
+P_b = C_b (C_b - 1) for ``push_pairs="all"`` (the paper). ``push_norm="all_pairs"`` keeps C_b (C_b - 1) for every
+mode (featlib before 2026-12: a mode that allows fewer pairs also pushed less hard), only for comparisons.
+
+Nested, multi-granular masks (SA-1B: object > part > sub-part, pieces of occluded objects): ``push_pairs="nested"``
+asks only what a piecewise-constant feature map can satisfy at each stride s:
+    active_s(k)     = valid, >= min_cells member cells, and area_k / s^2 <= max_cells (no upper bound at the
+                      coarsest stride): each stride answers for the masks it resolves, less resolved strides for
+                      the large ones ("less resolved counts more")
+    push (a, b) at s iff  disjoint(a, b)  (overlap / smaller area <= overlap_threshold: never a mask and its part)
+                      and group_a != group_b  (pieces of one annotation are never pushed apart)
+                      and no active c at s contains both  (siblings under an active parent would contradict its pull)
+                      and, at ``adjacent_strides``, a and b lie within ``adjacency_radius`` cells (D = 3 at /1
+                      holds only ~14 means 2 delta_d apart: there only neighbours must differ, like a map colouring)
+Measured in docs/LOSS.md ("nested masks").
 
 Cost: the pull term (``featlib.pull``) gathers only member pixels (memory ~ total mask area, linear in K); the push
 term is a K x K distance matrix per image. Pair relations for ``push_pairs`` are computed once per batch at a coarse
@@ -21,9 +36,9 @@ comparable across strides and the stride weights alone set the balance.
 
 Usage::
 
-    loss = MultiStrideLoss(strides=(1, 2, 4, 8, 16), push_pairs="all")
-    out = loss(model(images), masks, mask_valid, valid_pixels)  # features {s: [B, 3 s^2, ceil(H/s), ceil(W/s)]}
-    out.total.backward()  # out.logs: "loss/total", "s{s}/pull", ...; out.parts: {s: LossParts}
+    loss = MultiStrideLoss(strides=(1, 2, 4, 8, 16), push_pairs="nested", max_cells=1024)
+    out = loss(model(images), masks, mask_valid, valid_pixels, groups)  # features {s: [B, 3 s^2, ceil(H/s), ...]}
+    out.total.backward()  # out.logs: 0-dim tensors "loss/total", "s{s}/pull", ... (no host sync); out.read() floats
 """
 
 from __future__ import annotations
@@ -37,7 +52,8 @@ import torch.nn.functional as F
 
 from featlib.pull import EPS, pull_term
 
-PUSH_MODES = ("all", "disjoint", "adjacent")
+PUSH_MODES = ("all", "disjoint", "adjacent", "nested")
+PUSH_NORMS = ("allowed", "all_pairs")
 
 
 @dataclass
@@ -71,19 +87,16 @@ def _check(features: torch.Tensor, masks: torch.Tensor, mask_valid: torch.Tensor
         raise ValueError(f"mask_valid must be [B, K] = {tuple(masks.shape[:2])}, got {tuple(mask_valid.shape)}")
 
 
-def pair_relations(masks: torch.Tensor, mode: str, *, overlap_threshold: float = 0.1,
-                   adjacency_radius: int = 2, max_size: int = 128) -> torch.Tensor | None:
-    """Which mask pairs may be pushed apart: bool [B, K, K] (diagonal False), or None for ``"all"``.
+def mask_relations(masks: torch.Tensor, *, overlap_threshold: float = 0.1, adjacency_radius: int = 2,
+                   max_size: int = 128, adjacency: bool = True) -> dict[str, torch.Tensor]:
+    """Pairwise relations of ``masks`` bool [B, K, H, W], on masks area-pooled to at most ``max_size`` cells per
+    side (relations do not need pixel precision, and the K x K x N overlap product would dominate at full size):
 
-    ``"disjoint"``: overlap / smaller area <= ``overlap_threshold`` (so an object and its own parts are never
-    pushed apart). ``"adjacent"``: disjoint pairs whose masks touch or lie within ``adjacency_radius`` cells of
-    each other. Computed on masks area-pooled to at most ``max_size`` cells per side (pair relations do not need
-    pixel precision, and the K x K x N overlap product would dominate at full resolution).
+        "disjoint"  bool [B, K, K]  overlap / smaller area <= overlap_threshold (diagonal False)
+        "contains"  bool [B, K, K]  [a, c]: a lies inside c (overlap >= (1 - overlap_threshold) area_a), a != c
+        "adjacent"  bool [B, K, K]  masks within ``adjacency_radius`` pooled cells of each other (with adjacency)
+        "area"      float [B, K]    pixels per mask at full resolution
     """
-    if mode == "all":
-        return None
-    if mode not in PUSH_MODES:
-        raise ValueError(f"push_pairs must be one of {PUSH_MODES} or a bool [B, K, K] tensor, got {mode!r}")
     b, k, h, w = masks.shape
     f = 1
     while max(h, w) / f > max_size:
@@ -93,11 +106,48 @@ def pair_relations(masks: torch.Tensor, mode: str, *, overlap_threshold: float =
     area = flat.sum(-1)
     inter = flat @ flat.transpose(1, 2)
     smaller = torch.minimum(area[:, :, None], area[:, None, :]).clamp(min=1)
-    allowed = inter / smaller <= overlap_threshold
-    if mode == "adjacent":
+    eye = torch.eye(k, dtype=torch.bool, device=masks.device)
+    out = {"disjoint": (inter / smaller <= overlap_threshold) & ~eye,
+           "contains": (inter >= (1 - overlap_threshold) * area[:, :, None]) & (area[:, :, None] > 0) & ~eye,
+           "area": masks.flatten(2).sum(-1, dtype=torch.float32) if f > 1 else area}
+    if adjacency:
         grown = F.max_pool2d(m, 2 * adjacency_radius + 1, stride=1, padding=adjacency_radius).flatten(2)
-        allowed &= (grown @ flat.transpose(1, 2)) > 0
-    allowed &= ~torch.eye(k, dtype=torch.bool, device=masks.device)
+        out["adjacent"] = (grown @ flat.transpose(1, 2)) > 0
+    return out
+
+
+def pair_relations(masks: torch.Tensor, mode: str, *, overlap_threshold: float = 0.1,
+                   adjacency_radius: int = 2, max_size: int = 128) -> torch.Tensor | None:
+    """Which mask pairs may be pushed apart: bool [B, K, K] (diagonal False), or None for ``"all"``.
+
+    ``"disjoint"``: overlap / smaller area <= ``overlap_threshold`` (so an object and its own parts are never
+    pushed apart). ``"adjacent"``: disjoint pairs whose masks touch or lie within ``adjacency_radius`` pooled cells of
+    each other. ``"nested"`` depends on the stride and the groups: ``MultiStrideLoss`` builds it from
+    ``mask_relations``; here it gives its stride-free part, the disjoint pairs. See ``mask_relations``.
+    """
+    if mode == "all":
+        return None
+    if mode not in PUSH_MODES:
+        raise ValueError(f"push_pairs must be one of {PUSH_MODES} or a bool [B, K, K] tensor, got {mode!r}")
+    rel = mask_relations(masks, overlap_threshold=overlap_threshold, adjacency_radius=adjacency_radius,
+                         max_size=max_size, adjacency=mode == "adjacent")
+    return rel["disjoint"] & rel["adjacent"] if mode == "adjacent" else rel["disjoint"]
+
+
+def nested_pairs(rel: dict[str, torch.Tensor], active: torch.Tensor, groups: torch.Tensor | None,
+                 adjacent_only: bool) -> torch.Tensor:
+    """The pairs ``push_pairs="nested"`` pushes at one stride (module docstring): bool [B, K, K].
+
+    rel: ``mask_relations`` output; active bool [B, K]: masks that count at this stride; groups int [B, K] (the
+    annotation each piece came from) or None.
+    """
+    allowed = rel["disjoint"] & active[:, :, None] & active[:, None, :]
+    if groups is not None:
+        allowed &= groups[:, :, None] != groups[:, None, :]
+    inside = (rel["contains"] & active[:, None, :]).float()  # [a, c]: a inside an active c
+    allowed &= (inside @ inside.transpose(1, 2)) == 0  # no active mask holds both
+    if adjacent_only:
+        allowed &= rel["adjacent"]
     return allowed
 
 
@@ -118,6 +168,7 @@ def discriminative_loss(
     dense: bool | None = None,
     min_members: int = 1,
     feature_scale: float = 1.0,
+    push_norm: str = "allowed",
 ) -> LossParts:
     """Discriminative loss at one stride.
 
@@ -126,6 +177,8 @@ def discriminative_loss(
         masks: bool [B, K, H, W]; masks may overlap.
         mask_valid: bool [B, K] or None (all valid). Invalid and empty masks are ignored.
         push_pairs: "all" (the paper), "disjoint", "adjacent" (see ``pair_relations``), or bool [B, K, K].
+        push_norm: "allowed" (mean hinge over the pairs allowed among valid masks) or "all_pairs" (divided by
+            C_b (C_b - 1) whatever is allowed: the old rule, kept for comparisons).
         pixel_weight: [B, H, W] non-negative weights (0 = ignored pixel) or None.
         dense: pull-term layout — dense [B, K, N] distances or gathered member features [M, C]; None picks the
             cheaper from the mask density and C (dense for large masks at coarse strides). Same values either way.
@@ -136,15 +189,18 @@ def discriminative_loss(
         LossParts of scalars; a batch with no valid mask gives zeros that still carry a (zero) gradient.
     """
     _check(features, masks, mask_valid)
+    if push_norm not in PUSH_NORMS:
+        raise ValueError(f"push_norm must be one of {PUSH_NORMS}, got {push_norm!r}")
     dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
     with torch.autocast(device_type=features.device.type, enabled=False):
         return _discriminative_loss(features.to(dtype), masks, mask_valid, delta_v, delta_d, alpha, beta, gamma,
                                     push_pairs, pixel_weight, overlap_threshold, adjacency_radius, dense,
-                                    min_members, feature_scale)
+                                    min_members, feature_scale, push_norm)
 
 
 def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, gamma, push_pairs, pixel_weight,
-                         overlap_threshold, adjacency_radius, dense=None, min_members=1, scale=1.0) -> LossParts:
+                         overlap_threshold, adjacency_radius, dense=None, min_members=1, scale=1.0,
+                         push_norm="allowed") -> LossParts:
     b, _, h, w = x.shape
     k = masks.shape[1]
     if k == 0:  # no masks at all: zeros that still hang off the features' graph
@@ -175,7 +231,8 @@ def _discriminative_loss(x, masks, mask_valid, delta_v, delta_d, alpha, beta, ga
     sq = (mu * mu).sum(-1)
     dmu = torch.sqrt(torch.clamp(sq[:, :, None] + sq[:, None, :] - 2 * mu @ mu.transpose(1, 2), min=EPS))
     hinge = F.relu(2 * delta_d - dmu) ** 2 * pair
-    push = hinge.sum((1, 2)) / (cb * (cb - 1)).clamp(min=1)
+    norm = cb * (cb - 1) if push_norm == "all_pairs" else pair.sum((1, 2)).to(x.dtype)
+    push = hinge.sum((1, 2)) / norm.clamp(min=1)
 
     reg = (_norm(mu) * valid).sum(1) / cb.clamp(min=1)
     per_image = alpha * pull + beta * push + gamma * reg
@@ -230,9 +287,7 @@ def downsample_masks(masks: torch.Tensor, strides: Sequence[int], valid_pixels: 
             ins = inside[..., :hs, :ws]
             # 2 * count >= n_inside  <=>  count >= ceil(n_inside / 2): compare in the counts' own small dtype
             half = ((ins + 1) // 2).to(counts.dtype)
-            members = counts[..., :hs, :ws] >= half
-            if not bool((ins > 0).all()):
-                members &= ins > 0
+            members = counts[..., :hs, :ws] >= half  # every cell holds >= 1 in-image pixel (ceil sizes)
             cell_valid = (2 * valid[:, 0, :hs, :ws] >= ins[:, 0]) & (ins[:, 0] > 0)
             out[s] = (members, cell_valid)
         if s >= top:
@@ -258,7 +313,7 @@ def feature_spread(features: torch.Tensor, cell_valid: torch.Tensor | None = Non
     # CPU; the shift makes a constant output exactly 0 and keeps the difference well conditioned
     x = features.detach().float().flatten(2)
     x = x - x[:, :, :1]
-    if cell_valid is None or bool(cell_valid.all()):
+    if cell_valid is None:
         n = torch.tensor(float(x.shape[2]))
         s1, s2 = x.sum(2), torch.linalg.vecdot(x, x, dim=2)
     else:
@@ -271,12 +326,20 @@ def feature_spread(features: torch.Tensor, cell_valid: torch.Tensor | None = Non
 
 @dataclass
 class MultiStrideOutput:
-    """``total`` (scalar tensor with grad), ``logs`` (floats: "loss/total", "s{s}/pull|push|reg|active_masks|spread")
-    and ``parts`` ({s: LossParts})."""
+    """``total`` (scalar tensor with grad), ``logs`` (0-dim tensors, detached: "loss/total", "s{s}/pull|push|reg|
+    active_masks|pushed_pairs|spread") and ``parts`` ({s: LossParts}). Reading the logs is the host sync a training
+    step must not pay every step: ``read()`` converts them all at once, at log steps only."""
 
     total: torch.Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
     parts: dict[int, LossParts] = field(default_factory=dict)
+
+    def read(self) -> dict[str, float]:
+        """All logs as floats, in one device-to-host copy."""
+        if not self.logs:
+            return {}
+        values = torch.stack([v.detach().float().reshape(()) for v in self.logs.values()]).tolist()
+        return dict(zip(self.logs, values))
 
 
 class MultiStrideLoss(torch.nn.Module):
@@ -288,11 +351,18 @@ class MultiStrideLoss(torch.nn.Module):
         loss_weights: {s: w} or None for w ∝ s, normalised to sum 1.
         margins: {s: (delta_v, delta_d)} or None for ``default_margins`` (v * sqrt(D), d * sqrt(D)).
         margin_v, margin_d: the v and d of the default rule.
-        push_pairs: "all" | "disjoint" | "adjacent" (see ``pair_relations``).
+        push_pairs: "all" | "disjoint" | "adjacent" (see ``pair_relations``) | "nested" (module docstring).
+        push_norm: "allowed" | "all_pairs" (see ``discriminative_loss``).
         min_cells: a mask needs at least this many member cells at a stride to count there.
+        max_cells: ("nested") a mask counts at stride s only while area / s^2 <= max_cells, except at the coarsest
+            stride; None = no upper bound.
+        adjacent_strides: ("nested") strides that push only neighbouring masks (within ``adjacency_radius`` cells
+            of the <= 128-cell relation grid).
 
     ``forward(features {s: [B, base*s^2, ceil(H/s), ceil(W/s)]}, masks bool [B, K, H, W], mask_valid bool [B, K]
-    | None, valid_pixels bool [B, H, W] | None) -> MultiStrideOutput``.
+    | None, valid_pixels bool [B, H, W] | None (None: no padding), groups int [B, K] | None (the annotation each
+    mask came from; "nested" never pushes two masks of one group)) -> MultiStrideOutput``. No step of it reads a
+    tensor on the host (tests/test_loss.py checks it).
     """
 
     def __init__(self, strides: Sequence[int] = (1, 2, 4, 8, 16), base_channels: int = 3,
@@ -300,11 +370,16 @@ class MultiStrideLoss(torch.nn.Module):
                  margins: Mapping[int, tuple[float, float]] | None = None, margin_v: float = 0.05,
                  margin_d: float = 0.2, push_pairs: str = "all", min_cells: int = 2, alpha: float = 1.0,
                  beta: float = 1.0, gamma: float = 0.001, overlap_threshold: float = 0.1,
-                 adjacency_radius: int = 2):
+                 adjacency_radius: int = 2, push_norm: str = "allowed", max_cells: float | None = None,
+                 adjacent_strides: Sequence[int] = ()):
         super().__init__()
         self.strides = tuple(sorted(int(s) for s in strides))
         if push_pairs not in PUSH_MODES:
             raise ValueError(f"push_pairs must be one of {PUSH_MODES}, got {push_pairs!r}")
+        if push_norm not in PUSH_NORMS:
+            raise ValueError(f"push_norm must be one of {PUSH_NORMS}, got {push_norm!r}")
+        if max_cells is not None and max_cells < min_cells:
+            raise ValueError(f"max_cells ({max_cells}) must be >= min_cells ({min_cells})")
         raw = dict(loss_weights) if loss_weights is not None else {s: float(s) for s in self.strides}
         if set(raw) != set(self.strides) or any(v < 0 for v in raw.values()) or sum(raw.values()) <= 0:
             raise ValueError(f"loss_weights must give a non-negative weight to each of {self.strides}, got {raw}")
@@ -315,10 +390,29 @@ class MultiStrideLoss(torch.nn.Module):
         self.base_channels, self.push_pairs, self.min_cells = base_channels, push_pairs, min_cells
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
         self.overlap_threshold, self.adjacency_radius = overlap_threshold, adjacency_radius
+        self.push_norm, self.max_cells = push_norm, max_cells
+        self.adjacent_strides = tuple(int(s) for s in adjacent_strides)
+
+    def stride_pairs(self, masks: torch.Tensor, mask_valid: torch.Tensor, groups: torch.Tensor | None = None
+                     ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+        """{s: (masks that count at s bool [B, K], pairs pushed at s bool [B, K, K] or None = all)}."""
+        if self.push_pairs != "nested":
+            pairs = pair_relations(masks, self.push_pairs, overlap_threshold=self.overlap_threshold,
+                                   adjacency_radius=self.adjacency_radius)
+            return {s: (mask_valid, pairs) for s in self.strides}
+        rel = mask_relations(masks, overlap_threshold=self.overlap_threshold, adjacency_radius=self.adjacency_radius,
+                             adjacency=bool(self.adjacent_strides))
+        out = {}
+        for s in self.strides:
+            active = mask_valid & (rel["area"] >= self.min_cells * s * s)
+            if self.max_cells is not None and s != self.strides[-1]:
+                active = active & (rel["area"] <= self.max_cells * s * s)
+            out[s] = (active, nested_pairs(rel, active, groups, s in self.adjacent_strides))
+        return out
 
     def forward(self, features: Mapping[int, torch.Tensor], masks: torch.Tensor,
-                mask_valid: torch.Tensor | None = None, valid_pixels: torch.Tensor | None = None
-                ) -> MultiStrideOutput:
+                mask_valid: torch.Tensor | None = None, valid_pixels: torch.Tensor | None = None,
+                groups: torch.Tensor | None = None) -> MultiStrideOutput:
         missing = [s for s in self.strides if s not in features]
         if missing:
             raise ValueError(f"features lack strides {missing} (have {sorted(features)})")
@@ -332,34 +426,35 @@ class MultiStrideLoss(torch.nn.Module):
                                  f"{tuple(masks.shape)}; expected {exp}")
         if valid_pixels is not None and tuple(valid_pixels.shape) != (b, h, w):
             raise ValueError(f"valid_pixels must be [B, H, W] = {(b, h, w)}, got {tuple(valid_pixels.shape)}")
+        if groups is not None and tuple(groups.shape) != (b, k):
+            raise ValueError(f"groups must be [B, K] = {(b, k)}, got {tuple(groups.shape)}")
         if mask_valid is None:
             mask_valid = torch.ones(b, k, dtype=torch.bool, device=masks.device)
-        pairs = pair_relations(masks, self.push_pairs, overlap_threshold=self.overlap_threshold,
-                               adjacency_radius=self.adjacency_radius)
+        per_stride = self.stride_pairs(masks, mask_valid, groups)
         down = downsample_masks(masks, self.strides, valid_pixels)
         device = next(iter(features.values())).device
         total = torch.zeros((), device=device)
         out = MultiStrideOutput(total)
         for s in self.strides:
             members, cell_valid = down[s]
-            all_valid = bool(cell_valid.all())  # padding-free batches skip the per-pixel weights entirely
+            active, pairs = per_stride[s]
             dv, dd = self.margins[s]
             # Distances in units of sqrt(D) (the cube's diameter): every stride's loss lives on the same scale,
             # so the stride weights, not the channel counts, decide how much each stride counts.
             unit = math.sqrt(features[s].shape[1])
             parts = discriminative_loss(
-                features[s], members, mask_valid, delta_v=dv / unit, delta_d=dd / unit, alpha=self.alpha,
+                features[s], members, active, delta_v=dv / unit, delta_d=dd / unit, alpha=self.alpha,
                 beta=self.beta, gamma=self.gamma, push_pairs=pairs if pairs is not None else "all",
-                pixel_weight=None if all_valid else cell_valid.float(), min_members=self.min_cells,
-                feature_scale=1.0 / unit)
+                pixel_weight=None if valid_pixels is None else cell_valid.float(), min_members=self.min_cells,
+                feature_scale=1.0 / unit, push_norm=self.push_norm)
             total = total + self.loss_weights[s] * parts.total
             out.parts[s] = parts
-            out.logs.update({f"s{s}/pull": parts.pull.item(), f"s{s}/push": parts.push.item(),
-                             f"s{s}/reg": parts.reg.item(),
-                             f"s{s}/active_masks": parts.n_masks.float().mean().item(),
-                             f"s{s}/spread": feature_spread(features[s], cell_valid).item()})
+            out.logs.update({f"s{s}/pull": parts.pull.detach(), f"s{s}/push": parts.push.detach(),
+                             f"s{s}/reg": parts.reg.detach(),
+                             f"s{s}/active_masks": parts.n_masks.float().mean(),
+                             f"s{s}/spread": feature_spread(features[s], None if valid_pixels is None else cell_valid)})
         out.total = total
-        out.logs["loss/total"] = total.item()
+        out.logs["loss/total"] = total.detach()
         return out
 
 

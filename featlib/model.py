@@ -52,9 +52,21 @@ BACKBONES = ("b0", "b1", "b2", "b3", "l0", "l1", "l2", "l3")
 # Registers per stride (channels beyond the colours) and MBConv expand ratios. Coarse stages already carry many
 # colour channels (768 at /16 for base 3) so they expand little; the /1 and /2 stages run on the largest maps and
 # dominate the decoder's cost (memory-bound), so they stay narrow. With these, the decoder adds ~0.3-0.4x the l0
-# backbone's time at 512^2 on CPU (scripts/benchmark.py model).
+# backbone's time at 512^2 on CPU (scripts/benchmark.py model). Changing a default changes new models only: model
+# files record every build argument (FeatureNet.build_args), and files from before they did load with the values of
+# their time, frozen in featlib.checkpoint.LEGACY_MODEL_ARGS.
 DEFAULT_REGISTERS = {1: 5, 2: 12, 4: 32, 8: 64, 16: 64}
+DEFAULT_DEPTHS = {1: 1, 2: 1, 4: 1, 8: 1, 16: 1}
 DEFAULT_EXPAND = {1: 2, 2: 2, 4: 4, 8: 2, 16: 1}
+
+
+def _per_stride(name: str, defaults: dict, given: dict | None, cast) -> dict:
+    """``defaults`` updated by ``given`` ({stride: value}; string keys, as JSON gives them, are read as ints)."""
+    given = {int(s): v for s, v in (given or {}).items()}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"{name}: {unknown} are not decode strides {tuple(defaults)}")
+    return {s: cast(v) for s, v in {**defaults, **given}.items()}
 
 
 class DecodeStage(nn.Module):
@@ -113,6 +125,7 @@ class FeatureNet(nn.Module):
         colour_skip: start every stride's colours from the image's Lab colour (see the module docstring).
 
     ``forward(images [B, 3, H, W] float in [0, 1]) -> {s: [B, base*s^2, ceil(H/s), ceil(W/s)]}`` in [0, 1].
+    ``build_args()``: every argument above as resolved (defaults filled in), what model files store.
     """
 
     def __init__(
@@ -141,9 +154,9 @@ class FeatureNet(nn.Module):
         self.colour_skip = bool(colour_skip)
         self.backbone = _kornia_backbones()[backbone]()
         widths_bb = list(self.backbone.width_list)  # channels at strides 2, 4, 8, 16, 32
-        registers = {**DEFAULT_REGISTERS, **(registers or {})}
-        depths = {s: 1 for s in (1, 2, 4, 8, 16)} | (depths or {})
-        expand = {**DEFAULT_EXPAND, **(expand or {})}
+        self.registers = registers = _per_stride("registers", DEFAULT_REGISTERS, registers, int)
+        self.depths = depths = _per_stride("depths", DEFAULT_DEPTHS, depths, int)
+        self.expand = expand = _per_stride("expand", DEFAULT_EXPAND, expand, float)
 
         # Decode from /32 down to the finest requested stride; every stride in between is decoded too
         # (its colours are used only if requested).
@@ -161,8 +174,9 @@ class FeatureNet(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
 
     @staticmethod
-    def check_images(images: torch.Tensor) -> None:
-        """Raise ValueError unless ``images`` is a finite float tensor [B, 3, H, W] with H, W >= 32."""
+    def check_images(images: torch.Tensor, finite: bool = True) -> None:
+        """Raise ValueError unless ``images`` is a float tensor [B, 3, H, W] with H, W >= 32, finite unless
+        ``finite=False`` (that check reads a value on the host: a device sync)."""
         if not isinstance(images, torch.Tensor):
             raise ValueError(f"images must be a torch.Tensor, got {type(images).__name__}")
         if images.ndim != 4:
@@ -173,11 +187,13 @@ class FeatureNet(nn.Module):
             raise ValueError(f"images must be float in [0, 1], got dtype {images.dtype} (divide uint8 by 255)")
         if min(images.shape[-2:]) < MIN_SIZE:
             raise ValueError(f"images must be at least {MIN_SIZE}x{MIN_SIZE}, got {tuple(images.shape[-2:])}")
-        if not torch.isfinite(images).all():
+        if finite and not torch.isfinite(images).all():
             raise ValueError("images contain NaN or inf")
 
-    def forward(self, images: torch.Tensor) -> dict[int, torch.Tensor]:
-        self.check_images(images)
+    def forward(self, images: torch.Tensor, check_finite: bool = True) -> dict[int, torch.Tensor]:
+        """images float [B, 3, H, W] in [0, 1] -> {s: [B, base*s^2, ceil(H/s), ceil(W/s)]}. ``check_finite=False``
+        skips the NaN/inf check (the training loop's images come from uint8 and are finite by construction)."""
+        self.check_images(images, finite=check_finite)
         h, w = images.shape[-2:]
         x = (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
         ph, pw = (-h) % BACKBONE_MULTIPLE, (-w) % BACKBONE_MULTIPLE
@@ -209,6 +225,14 @@ class FeatureNet(nn.Module):
     def channels(self, stride: int) -> int:
         """Colour channels at ``stride``: base_channels * stride**2."""
         return self.base_channels * stride * stride
+
+    def build_args(self) -> dict:
+        """Every FeatureNet argument this model was built with, defaults filled in, as plain values (str, int, float,
+        bool, lists, dicts keyed by int stride) that ``torch.load(weights_only=True)`` reads back:
+        ``FeatureNet(**m.build_args())`` has the same architecture (and parameter names and shapes) as ``m``."""
+        return {"backbone": self.backbone_name, "strides": list(self.strides), "base_channels": self.base_channels,
+                "registers": dict(self.registers), "depths": dict(self.depths), "expand": dict(self.expand),
+                "colour_skip": self.colour_skip}
 
 
 def build_model(

@@ -47,7 +47,8 @@ from featlib.utils import sync_numba_threads
 
 EPS = 1e-20  # under a sqrt: keeps the gradient finite (zero) when two vectors coincide
 _FUSED = True  # compiled loops for narrow CPU strides (tests switch them off to compare with the tensor version)
-_PER_IMAGE_ABOVE = 8_000_000  # gathered member values (M x C) above which the sparse pull runs image by image
+_PER_IMAGE_ABOVE = 8_000_000  # gathered member values (M x C) above which the sparse pull runs image by image (CPU)
+DENSE_MAX_ENTRIES = 1 << 26  # accelerators: dense layout while B * K * N <= this (see pull_term)
 
 
 def pull_term(x: torch.Tensor, masks: torch.Tensor, mask_valid: torch.Tensor | None,
@@ -66,6 +67,11 @@ def pull_term(x: torch.Tensor, masks: torch.Tensor, mask_valid: torch.Tensor | N
         per-mask pull [B, K]).
     """
     idx = None
+    if dense is None and x.device.type != "cpu":
+        # On an accelerator the member count is not known without a host sync (nonzero's output size), so the
+        # layout follows the shapes: dense while its [B, K, N] tensors stay small (<= 2^26 entries, 256 MB in
+        # float32: /4, /8, /16 at 1024^2, B = 8, K = 64), sparse above (/1, /2: one nonzero each).
+        dense = masks.numel() <= DENSE_MAX_ENTRIES
     if dense is None:
         # Pick the cheaper layout from the member density M / (B K N). Measured on CPU (2 cores, fwd + bwd):
         # sparse ~7 ns per gathered value (M C), dense ~(18 + 0.1 C) ns per (mask, cell) pair, so dense wins
@@ -256,29 +262,30 @@ def _pull_sparse(x, masks, mask_valid, pixel_weight, delta_v, min_members=1, mem
     k, n = masks.shape[1], h * w
     idx = _member_index(masks) if member_index is None else member_index
     flat_k, pix = idx // n, idx % n  # mask b * K + k (ascending), pixel within the image
-    keep = None
-    if mask_valid is not None:
-        keep = mask_valid.to(x.device).reshape(-1).index_select(0, flat_k)
+    # Invalid masks and ignored pixels stay in the member list with weight 0 (the same sums as dropping them, and
+    # no data-dependent shape: dropping them would read their count on the host).
     wt = None
+    if mask_valid is not None:
+        wt = mask_valid.to(device=x.device, dtype=x.dtype).reshape(-1).index_select(0, flat_k)
     if pixel_weight is not None:
-        wt = pixel_weight.to(x.dtype).reshape(b, n)[flat_k // k, pix]
-        keep = (wt > 0) if keep is None else keep & (wt > 0)
-    if keep is not None and not bool(keep.all()):
-        flat_k, pix = flat_k[keep], pix[keep]
-        wt = None if wt is None else wt[keep]
-    count = torch.bincount(flat_k, minlength=b * k)
-    mass = count.to(x.dtype) if wt is None else torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(
-        0, flat_k, wt)
+        pw = pixel_weight.to(x.dtype).reshape(b, n)[flat_k // k, pix]
+        wt = pw if wt is None else wt * pw
+    count = torch.zeros(b * k, dtype=torch.long, device=x.device).index_add_(0, flat_k, torch.ones_like(flat_k))
+    if wt is None:
+        mass, members = count.to(x.dtype), count
+    else:
+        mass = torch.zeros(b * k, dtype=x.dtype, device=x.device).index_add_(0, flat_k, wt)
+        members = torch.zeros(b * k, dtype=torch.long, device=x.device).index_add_(0, flat_k, (wt > 0).long())
     if c <= 16 and x.device.type == "cpu" and _FUSED:
         seg = torch.cat([count.new_zeros(1), torch.cumsum(count, 0)])
         mu, per_mask = _FusedPull.apply(x, pix, seg, k, wt, mass, delta_v, scale)
     else:
-        if len(flat_k) * c > _PER_IMAGE_ABOVE:  # per image: a batch-wide working set this large spills out of cache
+        if len(flat_k) * c > _PER_IMAGE_ABOVE and x.device.type == "cpu":  # per image: this much spills the cache
             bounds = [0] + torch.cumsum(count.view(b, k).sum(1), 0).tolist()
         else:
             bounds, pix = [0, len(flat_k)], (flat_k // k) * n + pix
         mu, per_mask = _SparsePull.apply(x, pix, flat_k, bounds, count, wt, mass, delta_v, scale)
-    valid = (mass > 0) & (count >= min_members)
+    valid = (mass > 0) & (members >= min_members)
     return mu.view(b, k, c), valid.view(b, k), per_mask.view(b, k)
 
 

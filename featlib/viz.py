@@ -132,3 +132,33 @@ def show_features(image, features: dict, clusters=None, gt=None, method: str = "
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def training_curves(metrics: list[dict], title: str = "", collapse_spread: float | None = None):
+    """Figure of a run's ``metrics.jsonl`` rows (``featlib.train.read_metrics``): loss, feature spread (with the
+    collapse alarm's threshold) and validation against its baseline -- covering ODS vs ``lab-smooth`` for runs on
+    photos (the reported metric), mean best IoU vs raw RGB for synthetic runs."""
+    import matplotlib.pyplot as plt  # lazy: only figures need matplotlib
+
+    train = [r for r in metrics if "loss/total" in r]
+    photo = [r for r in metrics if "val/covering_ods" in r]
+    val = photo or [r for r in metrics if "val/mean_best_iou" in r]
+    key, base, label, base_label = (("val/covering_ods", "val/lab_covering_ods", "covering ODS", "lab-smooth")
+                                    if photo else ("val/mean_best_iou", "val/rgb_mean_best_iou", "mean best IoU",
+                                                   "raw RGB"))
+    fig, ax = plt.subplots(1, 3, figsize=(14, 3))
+    ax[0].semilogy([r["step"] for r in train], [r["loss/total"] for r in train])
+    ax[0].set_title(f"{title}: loss" if title else "loss")
+    ax[1].plot([r["step"] for r in train], [r["spread/mean"] for r in train])
+    ax[1].set_title("feature spread")
+    if collapse_spread is not None:
+        ax[1].axhline(collapse_spread, color="r", ls="--", lw=1, label="collapse alarm")
+        ax[1].legend()
+    ax[2].plot([r["step"] for r in val], [r[key] for r in val], "o-", label="learned")
+    ax[2].plot([r["step"] for r in val], [r.get(base, float("nan")) for r in val], "s--", label=base_label)
+    ax[2].set_title(f"held-out {label}")
+    ax[2].legend()
+    for a in ax:
+        a.set_xlabel("step")
+    fig.tight_layout()
+    return fig

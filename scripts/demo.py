@@ -5,8 +5,8 @@
 2. train configs/demo.yaml (EfficientViT-b0 FeatureNet, multi-stride discriminative loss) with a progress bar;
 3. choose how the per-stride distance meshes combine on the *training* scenes (equal, 1/s, finest strides), then
    evaluate on the held-out scenes: the same hierarchy clustering on the learned features and on raw RGB;
-4. write outputs/demo/: model.pt, checkpoints/, tensorboard/, metrics.jsonl, demo.png (image | features | clusters |
-   GT) and summary.json;
+4. write outputs/demo/: model.pt, checkpoints/, featlib/ (TensorBoard logs), metrics.jsonl, demo.png (image |
+   features | clusters | GT) and summary.json;
 5. the shipped real-photo partitions model (features "bsds500-b0-all", trained on BSDS500: docs/MODEL_CARD.md) next
    to Lab colour on a bundled scikit-image photo at the same segment counts: outputs/demo/photo_partitions.png.
 
@@ -16,25 +16,21 @@ FEATLIB_SMOKE=1 shrinks every size so the same path runs in seconds. Extra argum
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import matplotlib
+import skimage.data
 
-matplotlib.use("Agg")
-
-import dataclasses  # noqa: E402
-
-import skimage.data  # noqa: E402
-
-from featlib import features as feature_registry  # noqa: E402
-from featlib.checkpoint import load_model_checkpoint  # noqa: E402
-from featlib.config import load_config  # noqa: E402
-from featlib.data.loaders import validation_set  # noqa: E402
-from featlib.evaluate import example_figure, partitions_figure, select_mesh_weights, validate  # noqa: E402
-from featlib.train import fit  # noqa: E402
-from featlib.utils import repo_root, smoke_mode  # noqa: E402
+from featlib import features as feature_registry
+from featlib.checkpoint import load_model_checkpoint
+from featlib.config import load_config
+from featlib.data.loaders import validation_set
+from featlib.evaluate import example_figure, partitions_figure, select_mesh_weights, validate
+from featlib.train import fit
+from featlib.utils import repo_root, smoke_mode
 
 SMOKE = ["max_steps=3", "n_train=8", "n_val=2", "image_size=64", "scene_size=96", "batch_size=2",
          "val_every=3", "image_every=3", "checkpoint_every=3", "log_every=1", "data_root=data/synthetic_smoke",
@@ -42,6 +38,7 @@ SMOKE = ["max_steps=3", "n_train=8", "n_val=2", "image_size=64", "scene_size=96"
 
 
 def main(argv: list[str]) -> None:
+    matplotlib.use("Agg")  # figures go to files; chosen here, not at import, so importing this module changes nothing
     root = repo_root()
     overrides = (SMOKE if smoke_mode() else []) + argv
     cfg = load_config(root / "configs" / "demo.yaml", overrides)

@@ -93,14 +93,13 @@ class _Lazy:
 
 
 def plot_curve(result: dict, path: Path, label: str) -> None:
-    import matplotlib  # imported on use: only runs with --output plot
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Imported on use (only runs with --output plot); no pyplot: nothing to show or close, and no backend is chosen.
+    from matplotlib.figure import Figure
 
     c = result["mean_iou_per_click"]
     k = np.arange(1, len(c) + 1)
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax, bx = fig.subplots(1, 2)
     ax.plot(k, c, label=label)
     for t in (0.85, 0.9):
         ax.axhline(t, color="grey", lw=0.6, ls="--")
@@ -117,7 +116,6 @@ def plot_curve(result: dict, path: Path, label: str) -> None:
     bx.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict:

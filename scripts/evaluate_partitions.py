@@ -6,16 +6,17 @@
 
 For each method a sweep of its granularity parameter (hierarchy: merge-height thresholds, one dataset-wide grid;
 SLIC: segment counts; Felzenszwalb: scale) gives per-image covering / PRI / VI; ODS takes the best dataset-wide
-setting, OIS the best setting per image (BSDS conventions). ASA, undersegmentation error and boundary recall are
-reported at matched segment counts.
+setting, OIS the best setting per image (BSDS conventions; the hierarchy's region sweep and ODS / OIS are
+featlib.evaluate's hierarchy_sweep / summarise_sweeps, which training validation runs too). ASA,
+undersegmentation error and boundary recall are reported at matched segment counts.
 
 The BSDS boundary benchmark (``featlib.boundaries``: thinned boundaries matched by correspondPixels within 0.0075 of
 the diagonal; ODS F / OIS F / AP) scores the same sweeps: the hierarchy's UCM thresholded at the region sweep's
-merge heights (HIER_THRESHOLDS: heights are not in [0, 1], and one fixed dataset-wide grid keeps ODS a single
-common threshold and each boundary map the boundaries of exactly a partition the region metrics score), and each
-SLIC / Felzenszwalb setting's partition as one "threshold". For FeatureNet features the finest stride's distance
-map (``pixel_strength``, already in [0, 1]: sigmoid features, distances / sqrt(C)) is scored as a soft edge map at
-the benchmark's 99 thresholds. ``--no-boundary`` skips it (the matching dominates the run time).
+merge heights (featlib.evaluate.HIER_THRESHOLDS: heights are not in [0, 1], and one fixed dataset-wide grid keeps
+ODS a single common threshold and each boundary map the boundaries of exactly a partition the region metrics score),
+and each SLIC / Felzenszwalb setting's partition as one "threshold". For FeatureNet features the finest stride's
+distance map (``pixel_strength``, already in [0, 1]: sigmoid features, distances / sqrt(C)) is scored as a soft edge
+map at the benchmark's 99 thresholds. ``--no-boundary`` skips it (the matching dominates the run time).
 
 Writes RESULT.json (top-level "ods", "ois" {covering, pri, vi}, "n_images" for the first method; every method under
 "methods", with "boundary" {ods_f, ois_f, ap, pr_curve, ...}; the edge map under "distance_map") and RESULT.png
@@ -39,13 +40,12 @@ from tqdm.auto import tqdm
 
 from featlib import boundaries
 from featlib import features as feature_registry
-from featlib.cluster import build_hierarchy
 from featlib.data.bsds import bsds_ids, holdout_split, load_record
 from featlib.distances import distance_mesh, resolve_mesh_weights
+from featlib.evaluate import HIER_THRESHOLDS, hierarchy_partitions, hierarchy_settings, summarise_sweeps, sweep_scores
 from featlib.graphcut import pixel_strength
-from featlib.metrics import asa, boundary_prf, covering_pri_vi, ods_ois, undersegmentation_error
+from featlib.metrics import asa, boundary_prf, undersegmentation_error
 
-HIER_THRESHOLDS = np.geomspace(0.01, 200, 48)
 SLIC_COUNTS = [8, 16, 32, 64, 128, 256, 512, 1024]
 FH_SCALES = list(np.geomspace(20, 8000, 16))
 MATCHED = [25, 50, 100, 200, 400]
@@ -91,10 +91,10 @@ def evaluate_image(args) -> dict:
         t = time.perf_counter()
         if method == "hierarchy":
             feats = _features(features)(img)
-            kw = dict(hier_kw)  # the features' defaults (Features.hierarchy), then the command line's settings
-            kw = {**_features(features).hierarchy_kwargs(kw.pop("mesh_weights", None)), **kw}
-            h = build_hierarchy(feats, size=img.shape[:2], **kw)
-            segs = [h.partition(threshold=th) for th in HIER_THRESHOLDS]
+            # the features' defaults (Features.hierarchy), then the command line's settings; the region sweep is
+            # featlib.evaluate.hierarchy_sweep's two steps (training validation runs the same), timed apart
+            kw = hierarchy_settings(_features(features), hier_kw)
+            h, segs = hierarchy_partitions(feats, img.shape[:2], HIER_THRESHOLDS, **kw)
             matched = {n: h.partition(n_segments=n) for n in MATCHED}
         elif method == "slic":
             segs = [_slic(img, n) for n in SLIC_COUNTS]
@@ -104,7 +104,7 @@ def evaluate_image(args) -> dict:
             counts = [len(np.unique(s)) for s in segs]
             matched = {n: segs[int(np.argmin([abs(c - n) for c in counts]))] for n in MATCHED}
         seconds = time.perf_counter() - t
-        sweep = [(*covering_pri_vi(s, gts), len(np.unique(s))) for s in segs]
+        sweep = sweep_scores(segs, gts)  # [n_settings, 4]: covering, PRI, VI, n_segments
         m = {}
         for n, s in matched.items():
             m[n] = {"n_segments": int(len(np.unique(s))), "asa": asa(s, gts), "ue": undersegmentation_error(s, gts),
@@ -134,10 +134,8 @@ def summarise_boundary(entries: list[dict], thresholds) -> dict:
 
 def summarise(results: list[dict], method: str) -> dict:
     sweep = np.array([r[method]["sweep"] for r in results])  # [n_images, n_settings, 4]
-    ods, ois = {}, {}
-    for j, key in enumerate(("covering", "pri", "vi")):
-        o, i, k = ods_ois(sweep[:, :, j], higher_is_better=key != "vi")
-        ods[key], ois[key] = round(o, 4), round(i, 4)
+    regions = summarise_sweeps(sweep, digits=4)  # ODS / OIS as training validation computes them
+    ods, ois = regions["ods"], regions["ois"]
     matched = {n: {k: round(float(np.mean([r[method]["matched"][n][k] for r in results])), 4)
                    for k in ("n_segments", "asa", "ue", "boundary_recall")} for n in MATCHED}
     return {"ods": ods, "ois": ois, "n_images": len(results),
@@ -152,12 +150,10 @@ def summarise(results: list[dict], method: str) -> dict:
 
 
 def plot(summary: dict, path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: nothing to show or close, and no backend is chosen
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+    fig = Figure(figsize=(14, 3.6))
+    ax = fig.subplots(1, 3)
     for method, s in summary["methods"].items():
         ps = s["per_setting"]
         for a, key in zip(ax, ("covering", "pri", "vi")):

@@ -21,10 +21,13 @@ The checks and their time budgets on one GPU (sum 7 min; a check over budget is 
    and equal to float32 within the tolerances below.
 3. ``benchmark`` (150 s, shard writing included): ``scripts/benchmark.py train`` for configs/sa1b_l0.yaml at
    batch 4 / 8 / 16, then doubling to 64 until out of memory, plus the loader row (12 workers): img/s and peak
-   memory against the config's on-paper estimates (~21 GB at batch 8, 40-50 img/s per A100-class GPU).
+   memory against the config's on-paper estimates (~21 GB at batch 8, 40-50 img/s per A100-class GPU); and the data
+   path: one real batch's bytes (compact vs dense) and ``to_device``'s time (pinned copy + mask unpacking).
 4. ``training`` (180 s): 100 steps of scripts/train_accelerate.py (one process, configs/sa1b_l0.yaml at 1024,
-   DataLoader workers) on synthetic SA-1B-size scenes (2:3, 1024 long side) written as prepared shards: 50 steps,
-   stop, ``--resume latest`` to 100. img/s, data-wait share, no collapse alarm, checkpoints written and resumed.
+   DataLoader workers) on SA-1B-like scenes (2:3, 1024 long side, ~85 nested masks: K = 64 pieces kept, as on
+   SA-1B) written as prepared shards: 50 steps, stop, ``--resume latest`` to 100. img/s, data-wait share, no
+   collapse alarm, checkpoints written and resumed. Checks 3 and 4 read the shards through the training loader
+   (``InfiniteLoader``: persistent workers, pinned memory) and ``featlib.data.masks.to_device``.
 5. ``segment`` (30 s): scripts/segment_images.py with the model.pt of check 4 on 4 images (683 x 1024) on the GPU:
    seconds per image (between the first and the last finished output, so process start is not counted).
 
@@ -76,6 +79,9 @@ import torch
 from PIL import Image
 
 from featlib.checkpoint import load_model_checkpoint, save_model
+from featlib.config import load_config
+from featlib.data.loaders import InfiniteLoader, build_dataset
+from featlib.data.masks import batch_nbytes, dense_masks, dense_valid_pixels, to_device
 from featlib.data.prepare import write_prepared_scenes
 from featlib.data.synthetic import make_scene, synthetic_batch
 from featlib.loss import MultiStrideLoss, discriminative_loss, downsample_masks
@@ -143,10 +149,11 @@ def _loss_and_grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
 def check_loss(ctx: Context) -> dict:
     b, size, k = (1, 64, 8) if ctx.quick else (2, 256, 32)
     batch = synthetic_batch(b, size, k, seed=1)
-    valid = batch["valid_pixels"].clone()
+    full_masks = dense_masks(batch)  # bool [B, K, S, S] on the CPU
+    valid = dense_valid_pixels(batch).clone()
     valid[:, :, size - size // 8:] = False  # a padded strip: the weighted pull path
     loss = MultiStrideLoss()
-    down = downsample_masks(batch["masks"], loss.strides)
+    down = downsample_masks(full_masks, loss.strides)
     g = torch.Generator().manual_seed(0)
     feats = {s: torch.rand(b, 3 * s * s, size // s, size // s, generator=g, dtype=torch.float64)
              for s in loss.strides}
@@ -183,7 +190,7 @@ def check_loss(ctx: Context) -> dict:
     flat = torch.cat([f.flatten() for f in feats.values()])
 
     def multi(device):
-        masks, mv, vp = batch["masks"].to(device), batch["mask_valid"].to(device), valid.to(device)
+        masks, mv, vp = full_masks.to(device), batch["mask_valid"].to(device), valid.to(device)
 
         def fn(x):
             parts, i = {}, 0
@@ -215,7 +222,7 @@ def check_model(ctx: Context) -> dict:
     backbone, size, k = ("b0", 64, 8) if ctx.quick else ("l0", 1024, 64)
     torch.manual_seed(0)
     model = build_model(backbone).to(ctx.device).train()
-    batch = {key: v.to(ctx.device) for key, v in synthetic_batch(1, size, k, seed=2).items()}
+    batch = to_device(synthetic_batch(1, size, k, seed=2), ctx.device)
     loss = MultiStrideLoss()
 
     def run(bf16: bool, images: torch.Tensor):
@@ -259,14 +266,16 @@ def check_model(ctx: Context) -> dict:
 
 
 def ensure_shards(ctx: Context) -> str:
-    """Prepared shards at the training size, enough for check 4's 100 steps (each worker batches its own shard)."""
+    """Prepared SA-1B-like shards at the training size (``write_prepared_scenes(kind="sa1b")``: ~80-90 nested
+    masks, ~140 pieces per photo, so K = max_instances = 64 as on SA-1B), enough for check 4's 100 steps (each
+    worker batches its own shard; one shard per worker, as ``SA1BShards.check_split`` requires)."""
     if ctx.shards is None:
         size, batch, steps = (64, 2, 4) if ctx.quick else (1024, 8, 100)
         per_worker = math.ceil((steps + 1) / ctx.workers) * batch
         unique = min(per_worker * ctx.workers, 4 * ctx.workers)
         write_prepared_scenes(ctx.work / "shards", unique, size=size, shards=ctx.workers,
                               copies=math.ceil(per_worker * ctx.workers / unique),
-                              workers=min(os.cpu_count() or 1, unique))
+                              workers=min(os.cpu_count() or 1, unique), kind="sa1b")
         ctx.shards = str(ctx.work / "shards" / "sa_*.tar")
     return ctx.shards
 
@@ -278,7 +287,33 @@ def _load_benchmark():
     return module
 
 
+def data_path(ctx: Context) -> dict:
+    """One batch of the real loader on the SA-1B-like shards (the config's size, K and batch; pinned on CUDA), then
+    ``to_device`` (copy + unpack into dense masks, synchronised) timed over 5 runs: what a training step pays."""
+    cfg = load_config(CONFIG, [f"data={ensure_shards(ctx)}", "num_workers=0"]
+                      + (_load_benchmark().QUICK + ["batch_size=2"] if ctx.quick else []))
+    loader = InfiniteLoader(build_dataset(cfg), cfg, 0, 1, pin_memory=ctx.device.type == "cuda")
+    batch = next(loader)
+    dev = to_device(batch, ctx.device)  # warm-up (allocator, kernels)
+    _sync(ctx.device)
+    start = time.perf_counter()
+    for _ in range(5):
+        dev = to_device(batch, ctx.device)
+    _sync(ctx.device)
+    ms = (time.perf_counter() - start) / 5 * 1e3
+    return {"batch_size": int(batch["image"].shape[0]), "k": int(batch["mask_valid"].shape[1]),
+            "mean_masks": float(batch["mask_valid"].sum(1).float().mean()), "mask_rows": len(batch["mask_rows"]),
+            "compact_mib": batch_nbytes(batch) / 2**20, "dense_mib": batch_nbytes(dev) / 2**20,
+            "to_device_ms": ms, "pinned": bool(batch["image"].is_pinned()), "skipped": dict(loader.skipped)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def check_benchmark(ctx: Context) -> dict:
+    data = data_path(ctx)
     bench = _load_benchmark()
     argv = ["--config", str(CONFIG), "--device", ctx.device.type, "--shards", ensure_shards(ctx),
             "--workers", str(ctx.workers), "--output", str(ctx.output / "benchmark_train.json")]
@@ -296,13 +331,15 @@ def check_benchmark(ctx: Context) -> dict:
     loader = next((r for r in result["rows"] if r["source"].startswith("loader")), {"oom": True, "error": "no row"})
     fits = (result["largest_fitting_batch"] or 0) >= (2 if ctx.quick else 8)  # the config's batch must fit
     res = {"passed": bool(rows) and fits and all(r["loss_finite"] for r in rows) and not loader.get("oom"),
-           "rows": rows, "loader": loader, "estimate": ESTIMATE,
+           "rows": rows, "loader": loader, "estimate": ESTIMATE, "data_path": data,
            **{key: result[key] for key in ("largest_fitting_batch", "first_oom_batch")}}
     parts = [f"largest batch {result['largest_fitting_batch']} (OOM at {result['first_oom_batch']})"]
     parts += [f"b{r['batch_size']} {r['img_per_s']:.1f} img/s {r['peak_mb'] / 1024:.1f} GB"
               + (f" ({r['peak_vs_estimate']:.2f}x est.)" if r["estimate_gb"] else "") for r in rows]
     if not loader.get("oom"):
         parts.append(f"loader {loader['img_per_s']:.1f} img/s, data wait {100 * loader['data_wait_share']:.0f}%")
+    parts.append(f"batch {data['compact_mib']:.1f} MiB compact (dense {data['dense_mib']:.0f} MiB, K={data['k']}), "
+                 f"to_device {data['to_device_ms']:.1f} ms")
     res["summary"] = "; ".join(parts)
     return res
 

@@ -17,8 +17,10 @@ from featlib.loss import (
 from featlib.pull import _member_index
 
 
-def reference_loss(x, masks, valid, dv, dd, alpha=1.0, beta=1.0, gamma=0.001, allowed=None, weight=None):
-    """Straight loops over images, masks, pixels and pairs (float64)."""
+def reference_loss(x, masks, valid, dv, dd, alpha=1.0, beta=1.0, gamma=0.001, allowed=None, weight=None,
+                   norm="allowed"):
+    """Straight loops over images, masks, pixels and pairs (float64); ``norm``: the push's divisor, the allowed pairs
+    or C (C - 1)."""
     totals, pulls, pushes, regs = [], [], [], []
     for b in range(x.shape[0]):
         mus, pull = [], 0.0
@@ -37,12 +39,14 @@ def reference_loss(x, masks, valid, dv, dd, alpha=1.0, beta=1.0, gamma=0.001, al
         c = len(mus)
         if c == 0:
             continue
-        push = 0.0
+        push, pairs = 0.0, 0
         for ia in range(c):
             for ib in range(c):
                 if ia != ib and (allowed is None or allowed[b, ks[ia], ks[ib]]):
                     push = push + torch.clamp(2 * dd - torch.linalg.norm(mus[ia] - mus[ib]), min=0) ** 2
-        push = push / (c * (c - 1)) if c > 1 else torch.zeros((), dtype=x.dtype)
+                    pairs += 1
+        divisor = c * (c - 1) if norm == "all_pairs" else pairs
+        push = push / divisor if divisor else torch.zeros((), dtype=x.dtype)
         reg = sum(torch.linalg.norm(m) for m in mus) / c
         pull = pull / c
         pulls.append(pull), pushes.append(push), regs.append(reg)
@@ -75,15 +79,37 @@ def test_matches_reference_loop(seed, disjoint):
         assert torch.allclose(got, want, atol=1e-10), (got, want)
 
 
+@pytest.mark.parametrize("norm", ["allowed", "all_pairs"])
 @pytest.mark.parametrize("mode", ["disjoint", "adjacent"])
-def test_pair_modes_match_reference_with_same_pairs(mode):
-    x, masks, valid = random_case(5, k=5, disjoint=False)
+@pytest.mark.parametrize("overlapping", [True, False])
+def test_pair_modes_match_reference_with_same_pairs(mode, norm, overlapping):
+    x, masks, valid = random_case(5, k=5, h=12, w=12, disjoint=not overlapping)
+    if not overlapping:  # a sixth mask holding two others: pairs that "disjoint" must not push
+        masks = torch.cat([masks, masks[:, :1] | masks[:, 1:2]], 1)
+        valid = torch.cat([valid, torch.ones_like(valid[:, :1])], 1)
     allowed = pair_relations(masks, mode, overlap_threshold=0.3, adjacency_radius=1)
+    assert overlapping or allowed.any()
     out = discriminative_loss(x, masks, valid, delta_v=0.05, delta_d=0.7, push_pairs=mode, overlap_threshold=0.3,
-                              adjacency_radius=1)
-    ref = reference_loss(x, masks, valid, 0.05, 0.7, allowed=allowed)
+                              adjacency_radius=1, push_norm=norm)
+    ref = reference_loss(x, masks, valid, 0.05, 0.7, allowed=allowed, norm=norm)
     assert torch.allclose(out.total, ref[0], atol=1e-10)
     assert torch.allclose(out.push, ref[2], atol=1e-10)
+
+
+def test_push_is_normalised_by_the_pairs_it_may_use():
+    """Masks the mode never pushes leave the push's strength unchanged ("allowed"); the old rule diluted it."""
+    x, masks, valid = random_case(2, b=1, k=3, h=12, w=12)
+    valid[:] = True
+    kw = dict(delta_v=0.05, delta_d=0.7, push_pairs="disjoint")
+    base = discriminative_loss(x, masks, valid, **kw)
+    # a mask over the whole image overlaps every other: "disjoint" pushes none of its pairs
+    more = torch.cat([masks, torch.ones_like(masks[:, :1])], 1)
+    grown = discriminative_loss(x, more, torch.ones(1, 4, dtype=torch.bool), **kw)
+    assert base.push > 0 and torch.allclose(grown.push, base.push, atol=1e-12)
+    old = discriminative_loss(x, more, torch.ones(1, 4, dtype=torch.bool), **kw, push_norm="all_pairs")
+    assert torch.allclose(old.push, base.push * (3 * 2) / (4 * 3), atol=1e-12)
+    with pytest.raises(ValueError, match="push_norm"):
+        discriminative_loss(x, masks, valid, **kw, push_norm="pairs")
 
 
 def test_pair_relations_semantics():
@@ -335,3 +361,98 @@ def test_fused_cpu_pull_equals_tensor_version(monkeypatch, c):
     assert torch.allclose(a.grad, b.grad, atol=1e-12)
     assert torch.autograd.gradcheck(lambda t: discriminative_loss(t, masks, valid, **kw).total,
                                     (x.clone().requires_grad_(),), eps=1e-6, atol=1e-5)  # the tensor version
+
+
+def _nested_scene():
+    """One 64x64 image: object O (rows 0-31) with disjoint parts A, B; an occluded object cut in two pieces C1, C2
+    (one annotation, group 7); a lone object D. Order: O, A, B, C1, C2, D."""
+    m = torch.zeros(1, 6, 64, 64, dtype=torch.bool)
+    m[0, 0, :32, :] = True
+    m[0, 1, :32, :16] = True
+    m[0, 2, :32, 40:] = True
+    m[0, 3, 40:64, :10] = True
+    m[0, 4, 40:64, 20:30] = True
+    m[0, 5, 33:, 40:] = True  # one row below O: its only neighbour
+    groups = torch.tensor([[1, 2, 3, 7, 7, 4]])
+    return m, groups
+
+
+def test_nested_pairs_never_push_pieces_containers_or_siblings_under_an_active_parent():
+    masks, groups = _nested_scene()
+    loss = MultiStrideLoss(push_pairs="nested")
+    pairs = loss.stride_pairs(masks, torch.ones(1, 6, dtype=torch.bool), groups)
+    for s in loss.strides:
+        p = pairs[s][1][0]
+        assert torch.equal(p, p.T)
+        assert not p[3, 4]  # two pieces of one annotation
+        assert not p[0, 1] and not p[0, 2]  # an object and its own parts
+        assert not p[1, 2]  # siblings while their parent O counts at this stride
+        assert p[1, 5] and p[0, 5]  # disjoint masks of different objects
+        assert p[3, 5] or not pairs[s][0][0, 3]  # (C1, 240 px, has < 2 cells at /16)
+    # With a size band O (2048 px) stops counting at /1 (max 1024 px) ... so A and B, 512 and 768 px, are pushed there
+    band = MultiStrideLoss(push_pairs="nested", max_cells=1024)
+    pairs = band.stride_pairs(masks, torch.ones(1, 6, dtype=torch.bool), groups)
+    active, p = pairs[1]
+    assert not active[0, 0] and active[0, 1] and p[0, 1, 2]
+    assert pairs[2][0][0, 0] and not pairs[2][1][0, 1, 2]  # ... and at /2 (max 4096 px) O counts again
+    assert pairs[16][0][0, 0] and not pairs[16][0][0, 3]  # no upper bound at the coarsest; C1 is too small there
+    # adjacency at a stride: A and D are far apart (only neighbours must differ where D = 3)
+    adj = MultiStrideLoss(push_pairs="nested", adjacent_strides=(1,))
+    p1 = adj.stride_pairs(masks, torch.ones(1, 6, dtype=torch.bool), groups)[1][1][0]
+    assert p1[0, 5] and not p1[1, 5] and not p1[0, 3]  # O touches D; A and D, O and C1 lie >= 8 px apart
+    assert adj.stride_pairs(masks, torch.ones(1, 6, dtype=torch.bool), groups)[2][1][0, 1, 5]  # /2 pushes all
+    with pytest.raises(ValueError, match="max_cells"):
+        MultiStrideLoss(max_cells=1, min_cells=2)
+
+
+def test_nested_loss_is_satisfiable_on_free_features():
+    masks, groups = _nested_scene()
+    loss = MultiStrideLoss(push_pairs="nested", max_cells=1024, strides=(1, 2, 4))
+    torch.manual_seed(0)
+    logits = {s: (torch.randn(1, 3 * s * s, 64 // s, 64 // s) * 0.1).requires_grad_() for s in loss.strides}
+    opt = torch.optim.Adam(logits.values(), lr=0.1)
+    for _ in range(150):
+        out = loss({s: torch.sigmoid(v) for s, v in logits.items()}, masks, groups=groups)
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+    logs = out.read()
+    assert logs["loss/total"] < 0.01 and all(logs[f"s{s}/push"] < 1e-3 for s in loss.strides)
+
+
+class HostReadError(RuntimeError):
+    pass
+
+
+@pytest.fixture
+def no_host_reads(monkeypatch):
+    """Make every tensor-to-Python conversion raise (what a device sync looks like from Python)."""
+    def forbid(name):
+        def raiser(self, *a, **k):
+            raise HostReadError(f"Tensor.{name} called")
+        return raiser
+    for name in ("item", "__bool__", "__float__", "__int__", "__index__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, forbid(name))
+
+
+@pytest.mark.parametrize("mode", ["all", "disjoint", "nested"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_multistride_loss_reads_nothing_on_the_host(mode, padded, no_host_reads):
+    masks, groups = _nested_scene()
+    valid = torch.ones(1, 64, 64, dtype=torch.bool)
+    valid[:, :, 60:] = False
+    feats = {s: torch.rand(1, 3 * s * s, 64 // s, 64 // s, requires_grad=True) for s in (1, 2, 4, 8, 16)}
+    loss = MultiStrideLoss(push_pairs=mode, max_cells=256 if mode == "nested" else None,
+                           adjacent_strides=(1,) if mode == "nested" else ())
+    out = loss(feats, masks, torch.ones(1, 6, dtype=torch.bool), valid if padded else None, groups)
+    out.total.backward()
+    assert isinstance(out.logs["loss/total"], torch.Tensor)
+
+
+def test_logs_are_read_in_one_go():
+    masks, groups = _nested_scene()
+    feats = {s: torch.rand(1, 3 * s * s, 64 // s, 64 // s) for s in (1, 2)}
+    out = MultiStrideLoss(strides=(1, 2), push_pairs="nested")(feats, masks, groups=groups)
+    logs = out.read()
+    assert set(logs) == set(out.logs) and all(isinstance(v, float) for v in logs.values())
+    assert logs["loss/total"] == pytest.approx(float(out.total))

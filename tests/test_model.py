@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from featlib.checkpoint import export_model, load_model_checkpoint, model_card, save_model
+from featlib.checkpoint import LEGACY_MODEL_ARGS, export_model, load_model_checkpoint, model_card, save_model
 from featlib.distances import lab_features
-from featlib.model import BACKBONES, build_model, to_full_resolution
+from featlib.model import BACKBONES, FeatureNet, build_model, to_full_resolution
 
 SLOW = {"b3": "4 s", "l3": "25 s: 197 M parameters"}  # forward + backward at 2 x 64 x 80 on 2 CPU cores
 
@@ -130,3 +130,44 @@ def test_colour_skip_survives_save_and_export(tmp_path):
             for s in ref:
                 assert (got(images)[s] - ref[s]).abs().max() <= tol
     assert model_card(tmp_path / "ship.pt") == {"steps": 3, "note": "test"} and model_card(tmp_path / "model.pt") == {}
+
+
+def test_model_files_record_every_build_argument(tmp_path):
+    """Non-default registers / depths / expand survive save and export (weights_only reads the int-keyed dicts)."""
+    torch.manual_seed(0)
+    widths = {"registers": {1: 3, 4: 9}, "depths": {2: 2, 4: 2}, "expand": {1: 1.5, 8: 3}}
+    model = build_model("b0", strides=(1, 4), **widths).eval()
+    args = model.build_args()
+    assert args["registers"][1] == 3 and args["depths"][2] == 2 and args["expand"][1] == 1.5
+    assert FeatureNet(**args).state_dict().keys() == model.state_dict().keys()
+    save_model(model, tmp_path / "model.pt")
+    export_model(model, tmp_path / "ship.pt")
+    images = torch.rand(1, 3, 40, 52)
+    with torch.no_grad():
+        ref = model(images)
+        for path, tol in ((tmp_path / "model.pt", 0), (tmp_path / "ship.pt", 5e-3)):
+            assert torch.load(path, weights_only=True)["model"] == args
+            got = load_model_checkpoint(path)  # strict load: a default width would not fit these weights
+            assert got.build_args() == args
+            for s in ref:
+                assert (got(images)[s] - ref[s]).abs().max() <= tol
+
+
+def test_model_files_without_widths_load_with_legacy_defaults(tmp_path):
+    """A file from before registers / depths / expand were recorded builds with LEGACY_MODEL_ARGS (the shipped assets
+    are such files: tests/test_shipped_model.py); an argument this featlib does not know is refused."""
+    legacy_widths = {k: LEGACY_MODEL_ARGS[k] for k in ("registers", "depths", "expand")}  # not today's defaults
+    model = build_model("b0", strides=(2,), colour_skip=True, **legacy_widths).eval()
+    old = {"model": {"backbone": "b0", "strides": [2], "base_channels": 3, "colour_skip": True},
+           "state_dict": model.state_dict()}
+    torch.save(old, tmp_path / "old.pt")
+    assert load_model_checkpoint(tmp_path / "old.pt").build_args() == model.build_args()
+    del old["model"]["colour_skip"]  # the oldest files: no colour_skip either
+    torch.save({"model": old["model"], "state_dict": build_model("b0", strides=(2,), **legacy_widths).state_dict()},
+               tmp_path / "o.pt")
+    assert load_model_checkpoint(tmp_path / "o.pt").colour_skip is False
+    torch.save({"model": {**model.build_args(), "heads": 2}, "state_dict": model.state_dict()}, tmp_path / "new.pt")
+    with pytest.raises(ValueError, match="heads"):
+        load_model_checkpoint(tmp_path / "new.pt")
+    with pytest.raises(ValueError, match="not decode strides"):
+        build_model("b0", registers={3: 4})

@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from featlib.checkpoint import list_checkpoints, load_model_checkpoint, restore_checkpoint, save_checkpoint
 from featlib.config import ConfigError, TrainConfig, load_config
 from featlib.data.loaders import InfiniteLoader, build_dataset
+from featlib.data.masks import to_device
 from featlib.model import build_model
 from featlib.train import CollapseAlarm, build_training, check_world_size, fit, lr_factor, read_metrics
 
@@ -162,7 +163,8 @@ def test_restore_is_bit_exact(tmp_path):
 
     def step():
         batch = next(loader)
-        out = loss_fn(model(batch["image"]), batch["masks"], batch["mask_valid"], batch["valid_pixels"])
+        dev = to_device(batch, "cpu")
+        out = loss_fn(model(dev["image"]), dev["masks"], dev["mask_valid"], dev["valid_pixels"])
         acc.backward(out.total)
         opt.step()
         sched.step()
@@ -289,3 +291,110 @@ def test_training_with_gpu_option_runs_and_matches_default(tmp_path, option):
 def test_compile_backend_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="not a torch.compile backend"):
         load_config(None, ["compile=true", "compile_backend=nope"])
+
+
+def _one_batch(tmp_path, *extra):
+    cfg = load_config(ROOT / "configs" / "demo.yaml", tiny(tmp_path, *extra))
+    from featlib.data.loaders import synthetic_dirs
+
+    synthetic_dirs(cfg)
+    return cfg, next(InfiniteLoader(build_dataset(cfg), cfg, 0, 1))
+
+
+def test_a_training_step_reads_nothing_on_the_host(tmp_path, monkeypatch):
+    """Outside log steps the CPU must run ahead of the device: no tensor becomes a Python value in train_step
+    (model, loss with nested pairs, backward, clipping, the non-finite guard, fused AdamW, the schedule)."""
+    from featlib.train import prepare_training, train_step
+
+    cfg, batch = _one_batch(tmp_path, "push_pairs=nested", "max_cells=64", "adjacent_strides=[1]")
+    acc = Accelerator(cpu=True)
+    t = prepare_training(cfg, acc)
+    t.model.train()
+    train_step(acc, t, batch, cfg)  # warm-up (numba compiles)
+
+    def forbid(name):
+        def raiser(self, *a, **k):
+            raise AssertionError(f"Tensor.{name} read a value on the host during a training step")
+        return raiser
+    with monkeypatch.context() as m:
+        for name in ("item", "__bool__", "__float__", "__int__", "__index__", "tolist"):
+            m.setattr(torch.Tensor, name, forbid(name))
+        out, grad_norm = train_step(acc, t, batch, cfg)
+    logs = out.read()  # what a log step does: one read
+    assert np.isfinite(logs["loss/total"]) and logs["nonfinite_step"] == 0 and float(grad_norm) > 0
+
+
+def test_nonfinite_gradients_are_zeroed_and_counted(tmp_path):
+    from featlib.train import LogAccumulator, prepare_training, train_step
+
+    cfg, batch = _one_batch(tmp_path)
+    acc = Accelerator(cpu=True)
+    t = prepare_training(cfg, acc)
+    before = {k: v.clone() for k, v in t.unwrapped.state_dict().items()}
+    batch = dict(batch)
+    logs = LogAccumulator()
+    # NaN weights in a decode stage make the gradients NaN: that update must not reach the weights
+    p = next(p for n, p in t.unwrapped.named_parameters() if not n.startswith("backbone.") and p.ndim == 4)
+    with torch.no_grad():
+        saved = p.detach().clone()
+        p.fill_(float("nan"))
+    lr = t.opt.param_groups[0]["lr"]  # warm-up's first step (the same for the backbone: backbone_lr_scale 1)
+    out, _ = train_step(acc, t, batch, cfg)
+    logs.add(out.logs)
+    with torch.no_grad():
+        p.copy_(saved)
+    read = logs.read()
+    assert read["nonfinite_steps"] == 1
+    after = t.unwrapped.state_dict()
+    changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])
+               and "running" not in k]
+    # AdamW's decoupled weight decay still shrinks weights a hair; no weight became NaN and none moved by a gradient
+    assert all(torch.isfinite(after[k]).all() for k in changed)
+    assert changed and all(torch.allclose(after[k], before[k] * (1 - lr * cfg.weight_decay), atol=1e-7)
+                           for k in changed)
+
+
+def test_log_accumulator_averages_the_interval():
+    from featlib.train import LogAccumulator
+
+    acc = LogAccumulator()
+    for v in (1.0, 2.0, 3.0):
+        acc.add({"loss/total": torch.tensor(v), "nonfinite_step": torch.tensor(float(v == 2.0))})
+    assert acc.read() == {"loss/total": 2.0, "nonfinite_steps": 1.0}
+    assert acc.read() == {}
+
+
+def test_freeze_bn_keeps_batchnorm_statistics_and_affine(tmp_path):
+    from featlib.train import bn_frozen, prepare_training, train_step
+
+    cfg, batch = _one_batch(tmp_path, "freeze_bn=true")
+    assert bn_frozen(cfg) and not bn_frozen(TrainConfig()) and bn_frozen(TrainConfig(pretrained="x.pt"))
+    assert not bn_frozen(TrainConfig(pretrained="x.pt", freeze_bn=False))
+    acc = Accelerator(cpu=True)
+    t = prepare_training(cfg, acc)
+    bns = [m for m in t.unwrapped.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(bns) >= 20  # EfficientViT-b0's backbone
+    before = [(m.running_mean.clone(), m.running_var.clone(), m.weight.detach().clone()) for m in bns]
+    t.model.train()  # what fit does every step
+    assert not any(m.training for m in bns) and all(not m.weight.requires_grad for m in bns)
+    train_step(acc, t, batch, cfg)
+    for m, (rm, rv, w) in zip(bns, before):
+        assert torch.equal(m.running_mean, rm) and torch.equal(m.running_var, rv) and torch.equal(m.weight, w)
+    # ... while without it the statistics move at the first step
+    cfg2, _ = _one_batch(tmp_path, "freeze_bn=false")
+    t2 = prepare_training(cfg2, Accelerator(cpu=True))
+    t2.model.train()
+    train_step(acc, t2, batch, cfg2)
+    bn2 = [m for m in t2.unwrapped.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert any(not torch.equal(m.running_mean, rm) for m, (rm, _, _) in zip(bn2, before))
+
+
+def test_sync_bn_is_refused_on_cpu(tmp_path):
+    from featlib.train import prepare_training
+
+    class TwoCPUProcesses:  # what prepare_training reads of a 2-process CPU accelerator before preparing
+        num_processes, device = 2, torch.device("cpu")
+
+    cfg = load_config(ROOT / "configs" / "demo.yaml", tiny(tmp_path, "sync_bn=true"))
+    with pytest.raises(ConfigError, match="sync_bn needs CUDA"):
+        prepare_training(cfg, TwoCPUProcesses())

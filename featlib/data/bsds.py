@@ -112,7 +112,8 @@ class BSDSTrain(torch.utils.data.Dataset):
     into ``size`` (SA-1B's behaviour). Why: features are used on full-resolution photos, so training should see
     objects at that scale; fitting a 481 px photo into 128 px trains at 0.27x.
     Samples go through the SA-1B decoder (``decode_sample``: crop, flip, resize) so BSDS and SA-1B batches look alike
-    to the loop. The original JPEG bytes are decoded (no re-encoding); RLEs are computed once per annotator and cached.
+    to the loop (the compact form of ``featlib.data.masks``: uint8 image, bit-packed mask rows). The original JPEG
+    bytes are decoded (no re-encoding); RLEs are computed once per annotator and cached.
     """
 
     def __init__(self, root, split="train", size=256, augment=True, seed=0, max_instances=None, limit=None,
@@ -157,6 +158,7 @@ class BSDSTrain(torch.utils.data.Dataset):
             zoom = tuple(float(z) * max(h, w) / self.size for z in self.scale)
         out = decode_sample(jpg, {"annotations": chosen}, self.ids[i], size=self.size, augment=self.augment,
                             rng=rng, max_instances=self.max_instances, zoom=zoom)
-        if self.augment and self.jitter > 0:
-            out["image"] = colour_jitter(out["image"], self.jitter, rng)
+        if self.augment and self.jitter > 0:  # samples carry uint8 images: jitter in [0, 1], round back
+            jittered = colour_jitter(out["image"].float().div_(255), self.jitter, rng)
+            out["image"] = jittered.mul_(255).round_().to(torch.uint8)
         return out

@@ -6,7 +6,8 @@ reader does). The reader needs no flag: it sees smaller photos and smaller RLEs,
 of the raw work. The JSON records ``"featlib_prepared": {"size": size, "source": ...}``.
 
 ``write_prepared_scenes`` writes synthetic scenes straight into prepared shards (the training-step benchmark's
-loader row and scripts/gpu_check.py read them).
+loader row and scripts/gpu_check.py read them); ``sa1b_like_pair`` makes one raw SA-1B-like pair (2250 x 1500,
+~85 nested masks; scripts/benchmark.py data).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from featlib.data.sa1b import BadSample, _open_image, check_rle, iter_tar_pairs, parse_record
-from featlib.data.synthetic import encode_rle, make_scene, scene_files, write_shards
+from featlib.data.synthetic import SA1B_LIKE, Scene, encode_rle, make_scene, scene_files, write_shards
 
 
 def prepare_pair(jpg: bytes, record: bytes, name: str, size: int, quality: int = 90) -> tuple[bytes, bytes]:
@@ -90,25 +91,48 @@ def prepare_shard(src: str | Path, dst: str | Path, size: int) -> dict:
     return {"written": written, "skipped": skipped}
 
 
-def _prepared_scene(args: tuple[int, int, int]) -> tuple[bytes, bytes]:
-    seed, i, size = args
+def sa1b_like_pair(seed: int, i: int, hw: tuple[int, int] = (1500, 2250), upscale: int = 1) -> tuple[bytes, bytes]:
+    """A raw SA-1B-like (jpg, json) pair ``sa_{i+1}``: a ``make_scene(**SA1B_LIKE)`` scene (~80-90 masks in three
+    nesting levels, ~140 connected pieces) drawn at hw / upscale and enlarged ``upscale`` times (photo bilinear,
+    masks nearest): scene drawing costs ~35 s at 2250 x 1500, ~4 s at a third of that."""
     rng = np.random.default_rng([seed, i])
-    files = scene_files(make_scene(rng, (round(size * 2 / 3), size)), i + 1, rng)
-    return prepare_pair(files[f"sa_{i + 1}.jpg"], files[f"sa_{i + 1}.json"], f"sa_{i + 1}", size)
+    h, w = hw[0] // upscale, hw[1] // upscale
+    scene = make_scene(rng, (h, w), **SA1B_LIKE)
+    if upscale > 1:
+        photo = np.asarray(Image.fromarray(scene.image).resize((w * upscale, h * upscale), Image.BILINEAR))
+        masks = [m.repeat(upscale, 0).repeat(upscale, 1) for m in [*scene.masks, scene.instances]]
+        scene = Scene(photo, masks[:-1], scene.meta, masks[-1])
+    files = scene_files(scene, i + 1, rng)
+    return files[f"sa_{i + 1}.jpg"], files[f"sa_{i + 1}.json"]
+
+
+def _prepared_scene(args: tuple[int, int, int, str]) -> tuple[bytes, bytes]:
+    seed, i, size, kind = args
+    if kind == "sa1b":
+        jpg, record = sa1b_like_pair(seed, i, (round(size * 2 / 3), size))
+    else:
+        rng = np.random.default_rng([seed, i])
+        files = scene_files(make_scene(rng, (round(size * 2 / 3), size)), i + 1, rng)
+        jpg, record = files[f"sa_{i + 1}.jpg"], files[f"sa_{i + 1}.json"]
+    return prepare_pair(jpg, record, f"sa_{i + 1}", size)
 
 
 def write_prepared_scenes(root: str | Path, n: int, *, size: int, shards: int, copies: int = 1, seed: int = 0,
-                          workers: int = 1) -> list[Path]:
+                          workers: int = 1, kind: str = "simple") -> list[Path]:
     """Prepared shards ``root/sa_000000.tar`` ... of ``n`` synthetic scenes, each written ``copies`` times.
 
     Scenes have SA-1B's 2:3 aspect at longest side ``size`` and go through ``prepare_pair``, so the shards hold
-    exactly what ``prepare_shard`` would write. Copies (fresh member names, the same bytes) make a long stream
-    cheaply: scene generation (~1 s per scene at 1024) is the expensive part, and every copy is decoded and
-    augmented anew by the reader. ``workers`` processes generate the scenes. Returns the shard paths.
+    exactly what ``prepare_shard`` would write. ``kind``: "simple" (``make_scene``'s defaults, 5-15 masks) or
+    "sa1b" (``sa1b_like_pair``: ~80-90 nested masks, ~140 pieces, so ``max_instances=64`` is reached). Copies
+    (fresh member names, the same bytes) make a long stream cheaply: scene generation (~1 s per simple scene at
+    1024, ~4 s per SA-1B-like one) is the expensive part, and every copy is decoded and augmented anew by the
+    reader. ``workers`` processes generate the scenes. Returns the shard paths.
     """
+    if kind not in ("simple", "sa1b"):
+        raise ValueError(f"kind must be 'simple' or 'sa1b', got {kind!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, i, size) for i in range(n)]
+    jobs = [(seed, i, size, kind) for i in range(n)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             pairs = list(pool.map(_prepared_scene, jobs, chunksize=max(1, math.ceil(n / workers / 4))))

@@ -1,23 +1,31 @@
 """SA-1B reading: extracted folders and raw (or prepared) tar shards, decoded into training samples.
 
-A sample (``decode_sample``) is a dict:
-    image         float32 [3, S, S] in [0, 1]  (longest side resized to ``size``·zoom, padded to S x S)
-    masks         bool [K, S, S]                (one per connected component of an annotated mask)
-    valid_pixels  bool [S, S]                   (False on padding)
-    mask_id, area, predicted_iou, stability_score   [K] metadata per instance
-    name          str
-``collate`` pads K across the batch and adds ``mask_valid`` bool [B, K].
+A sample (``decode_sample``) is a dict in the compact form of ``featlib.data.masks`` (S = ``size``, W8 = ceil(S/8)):
+    image           uint8 [3, S, S]   (longest side resized to S·zoom, flipped, then padded: content top-left)
+    valid_pixels    uint8 [S, W8]     bit-packed rows, False on padding
+    mask_rows       uint8 [R, W8]     the packed rows each instance touches (an instance = one connected piece
+    mask_row_index  int64 [R]         of an annotated mask); row r = k*S + y of the dense [K, S, S] masks
+    mask_id, area, predicted_iou, stability_score   [K] metadata per instance (mask_id: its SA-1B annotation)
+    name            str
+``collate`` pads K across the batch (``mask_valid`` bool [B, K]); ``featlib.data.masks.to_device`` rebuilds dense
+masks on the device, ``dense_masks`` on the CPU.
 
 Speed (SA-1B photos are ~1500 x 2250 with ~100 masks): the JPEG is decoded at reduced scale (libjpeg DCT scaling
-through PIL ``draft``) when the target is much smaller; every mask is decoded by pycocotools, then only its bounding
-box is area-resized (PIL BOX filter, exact for fractional boxes) and split into connected components, so the cost
-per mask follows its size at the *training* resolution. Prepared shards (``scripts/prepare_sa1b.py``) store the
-JPEG and RLEs already at the training size.
+through PIL ``draft``) when the target is much smaller. With ``max_instances`` the annotations are shuffled (sample
+rng) and rasterised one by one until ``max_instances`` pieces are collected: the rest are never decoded. An
+annotation's pieces are kept together or not at all, so every kept piece's ``mask_id`` names a whole annotation;
+annotations are drawn uniformly, so the subset keeps the mix of object / part / sub-part granularities of the full
+list. Each annotation is rasterised only inside its bounding box (taken from its runs, not trusted from the JSON):
+SA-1B's RLE runs over columns (column-major), so the runs of the box's columns are expanded (``np.repeat``) into a
+box-sized window, area-resized to the training resolution (PIL BOX filter, exact for fractional boxes), binarised
+at half coverage and split into connected components, each cropped to its own box; no full-size array is ever
+made per mask. Prepared shards (``scripts/prepare_sa1b.py``) store the JPEG and RLEs already at the training size.
 
 Bad data never stops an epoch: the sample is skipped and counted by reason in ``dataset.skipped`` (in the main
 process) and in the batch's ``"skipped"`` Counter (from DataLoader workers); ``strict=True`` raises
 ``BadSample`` naming the file instead. Reasons: corrupt_image, decompression_bomb, invalid_json, malformed_rle,
-rle_size_mismatch, missing_pair, no_annotations.
+rle_size_mismatch, missing_pair, no_annotations (and corrupt_shard for an unreadable tar). Every annotation's RLE
+is validated, decoded or not, so a malformed one skips the sample whatever the subset.
 """
 
 from __future__ import annotations
@@ -36,8 +44,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
-from scipy import ndimage
+
+from featlib.config import ConfigError
+from featlib.data.masks import Batch, collate_compact, pack_rows, piece_rows, row_bytes
+from featlib.data.rle import RLEError, rasterise, rle_counts, validate_rle  # noqa: F401 (rle_counts: re-export)
 
 SKIP_REASONS = ("corrupt_image", "decompression_bomb", "invalid_json", "malformed_rle", "rle_size_mismatch",
                 "missing_pair", "no_annotations")
@@ -55,50 +65,21 @@ class BadSample(ValueError):
 # ----------------------------------------------------------------------------------------------- RLE
 
 
-def rle_counts(counts: str) -> np.ndarray:
-    """Decode a COCO compressed RLE string into its run lengths (vectorised), validating it.
+def rle_runs(seg: Any, hw: tuple[int, int], name: str) -> np.ndarray:
+    """Validate an SA-1B segmentation dict against the image size; returns its run lengths int64 (zeros first).
 
-    Each count is a little-endian sequence of 5-bit chunks (char - 48; bit 0x20 = more chunks; the last chunk's
-    bit 0x10 is the sign); counts from the 4th on are stored as differences to the count two places before.
+    Raises BadSample("malformed_rle" | "rle_size_mismatch", name).
     """
-    x = np.frombuffer(counts.encode("ascii"), np.uint8).astype(np.int64) - 48
-    if x.size == 0 or x.min() < 0 or x.max() > 63:
-        raise ValueError("characters outside the RLE alphabet")
-    last = (x & 0x20) == 0
-    if not last[-1]:
-        raise ValueError("truncated RLE string")
-    group = np.concatenate([[0], np.cumsum(last)[:-1]])
-    start = np.flatnonzero(np.concatenate([[True], last[:-1]]))
-    k = np.arange(len(x)) - start[group]
-    vals = np.add.reduceat((x & 0x1F) << (5 * k), start)
-    lastk = k[last]
-    neg = (x[last] & 0x10) != 0
-    vals = vals - (neg.astype(np.int64) << (5 * (lastk + 1)))
-    c = vals.copy()
-    if len(c) > 3:  # undo the delta coding: c[m] += c[m-2] for m > 2
-        c[3::2] = c[1] + np.cumsum(vals[3::2])
-        c[4::2] = c[2] + np.cumsum(vals[4::2])
-    return c
+    try:
+        return validate_rle(seg, hw)
+    except RLEError as e:
+        raise BadSample(e.reason, name, str(e)) from None
 
 
 def check_rle(seg: Any, hw: tuple[int, int], name: str) -> dict:
     """Validate an SA-1B segmentation dict against the image size; returns a pycocotools RLE."""
-    if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg or not isinstance(seg["counts"], str):
-        raise BadSample("malformed_rle", name, "segmentation must be {'size': [h, w], 'counts': str}")
-    try:
-        h, w = (int(v) for v in seg["size"])
-    except (TypeError, ValueError):
-        raise BadSample("malformed_rle", name, f"bad size {seg.get('size')!r}") from None
-    if (h, w) != tuple(hw):
-        raise BadSample("rle_size_mismatch", name, f"RLE {h}x{w} vs image {hw[0]}x{hw[1]}")
-    try:
-        runs = rle_counts(seg["counts"])
-    except ValueError as e:
-        raise BadSample("malformed_rle", name, str(e)) from None
-    # pycocotools writes runs without bounds checks: never hand it counts that do not tile the image exactly
-    if (runs < 0).any() or int(runs.sum()) != h * w:
-        raise BadSample("malformed_rle", name, f"runs sum to {int(runs.sum())}, image has {h * w} pixels")
-    return {"size": [h, w], "counts": seg["counts"].encode("ascii")}
+    rle_runs(seg, hw, name)
+    return {"size": [int(v) for v in seg["size"]], "counts": seg["counts"].encode("ascii")}
 
 
 # ----------------------------------------------------------------------------------------------- decoding
@@ -154,7 +135,10 @@ def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 10
                   rng: np.random.Generator | None = None, min_component_area: int = 16,
                   max_instances: int | None = None, zoom: tuple[float, float] = (1.0, 1.5),
                   max_pixels: int = MAX_PIXELS) -> dict:
-    """Decode one (jpg bytes, json) pair into a training sample (see module docstring). Raises BadSample."""
+    """Decode one (jpg bytes, json) pair into a compact training sample (module docstring). Raises BadSample.
+
+    K <= ``max_instances``: annotations are drawn in a random order and kept whole while they fit.
+    """
     rng = rng if rng is not None else np.random.default_rng(0)
     record, anns = parse_record(record, name)
     img = _open_image(jpg, name, max_pixels)
@@ -172,47 +156,37 @@ def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 10
     except Exception as e:
         raise BadSample("corrupt_image", name, f"{type(e).__name__}: {e}") from None
     image = np.zeros((size, size, 3), np.uint8)
-    image[:oh, :ow] = np.asarray(pix)
+    image[:oh, :ow] = np.asarray(pix)[:, ::-1] if flip else np.asarray(pix)  # flip the content, then pad
     valid = np.zeros((size, size), bool)
     valid[:oh, :ow] = True
 
-    rles = [check_rle(a.get("segmentation") if isinstance(a, dict) else None, (h0, w0), name) for a in anns]
-    masks, meta = [], []
-    for a, rle in zip(anns, rles):
-        # only the part of the mask inside the output window, at the output resolution
-        x, y, bw, bh = a.get("bbox") or mask_utils.toBbox(rle).tolist()
-        ox0, oy0 = max(0, math.floor(x * r - cx)), max(0, math.floor(y * r - cy))
-        ox1, oy1 = min(ow, math.ceil((x + bw) * r - cx) + 1), min(oh, math.ceil((y + bh) * r - cy) + 1)
-        if ox1 <= ox0 or oy1 <= oy0:
-            continue
-        full = mask_utils.decode(rle)
-        src = ((ox0 + cx) / r, (oy0 + cy) / r, min((ox1 + cx) / r, w0), min((oy1 + cy) / r, h0))
-        cov = np.asarray(Image.fromarray(full * 255).resize((ox1 - ox0, oy1 - oy0), Image.BOX, box=src))
-        m = cov >= 128  # area-resize then binarise: a pixel is in when >= half of it is covered
-        lab, n = ndimage.label(m)
-        if n == 0:
-            continue
-        areas = np.bincount(lab.ravel(), minlength=n + 1)
-        for c in range(1, n + 1):
-            if areas[c] < min_component_area:
-                continue
-            mm = np.zeros((size, size), bool)
-            mm[oy0:oy1, ox0:ox1] = lab == c
-            masks.append(mm)
-            meta.append((int(a.get("id", -1)), int(areas[c]), float(a.get("predicted_iou", float("nan"))),
+    runs = [rle_runs(a.get("segmentation") if isinstance(a, dict) else None, (h0, w0), name) for a in anns]
+    order = range(len(anns)) if max_instances is None else rng.permutation(len(anns))
+    kept, n = [], 0
+    for i in order:
+        if max_instances is not None and n >= max_instances:
+            break
+        pieces = rasterise(runs[i], h0, r, (cy, cx), (oh, ow), min_component_area)
+        if pieces and (max_instances is None or n + len(pieces) <= max_instances):
+            kept.append((int(i), pieces))
+            n += len(pieces)
+    rows, index, meta = [np.zeros((0, row_bytes(size)), np.uint8)], [np.zeros(0, np.int64)], []
+    for i, pieces in sorted(kept, key=lambda t: t[0]):
+        a = anns[i]
+        for piece, y0, x0, area in pieces:
+            if flip:
+                piece, x0 = piece[:, ::-1], ow - x0 - piece.shape[1]
+            packed, ys = piece_rows(piece, y0, x0, size)
+            rows.append(packed)
+            index.append(ys + len(meta) * size)
+            meta.append((int(a.get("id", -1)), area, float(a.get("predicted_iou", float("nan"))),
                          float(a.get("stability_score", float("nan")))))
-    if max_instances is not None and len(masks) > max_instances:
-        # Uniform random subset: keeps the mix of object / part / sub-part granularities of the full list.
-        keep = np.sort(rng.choice(len(masks), max_instances, replace=False))
-        masks, meta = [masks[i] for i in keep], [meta[i] for i in keep]
-    mk = np.stack(masks) if masks else np.zeros((0, size, size), bool)
-    if flip:
-        image, valid, mk = image[:, ::-1], valid[:, ::-1], mk[:, :, ::-1]
     meta_arr = np.array(meta, dtype=np.float64).reshape(-1, 4)
     return {
-        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255),
-        "masks": torch.from_numpy(np.ascontiguousarray(mk)),
-        "valid_pixels": torch.from_numpy(np.ascontiguousarray(valid)),
+        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        "valid_pixels": torch.from_numpy(pack_rows(valid)),
+        "mask_rows": torch.from_numpy(np.concatenate(rows)),
+        "mask_row_index": torch.from_numpy(np.concatenate(index)),
         "mask_id": torch.from_numpy(meta_arr[:, 0].astype(np.int64)),
         "area": torch.from_numpy(meta_arr[:, 1].astype(np.int64)),
         "predicted_iou": torch.from_numpy(meta_arr[:, 2].astype(np.float32)),
@@ -222,31 +196,16 @@ def decode_sample(jpg: bytes, record: bytes | dict, name: str, *, size: int = 10
 
 
 def collate(samples: Sequence[dict]) -> dict:
-    """Batch samples, padding K with empty masks: masks [B, Kmax, S, S], mask_valid [B, Kmax].
+    """Batch compact samples (``featlib.data.masks.collate_compact``: K padded, ``mask_valid`` bool [B, K]).
 
     Skipped-sample markers (``{"skipped": reason}``) are dropped and counted in ``batch["skipped"]`` (a Counter),
-    so counts survive DataLoader worker processes.
+    so counts survive DataLoader worker processes; a batch of markers only is ``{"skipped": ..., "image": None}``.
     """
     skipped = Counter(s["skipped"] for s in samples if "skipped" in s)
     samples = [s for s in samples if "skipped" not in s]
     if not samples:
-        return {"skipped": skipped, "image": None}
-    b, kmax = len(samples), max(s["masks"].shape[0] for s in samples)
-    size = samples[0]["image"].shape[-2:]
-    masks = torch.zeros(b, kmax, *size, dtype=torch.bool)
-    valid = torch.zeros(b, kmax, dtype=torch.bool)
-    out = {"image": torch.stack([s["image"] for s in samples]),
-           "valid_pixels": torch.stack([s["valid_pixels"] for s in samples]),
-           "name": [s["name"] for s in samples], "skipped": skipped}
-    for key in ("mask_id", "area", "predicted_iou", "stability_score"):
-        out[key] = torch.zeros(b, kmax, dtype=samples[0][key].dtype)
-    for i, s in enumerate(samples):
-        k = s["masks"].shape[0]
-        masks[i, :k], valid[i, :k] = s["masks"], True
-        for key in ("mask_id", "area", "predicted_iou", "stability_score"):
-            out[key][i, :k] = s[key]
-    out["masks"], out["mask_valid"] = masks, valid
-    return out
+        return Batch(skipped=skipped, image=None, name=[])
+    return Batch(collate_compact(samples), name=[s["name"] for s in samples], skipped=skipped)
 
 
 # ----------------------------------------------------------------------------------------------- datasets
@@ -348,8 +307,10 @@ class SA1BShards(_Decoding, torch.utils.data.IterableDataset):
 
     Shards are split across DDP ranks and DataLoader workers: consumer ``rank * workers + worker`` reads shards
     ``consumer, consumer + rank*workers, ...`` of the (per-epoch shuffled, identical on every rank) shard list,
-    so each sample is read exactly once per epoch — with at least as many shards as ranks x workers. Samples are
-    shuffled through a buffer of ``shuffle_buffer`` pairs.
+    so each sample is read exactly once per epoch. That needs at least as many shards as ranks x workers: with fewer,
+    some consumer would get none and its rank would wait for the others forever, so ``check_split`` (called by
+    ``featlib.data.loaders.InfiniteLoader`` at start, and here when iteration starts) raises ConfigError instead,
+    the same on every rank. Samples are shuffled through a buffer of ``shuffle_buffer`` pairs.
     """
 
     def __init__(self, shards: Sequence[str | Path], *, shuffle_buffer: int = 256, rank: int | None = None,
@@ -360,8 +321,19 @@ class SA1BShards(_Decoding, torch.utils.data.IterableDataset):
             raise FileNotFoundError("no tar shards given")
         self.shuffle_buffer, self.rank, self.world_size = shuffle_buffer, rank, world_size
 
+    def check_split(self, world_size: int, workers: int) -> None:
+        """Raise ConfigError unless every one of ``world_size`` x ``workers`` consumers gets a shard (deterministic:
+        the same answer on every rank, before any collective)."""
+        need = world_size * max(1, workers)
+        if len(self.shards) < need:
+            raise ConfigError(f"SA-1B tar shards: {world_size} rank(s) x {max(1, workers)} DataLoader worker(s) need "
+                              f"at least {need} shards, there are {len(self.shards)} ({self.shards[0]}"
+                              f"{' ...' if len(self.shards) > 1 else ''}); a consumer without a shard would leave its "
+                              f"rank waiting in all-reduce. Use fewer workers (num_workers) or more, smaller shards")
+
     def my_shards(self) -> list[str]:
         rank, world, worker, workers = _dist_info(self.rank, self.world_size)
+        self.check_split(world, workers)
         order = list(self.shards)
         if self.opts["augment"]:
             random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
@@ -386,6 +358,7 @@ class SA1BShards(_Decoding, torch.utils.data.IterableDataset):
                 if self.strict:
                     raise BadSample("corrupt_image", shard, f"unreadable tar: {e}") from None
                 self.skipped["corrupt_shard"] += 1
+                yield {"skipped": "corrupt_shard", "name": shard}  # counted in the batch too (workers' Counter)
         rng.shuffle(buf)
         for k, j, s in buf:
             yield self._decode(j, s, k, rng)

@@ -103,20 +103,63 @@ def _random_box(rng, h, w, lo, hi, within=None):
     return y0, x0, y0 + bh, x0 + bw
 
 
+# SA-1B-like scenes (``make_scene(rng, size, **SA1B_LIKE)``): three nesting levels, ~100 masks, occluders that
+# split objects into pieces. Numbers: SA-1B has ~100 masks per photo (Kirillov et al. 2023, Table 1: 11 M images,
+# 1.1 B masks) over object / part / sub-part granularities, most of them small (its Fig. 5: relative mask areas
+# spread over ~4 decades, the median below 1 % of the image). 14-24 objects with 2-4 parts each and 1-3 sub-parts
+# per part give 60-110 masks (80-130 connected pieces) per scene; thin occluders (poles, branches) cut objects into
+# several pieces.
+SA1B_LIKE = dict(n_objects=(14, 25), levels=3, part_prob=0.9, parts=(2, 5), subpart_prob=0.8, subparts=(1, 4),
+                 object_scale=(0.12, 0.5), thin_prob=0.25)
+LEVEL_NAMES = ("object", "part", "subpart")
+
+
 def make_scene(rng: np.random.Generator, size: tuple[int, int] = (192, 256), n_objects: tuple[int, int] = (4, 9),
-               part_prob: float = 0.5) -> Scene:
-    """One random scene (see the module docstring)."""
+               part_prob: float = 0.5, *, levels: int = 2, parts: tuple[int, int] = (1, 3),
+               subpart_prob: float = 0.0, subparts: tuple[int, int] = (1, 3),
+               object_scale: tuple[float, float] = (0.2, 0.55), thin_prob: float = 0.0) -> Scene:
+    """One random scene (see the module docstring); defaults give the original two-level scenes (same random
+    stream, so the demo's numbers do not move), ``**SA1B_LIKE`` the three-level ones.
+
+    levels: 2 (object > part) or 3 (object > part > sub-part); parts / subparts: [lo, hi) children per parent,
+    drawn with probability part_prob / subpart_prob; object_scale: box side as a fraction of the image's;
+    thin_prob: chance that an object is a thin bar across the scene (an occluder that splits what lies below).
+    """
+    if levels not in (2, 3):
+        raise ValueError(f"levels must be 2 or 3, got {levels}")
     h, w = size
     img = _texture(rng, (h, w), PALETTE[rng.integers(len(PALETTE))] * 0.8, rng.choice(["gradient", "noise"]))
     owner = np.zeros((h, w), np.int32)      # topmost object id per pixel (0 = background)
     colour_of: dict[int, int] = {}
     shapes: dict[int, np.ndarray] = {}
-    parts: list[tuple[int, int, np.ndarray]] = []  # (part id, object id, full part shape)
+    children: list[tuple[int, int, np.ndarray, int]] = []  # (id, parent id, full shape, level)
     next_id = 1
+
+    def paint_children(parent: int, pmask: np.ndarray, pcolour: int, level: int, count, prob) -> None:
+        nonlocal next_id
+        if rng.random() >= prob:
+            return
+        ys, xs = np.nonzero(pmask)
+        box = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+        for _ in range(int(rng.integers(*count))):
+            cm = _shape_mask(rng, (h, w), _random_box(rng, h, w, 0.25, 0.5, within=box)) & pmask
+            if cm.sum() < 24:
+                continue
+            cc = (pcolour + 1 + int(rng.integers(len(PALETTE) - 1))) % len(PALETTE)
+            img[cm] = _texture(rng, (h, w), PALETTE[cc], str(rng.choice(TEXTURES)))[cm]
+            cid = next_id
+            next_id += 1
+            children.append((cid, parent, cm, level))
+            if level + 1 < levels:
+                paint_children(cid, cm, cc, level + 1, subparts, subpart_prob)
+
     for _ in range(int(rng.integers(*n_objects))):
         oid = next_id
         next_id += 1
-        m = _shape_mask(rng, (h, w), _random_box(rng, h, w, 0.2, 0.55))
+        if thin_prob and rng.random() < thin_prob:  # a bar across the scene: splits whatever it covers
+            m = _bar(rng, h, w)
+        else:
+            m = _shape_mask(rng, (h, w), _random_box(rng, h, w, *object_scale))
         # Colours of everything this object touches (its footprint grown by 1 px) are forbidden, so touching
         # objects differ in colour while distant ones may share it.
         grown = ndimage.binary_dilation(m, iterations=2)
@@ -127,34 +170,53 @@ def make_scene(rng: np.random.Generator, size: tuple[int, int] = (192, 256), n_o
         img[m] = _texture(rng, (h, w), PALETTE[c], tex)[m]
         owner[m] = oid
         shapes[oid] = m
-        if rng.random() < part_prob:
-            ys, xs = np.nonzero(m)
-            box = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
-            for _ in range(int(rng.integers(1, 3))):
-                pm = _shape_mask(rng, (h, w), _random_box(rng, h, w, 0.25, 0.5, within=box)) & m
-                if pm.sum() < 24:
-                    continue
-                pc = (c + 1 + int(rng.integers(len(PALETTE) - 1))) % len(PALETTE)
-                img[pm] = _texture(rng, (h, w), PALETTE[pc], str(rng.choice(TEXTURES)))[pm]
-                parts.append((next_id, oid, pm))
-                next_id += 1
-        # parts of objects painted earlier are occluded too: handled below through `owner`
+        paint_children(oid, m, c, 1, parts, part_prob)
+        # children of objects painted earlier are occluded too: handled below through `owner`
     masks, meta = [], []
     instances = np.zeros((h, w), np.int32)
     for oid, m in shapes.items():
         visible = m & (owner == oid)
         if visible.sum() >= 16:
             masks.append(visible)
-            meta.append({"id": oid, "parent": None, "kind": "object"})
+            meta.append({"id": oid, "parent": None, "kind": "object", "level": 0})
             instances[visible] = oid
-    for pid, oid, pm in parts:
-        visible = pm & (owner == oid)
-        if visible.sum() >= 16 and any(mt["id"] == oid for mt in meta):
+    kept = {mt["id"] for mt in meta}
+    object_of = {oid: oid for oid in shapes}
+    for cid, parent, cm, level in children:  # parents come before their children
+        object_of[cid] = object_of[parent]
+        visible = cm & (owner == object_of[cid])
+        if visible.sum() >= 16 and parent in kept:
             masks.append(visible)
-            meta.append({"id": pid, "parent": oid, "kind": "part"})
-            instances[visible] = pid
+            meta.append({"id": cid, "parent": parent, "kind": LEVEL_NAMES[level], "level": level})
+            kept.add(cid)
+            instances[visible] = cid
     img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)  # sensor noise
     return Scene(img, masks, meta, instances)
+
+
+def _bar(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A thin bar (3-6 % of the shorter side wide) crossing the whole scene at a random angle."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    cy, cx = rng.uniform(0.2 * h, 0.8 * h), rng.uniform(0.2 * w, 0.8 * w)
+    dist = np.abs((yy - cy) * np.cos(angle) - (xx - cx) * np.sin(angle))
+    return dist < rng.uniform(0.015, 0.03) * min(h, w)
+
+
+def level_maps(scene: Scene, levels: int | None = None) -> list[np.ndarray]:
+    """One int32 [H, W] partition per nesting level (0 = unannotated): at level L each pixel carries the id of the
+    deepest mask of level <= L holding it (a part's pixels keep their object's id where no part covers them), so
+    level 0 is the objects, and the last level equals ``scene.instances``. ``levels``: how many maps (a scene whose
+    deeper masks were all occluded repeats its deepest level); None = as deep as the scene's masks go."""
+    depth = max((mt.get("level", 0 if mt["kind"] == "object" else 1) for mt in scene.meta), default=0)
+    out = []
+    for lev in range(depth + 1 if levels is None else levels):
+        lab = np.zeros(scene.instances.shape, np.int32)
+        for m, mt in zip(scene.masks, scene.meta):  # parents precede children, so children overwrite
+            if mt.get("level", 0 if mt["kind"] == "object" else 1) <= lev:
+                lab[m] = mt["id"]
+        out.append(lab)
+    return out
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -201,27 +263,34 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def write_scenes(root: str | Path, n: int, *, size: int | tuple[int, int] = (192, 256), seed: int = 0,
-                 shards: int | None = None, first_id: int = 1) -> list[Path]:
+                 shards: int | None = None, first_id: int = 1, **scene_kwargs) -> list[Path]:
     """Write ``n`` scenes (deterministic in ``seed``) under ``root``; returns the written files (jpgs or tars).
 
     ``shards=None`` writes a flat folder; ``shards=k`` writes k tar files ``sa_000000.tar`` ... with the scenes
     spread round-robin, members in SA-1B's order (jpg then json per image, plus the instance map).
+    ``scene_kwargs`` go to ``make_scene`` (e.g. ``**SA1B_LIKE``). Last, ``root/scenes.settings`` records the
+    generator settings, the count and ``SCENES_VERSION`` (``read_scene_settings``; ``ensure_scenes`` compares them).
     """
     root = Path(root)
+    settings = scene_settings(size=size, seed=seed, shards=shards, first_id=first_id, **scene_kwargs)
     root.mkdir(parents=True, exist_ok=True)
+    (root / SETTINGS_NAME).unlink(missing_ok=True)  # written again once every scene is: never describes a half write
     size = (size, size) if isinstance(size, int) else tuple(size)
     written: list[Path] = []
     files = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        files.append(scene_files(make_scene(rng, size), first_id + i, rng))
+        files.append(scene_files(make_scene(rng, size, **scene_kwargs), first_id + i, rng))
     if shards is None:
         for f in files:
             for name, data in f.items():
                 _atomic_write(root / name, data)
             written.append(root / next(k for k in f if k.endswith(".jpg")))
-        return written
-    return write_shards(root, files, shards)
+    else:
+        written = write_shards(root, files, shards)
+    record = {"generator_version": SCENES_VERSION, "count": n, "settings": settings}
+    _atomic_write(root / SETTINGS_NAME, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    return written
 
 
 def write_shards(root: str | Path, samples: list[dict[str, bytes]], shards: int) -> list[Path]:
@@ -250,37 +319,134 @@ def load_scene(jpg_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return image, inst
 
 
-def ensure_scenes(root: str | Path, n: int, **kwargs) -> list[Path]:
-    """Write scenes only if ``root`` does not already hold ``n`` of them (what ``make demo`` needs)."""
+def ensure_scenes(root: str | Path, n: int, **generator_kwargs) -> list[Path]:
+    """The first ``n`` scenes of a flat folder written by ``write_scenes(root, n, **generator_kwargs)``, written once
+    (what ``make demo`` and training on ``data="synthetic"`` need); returns their jpgs.
+
+    ``root`` is reused when its ``scenes.settings`` holds these settings (make_scene's defaults included), this
+    ``SCENES_VERSION`` and at least ``n`` scenes (scene i depends only on the seed and i, so the first n of a larger
+    set are the n scenes asked for). Otherwise it is rebuilt: its ``sa_*`` files are removed, then written, with one
+    printed line saying why (a folder without ``scenes.settings`` predates them and is rebuilt once).
+    """
     root = Path(root)
+    if generator_kwargs.get("shards") is not None:
+        raise ValueError("ensure_scenes writes flat folders; call write_scenes(..., shards=k) for tar shards")
+    wanted = scene_settings(**generator_kwargs)
     have = sorted(root.glob("sa_*.jpg"), key=lambda p: int(p.stem.split("_")[1])) if root.is_dir() else []
-    if len(have) >= n:
+    reason = _rebuild_reason(root, n, wanted, len(have))
+    if reason is None:
         return have[:n]
-    return write_scenes(root, n, **kwargs)
+    if reason:
+        print(f"ensure_scenes: rebuilding {root} ({reason})")
+        _remove_scenes(root)
+    return write_scenes(root, n, **generator_kwargs)
 
 
 def synthetic_batch(batch_size: int, size: int, n_masks: int, seed: int = 0, image_side: int = 256) -> dict:
-    """A training batch with ``collate``'s keys and shapes, built directly (no JPEG or RLE decoding): what the
-    training-step benchmark and the GPU check feed the model and the loss.
+    """A training batch in ``collate``'s compact layout (``featlib.data.masks``), built directly (no JPEG or RLE
+    decoding): what the training-step benchmark and the GPU check feed ``to_device``, the model and the loss.
 
-    image float [B, 3, S, S] in [0, 1]: a scene of side ``min(S, image_side)`` per image, resized to S (the content
-    does not change the cost of a step). masks bool [B, K, S, S]: K overlapping ellipses per image with radii
-    log-uniform in [S/64, S/4] (SA-1B-like: most masks small), all valid; valid_pixels all True (no padding).
+    image uint8 [B, 3, S, S]: a scene of side ``min(S, image_side)`` per image, resized to S (the content does not
+    change the cost of a step). Masks (mask_rows / mask_row_index; ``dense_masks`` gives bool [B, K, S, S]): K
+    overlapping ellipses per image with radii log-uniform in [S/64, S/4] (SA-1B-like: most masks small), all valid;
+    valid_pixels all True (no padding). mask_id = k, area = the ellipse's pixels.
     """
+    from collections import Counter  # here, with the masks helpers: this function is their only user in the module
+
+    from featlib.data.masks import Batch, collate_compact, compact_masks, pack_rows
+
     rng = np.random.default_rng(seed)
     side = min(size, image_side)
-    images = []
+    samples = []
     for _ in range(batch_size):
         im = Image.fromarray(make_scene(rng, (side, side)).image)
-        images.append(np.asarray(im.resize((size, size), Image.BILINEAR) if side != size else im))
-    masks = np.zeros((batch_size, n_masks, size, size), bool)
+        image = np.asarray(im.resize((size, size), Image.BILINEAR) if side != size else im)
+        samples.append({"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))})
     lo, hi = np.log(max(2.0, size / 64)), np.log(size / 4)
-    for b in range(batch_size):
+    for sample in samples:  # one image's dense masks at a time: K*S^2 bytes, not the batch's
+        masks = np.zeros((n_masks, size, size), bool)
         for k in range(n_masks):
             ry, rx = np.exp(rng.uniform(lo, hi, 2))
             rr, cc = draw.ellipse(rng.uniform(0, size), rng.uniform(0, size), ry, rx, shape=(size, size),
                                   rotation=rng.uniform(0, np.pi))
-            masks[b, k, rr, cc] = True
-    return {"image": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255).contiguous(),
-            "masks": torch.from_numpy(masks), "mask_valid": torch.ones(batch_size, n_masks, dtype=torch.bool),
-            "valid_pixels": torch.ones(batch_size, size, size, dtype=torch.bool)}
+            masks[k, rr, cc] = True
+        sample["mask_rows"], sample["mask_row_index"] = compact_masks(masks)
+        sample["valid_pixels"] = torch.from_numpy(pack_rows(np.ones((size, size), bool)))
+        sample["mask_id"] = torch.arange(n_masks, dtype=torch.int64)
+        sample["area"] = torch.from_numpy(masks.sum((1, 2)).astype(np.int64))
+        sample["predicted_iou"] = sample["stability_score"] = torch.ones(n_masks)
+    return Batch(collate_compact(samples), name=[f"synthetic_{i}" for i in range(batch_size)], skipped=Counter())
+
+
+# --- the settings a scene folder was written with (write_scenes records them, ensure_scenes compares them) ---------
+
+# Bump when make_scene / scene_files draw or encode differently for the same settings: folders written by an older
+# generator are then rebuilt by ensure_scenes. (A changed make_scene default needs no bump: the defaults are recorded.)
+SCENES_VERSION = 1
+# JSON text, but not named *.json: SA-1B folder readers take every .json beside the jpgs for an annotation.
+SETTINGS_NAME = "scenes.settings"
+_LAYOUT = ("size", "seed", "shards", "first_id")  # write_scenes' own arguments; the rest are make_scene's
+
+
+def scene_settings(*, size: int | tuple[int, int] = (192, 256), seed: int = 0, shards: int | None = None,
+                   first_id: int = 1, **scene_kwargs) -> dict:
+    """What ``write_scenes(root, n, **kwargs)`` records for ``kwargs``: every make_scene keyword (its defaults filled
+    in, so a changed default reads as a changed setting) plus size [h, w], seed, shards and first_id, as JSON values.
+    Raises TypeError for a name make_scene does not take."""
+    import inspect  # only here: the module's one use of it
+
+    params = {k: p for k, p in inspect.signature(make_scene).parameters.items() if k not in ("rng", "size")}
+    unknown = sorted(set(scene_kwargs) - set(params))
+    if unknown:
+        raise TypeError(f"make_scene takes no {unknown}; its settings are {sorted(params)} and {list(_LAYOUT)}")
+    values = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    values |= scene_kwargs
+    values |= {"size": [size, size] if isinstance(size, int) else list(size), "seed": seed, "shards": shards,
+               "first_id": first_id}
+    return json.loads(json.dumps(values, sort_keys=True, default=_plain))
+
+
+def read_scene_settings(root: str | Path) -> dict | None:
+    """``root/scenes.settings`` as written by ``write_scenes`` ({"generator_version", "count", "settings"}); None when
+    absent or unreadable."""
+    path = Path(root) / SETTINGS_NAME
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and {"generator_version", "count", "settings"} <= set(record) else None
+
+
+def _plain(value):
+    """JSON fallback for numpy values (np.int64 seeds, arrays)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"scene setting {value!r} ({type(value).__name__}) is not a JSON value")
+
+
+def _rebuild_reason(root: Path, n: int, wanted: dict, n_jpgs: int) -> str | None:
+    """None when ``root`` holds ``n`` scenes written with ``wanted``; "" when it holds no scenes (write, nothing to
+    say); else why it must be rebuilt."""
+    record = read_scene_settings(root)
+    if record is None:
+        if n_jpgs == 0 and not (root / SETTINGS_NAME).exists():
+            return ""
+        return f"{n_jpgs} scenes without a readable {SETTINGS_NAME}: written before settings were recorded"
+    if record["generator_version"] != SCENES_VERSION:
+        return f"generator version {record['generator_version']}, now {SCENES_VERSION}"
+    old = record["settings"]
+    changed = [f"{k} {old.get(k, '(unset)')} -> {wanted.get(k, '(unset)')}" for k in sorted(set(old) | set(wanted))
+               if old.get(k, "(unset)") != wanted.get(k, "(unset)")]
+    if changed:
+        return "settings changed: " + ", ".join(changed)
+    if record["count"] < n or n_jpgs < n:
+        return f"{min(record['count'], n_jpgs)} scenes, {n} wanted"
+    return None
+
+
+def _remove_scenes(root: Path) -> None:
+    """Delete what write_scenes writes (``sa_*`` files, temporary ones included, and the settings); nothing else."""
+    for path in root.glob("sa_*"):
+        if path.is_file():
+            path.unlink()
+    (root / SETTINGS_NAME).unlink(missing_ok=True)

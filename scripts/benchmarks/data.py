@@ -1,10 +1,20 @@
-"""Per-worker SA-1B loading speed: naive loader vs featlib on raw shards vs featlib on prepared shards.
+"""SA-1B data path: bytes per batch (dense vs compact masks), samples/s of one worker, /dev/shm per rank.
 
-    python scripts/benchmark.py data [--quick]
-Input: synthetic SA-1B-sized samples (2250 x 1500 JPEG, 100 masks in COCO RLE), in a raw tar shard, and the same
-shard after scripts/prepare_sa1b.py. All three loaders run in this process, single worker, same samples.
-(a) naive: full-size decode, every mask decoded at full size and resized one by one, then components.
-Targets: (c) >= 5x (a), (b) >= 2x (a).
+    python scripts/benchmark.py data [--quick] [--samples 8] [--workers 12] [--prefetch 2] [--measure-workers 2]
+
+Input: SA-1B-like samples (``featlib.data.prepare.sa1b_like_pair``: a 2250 x 1500 JPEG with ~65-95 nested masks in
+COCO RLE, ~140 connected pieces) in a raw tar shard, and the same shard after ``prepare_shard`` at the training
+size. Training settings throughout: S = 1024, augmentation on, max_instances K = 64, min_component_area 64, B = 8.
+
+1. Bytes per batch: the old dense layout (image float32 [B, 3, S, S] + masks bool [B, K, S, S] + valid_pixels bool
+   [B, S, S] + metadata: B*S^2*(12 + K + 1) bytes) against the compact one of ``featlib.data.masks`` (uint8 image,
+   bit-packed mask rows), on a batch decoded from the raw shard; the ratio is the saving.
+2. Samples/s of one worker, same samples, in this process: (a) naive reference (full-size decode of the photo and
+   of every mask, resized one by one, components), (b) featlib on the raw shard, (c) featlib on the prepared one.
+3. /dev/shm per rank, which holds up to workers x prefetch_factor collated batches: computed for ``--workers`` x
+   ``--prefetch``, and measured for both layouts: a DataLoader with ``--measure-workers`` workers re-serving the
+   decoded samples (decoding not timed), the consumer slow so every prefetch slot fills, the tmpfs's used bytes
+   sampled every 2 ms (other processes on the machine can add noise).
 """
 
 from __future__ import annotations
@@ -12,47 +22,29 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
-from skimage import draw
 
 from featlib.data import sa1b_dataset
-from featlib.data.prepare import prepare_shard
-from featlib.data.sa1b import iter_tar_pairs
-from featlib.data.synthetic import encode_rle, make_scene
+from featlib.data.masks import META_KEYS, batch_nbytes, dense_masks, dense_valid_pixels
+from featlib.data.prepare import prepare_shard, sa1b_like_pair
+from featlib.data.sa1b import collate
 
-
-def big_sample(seed: int, hw=(1500, 2250), n_masks=100) -> tuple[bytes, bytes]:
-    rng = np.random.default_rng(seed)
-    small = make_scene(rng, (hw[0] // 4, hw[1] // 4))
-    img = Image.fromarray(small.image).resize((hw[1], hw[0]), Image.BILINEAR)
-    arr = np.asarray(img).astype(np.int16) + rng.integers(-6, 7, (*hw, 3))
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
-    anns = []
-    for i in range(n_masks):
-        m = np.zeros(hw, bool)
-        r = rng.uniform(0.02, 0.25) * hw[0]
-        rr, cc = draw.ellipse(rng.uniform(0, hw[0]), rng.uniform(0, hw[1]), r, r * rng.uniform(0.5, 2), shape=hw,
-                              rotation=rng.uniform(0, np.pi))
-        m[rr, cc] = True
-        ys, xs = np.nonzero(m)
-        anns.append({"segmentation": encode_rle(m), "area": int(m.sum()), "id": i, "predicted_iou": 0.9,
-                     "stability_score": 0.95,
-                     "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1), int(np.ptp(ys) + 1)]})
-    rec = {"image": {"image_id": seed, "width": hw[1], "height": hw[0], "file_name": f"sa_{seed}.jpg"},
-           "annotations": anns}
-    return buf.getvalue(), json.dumps(rec).encode()
+MIB = 2**20
 
 
 def naive_load(jpg: bytes, js: bytes, size: int) -> dict:
+    """Reference: decode everything at full size, resize each mask on its own, split components."""
     img = Image.open(io.BytesIO(jpg)).convert("RGB")
     w, h = img.size
     r = size / max(h, w)
@@ -68,38 +60,129 @@ def naive_load(jpg: bytes, js: bytes, size: int) -> dict:
     return {"image": image, "masks": np.stack(masks)}
 
 
+def densify(batch: dict) -> dict:
+    """A compact batch in the old dense layout: image float32 in [0, 1], masks and valid_pixels bool."""
+    out = {"image": batch["image"].float() / 255, "masks": dense_masks(batch),
+           "valid_pixels": dense_valid_pixels(batch), "mask_valid": batch["mask_valid"]}
+    return {**out, **{k: batch[k] for k in META_KEYS}}
+
+
+class _Serve(torch.utils.data.Dataset):
+    """Already decoded samples, served again (the shared-memory measurement times transport, not decoding)."""
+
+    def __init__(self, samples, n):
+        self.samples, self.n = samples, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.samples[i % len(self.samples)]
+
+
+def _collate_dense(samples):
+    return densify(collate(samples))
+
+
+def shm_peak(samples, batch_size: int, workers: int, prefetch: int, dense: bool) -> float:
+    """Peak rise of /dev/shm's used bytes while a DataLoader's prefetch slots are full (bytes)."""
+    loader = torch.utils.data.DataLoader(_Serve(samples, batch_size * (workers * prefetch + 4)), batch_size=batch_size,
+                                         num_workers=workers, prefetch_factor=prefetch,
+                                         collate_fn=_collate_dense if dense else collate)
+    base, peak, stop = shutil.disk_usage("/dev/shm").used, [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], shutil.disk_usage("/dev/shm").used)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    it = iter(loader)
+    time.sleep(0.5)
+    for _ in range(workers * prefetch + 2):
+        next(it)  # the batch is dropped at once; its worker refills the slot while we sleep
+        time.sleep(0.4)
+    stop.set()
+    thread.join()
+    del it
+    return peak[0] - base
+
+
+def _rate(ds) -> tuple[float, list[dict]]:
+    t = time.perf_counter()
+    samples = [s for s in ds if "skipped" not in s]
+    return len(samples) / (time.perf_counter() - t), samples
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="benchmark.py data")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--samples", type=int, default=6)
+    p.add_argument("--samples", type=int, default=8, help="SA-1B-like samples to generate (~5 s each)")
+    p.add_argument("--workers", type=int, default=12, help="DataLoader workers per rank, for the computed shm")
+    p.add_argument("--prefetch", type=int, default=2, help="prefetch_factor, for the computed and measured shm")
+    p.add_argument("--measure-workers", type=int, default=2, help="workers of the measured DataLoader (0: skip)")
     a = p.parse_args(argv)
-    n, hw, n_masks, sizes = (2, (300, 450), 20, (256,)) if a.quick else (a.samples, (1500, 2250), 100, (1024, 512))
+    if a.samples < 1 or a.workers < 1 or a.prefetch < 1 or a.measure_workers < 0:
+        raise ValueError("--samples, --workers and --prefetch must be >= 1 and --measure-workers >= 0")
+    if a.quick:
+        n, hw, up, size, b, k, area, mw = 2, (150, 225), 1, 128, 2, 16, 16, min(a.measure_workers, 1)
+    else:
+        n, hw, up, size, b, k, area, mw = a.samples, (1500, 2250), 2, 1024, 8, 64, 64, a.measure_workers
+    opts = dict(size=size, max_instances=k, min_component_area=area, augment=True, shuffle_buffer=1)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.tar"
+        t = time.perf_counter()
+        pairs = [sa1b_like_pair(i, 0, hw, upscale=up) for i in range(n)]
+        raw = Path(tmp) / "raw" / "sa_000000.tar"
+        raw.parent.mkdir()
         with tarfile.open(raw, "w") as tar:
-            for i in range(n):
-                for ext, data in zip(("jpg", "json"), big_sample(i, hw, n_masks)):
+            for i, pair in enumerate(pairs):
+                for ext, data in zip(("jpg", "json"), pair):
                     info = tarfile.TarInfo(f"sa_{i}.{ext}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
-        pairs = [(j, s) for _, j, s in iter_tar_pairs(raw)]
-        print(f"{n} samples of {hw[1]}x{hw[0]} with {n_masks} masks; samples/s of one worker (no augmentation)")
-        print(f"{'size':>5s} {'(a) naive':>10s} {'(b) raw shards':>15s} {'(c) prepared':>13s} {'b/a':>6s} {'c/a':>6s}")
-        for size in sizes:
-            (Path(tmp) / f"prep{size}").mkdir()
-            prepare_shard(raw, Path(tmp) / f"prep{size}" / "raw.tar", size)
-            t = time.perf_counter()
-            for j, s in pairs:
-                naive_load(j, s, size)
-            ra = n / (time.perf_counter() - t)
-            rates = []
-            for src in (raw, Path(tmp) / f"prep{size}"):
-                ds = sa1b_dataset(src, size=size, augment=False, shuffle_buffer=1)
-                t = time.perf_counter()
-                count = sum(1 for s in ds if "skipped" not in s)
-                rates.append(count / (time.perf_counter() - t))
-            rb, rc = rates
-            print(f"{size:5d} {ra:10.2f} {rb:15.2f} {rc:13.2f} {rb / ra:5.1f}x {rc / ra:5.1f}x", flush=True)
+        (Path(tmp) / "prep").mkdir()
+        prepare_shard(raw, Path(tmp) / "prep" / "sa_000000.tar", size)
+        n_masks = [len(json.loads(js)["annotations"]) for _, js in pairs]
+        print(f"{n} SA-1B-like samples {hw[1]}x{hw[0]}, {min(n_masks)}-{max(n_masks)} masks each (generated and "
+              f"prepared in {time.perf_counter() - t:.0f} s); S={size}, K<={k}, batch {b}, augmentation on")
+
+        t = time.perf_counter()
+        for jpg, js in pairs:
+            naive_load(jpg, js, size)
+        ra = n / (time.perf_counter() - t)
+        rb, samples = _rate(sa1b_dataset(raw, **opts))
+        rc, _ = _rate(sa1b_dataset(Path(tmp) / "prep", **opts))
+        batch = collate([samples[i % len(samples)] for i in range(b)])
+        dense = densify(batch)
+        kb = batch["mask_valid"].shape[1]
+        compact_b, dense_b = batch_nbytes(batch), batch_nbytes(dense)
+        parts = {"image": (dense["image"], batch["image"]), "masks": (dense["masks"], batch["mask_rows"]),
+                 "valid_pixels": (dense["valid_pixels"], batch["valid_pixels"])}
+        print(f"\n1. bytes per batch (B={b}, K={kb}, S={size}; {len(batch['mask_rows'])} mask rows = "
+              f"{len(batch['mask_rows']) / max(1, int(batch['mask_valid'].sum())):.0f} per mask)")
+        print(f"{'':14s} {'dense (old)':>12s} {'compact':>12s} {'ratio':>8s}")
+        for name, (d, c) in parts.items():
+            cb = c.numel() * c.element_size() + (batch["mask_row_index"].numel() * 8 if name == "masks" else 0)
+            print(f"{name:14s} {d.numel() * d.element_size() / MIB:9.1f} MiB {cb / MIB:8.2f} MiB "
+                  f"{d.numel() * d.element_size() / cb:7.1f}x")
+        print(f"{'whole batch':14s} {dense_b / MIB:9.1f} MiB {compact_b / MIB:8.2f} MiB {dense_b / compact_b:7.1f}x")
+
+        print(f"\n2. samples/s of one worker ({len(samples)} decoded, mean K = "
+              f"{np.mean([len(s['mask_id']) for s in samples]):.0f})")
+        print(f"{'(a) naive':>10s} {'(b) raw shard':>14s} {'(c) prepared':>13s} {'b/a':>6s} {'c/a':>6s}")
+        print(f"{ra:10.2f} {rb:14.2f} {rc:13.2f} {rb / ra:5.1f}x {rc / ra:5.1f}x   (s/sample raw: {1 / rb:.3f})")
+
+        slots = a.workers * a.prefetch
+        print(f"\n3. /dev/shm per rank: {a.workers} workers x prefetch {a.prefetch} = {slots} batches in flight")
+        print(f"   computed: dense {slots * dense_b / 2**30:.2f} GiB, compact {slots * compact_b / MIB:.0f} MiB "
+              f"({dense_b / compact_b:.1f}x less)")
+        if mw:
+            got = {d: shm_peak(samples, b, mw, a.prefetch, d) for d in (True, False)}
+            for d, peak in got.items():
+                per = dense_b if d else compact_b
+                print(f"   measured, {mw} workers x prefetch {a.prefetch}, {'dense  ' if d else 'compact'}: peak "
+                      f"{peak / MIB:8.1f} MiB = {peak / per:.1f} batches of {per / MIB:.1f} MiB")
 
 
 if __name__ == "__main__":

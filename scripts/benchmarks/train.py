@@ -222,8 +222,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _loader_shards(a, cfg, batch: int, workers: int, warmup: int, tmp: str) -> str:
-    """The loader row's shard glob: ``--shards``, or synthetic prepared shards with enough samples that no
-    epoch ends (and restarts the workers) during the row."""
+    """The loader row's shard glob: ``--shards``, or synthetic prepared shards (one per worker, as
+    ``SA1BShards.check_split`` requires) with enough samples that no pass over them repeats during the row."""
     if a.shards:
         if not glob.glob(a.shards):
             raise ValueError(f"--shards {a.shards!r} matches no file")
