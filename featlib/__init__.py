@@ -9,7 +9,10 @@ only modules above it, never below.
 - ``featlib.brightness``   the brightness MVP fitting loop.
 - ``featlib.config``       TrainConfig: typed keys, YAML + overrides, validation, ConfigError.
 - ``featlib.pull``         the loss's pull term and per-mask means: dense and sparse layouts, fused CPU loops.
-- ``featlib.loss``         multi-stride discriminative loss (De Brabandere et al. 2017): formulas, pairs, pooling.
+- ``featlib.relations``    masks per stride (area-downsampling) and between each other: disjoint, contains,
+                           adjacent; the pairs each push mode may push (``nested``: per stride).
+- ``featlib.loss``         multi-stride discriminative loss (De Brabandere et al. 2017): formulas, push modes,
+                           tensor logs (no host sync), free-feature satisfiability.
 - ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500, click sets,
                            single-object samples, what training reads (``featlib.data.loaders``) and how its masks
                            travel to the device (``featlib.data.masks``: bit-packed rows).
@@ -51,7 +54,7 @@ _EXPORTS = {
 
 # In layer order (the docstring's list): tests/test_structure.py checks that imports only go up this list.
 _SUBMODULES = (
-    "utils", "weights", "model", "brightness", "config", "pull", "loss", "data", "metrics", "boundaries",
+    "utils", "weights", "model", "brightness", "config", "pull", "relations", "loss", "data", "metrics", "boundaries",
     "distances", "graphcut", "cluster", "interactive", "refine", "checkpoint", "features", "viz", "evaluate",
     "widgets", "train",
 )

@@ -8,6 +8,7 @@
     iou, cov, labels = score_partition(feats, gts, size=(H, W), mesh_weights={1: 1.0})
     name, weights, table = select_mesh_weights(model, train_scenes)   # choose on *training* images
     fig = example_figure(model, image, gts)
+    val = Validation(cfg, accelerator); scores = val.run(model)   # training: sharded over ranks, gathered
 
 **The reported metric** (``scripts/evaluate_partitions.py``, BSDS conventions, Arbelaez et al. 2011): one merge
 hierarchy per image, cut at every merge height t_k of ``HIER_THRESHOLDS`` (one fixed dataset-wide grid), each
@@ -35,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from featlib.cluster import LEARNED_HIERARCHY, Hierarchy, build_hierarchy
+from featlib.data.loaders import validation_set
 from featlib.distances import MESH_WEIGHT_NAMES, resolve_mesh_weights
 from featlib.features import Features, image_features, load
 from featlib.metrics import covering, covering_pri_vi, mean_best_iou, ods_ois
@@ -289,3 +291,56 @@ def partitions_figure(image: np.ndarray, features: dict, counts=(8, 32, 128), ti
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+class Validation:
+    """The training run's validation (``featlib.train.fit``), identical on every rank's side of the collectives.
+
+    Synthetic runs (``data: synthetic``, the demo): the main rank scores the held-out scenes with ``validate``
+    (mean best IoU and covering at the ground truth's count, vs raw RGB). Runs on photos (BSDS500, SA-1B): the
+    reported metric, ``scripts/evaluate_partitions.py``'s hierarchy ODS / OIS (``featlib.evaluate``), on BSDS500 val
+    (``validation_set``: ``val_root`` or ../shared) sharded over the ranks, image i on rank i % world, gathered, next
+    to the ``lab-smooth`` baseline (computed once, at start). Every rank scores ceil(n_val / world) images, so no rank
+    waits on another for longer than one share (~1.6 s of CPU per image measured: 100 images on 8 GPUs ~ 20 s,
+    far below the 10-minute NCCL default).
+    """
+
+    def __init__(self, cfg, accelerator):
+        self.cfg, self.acc = cfg, accelerator
+        self.synthetic = cfg.data == "synthetic"
+        rank, world = accelerator.process_index, accelerator.num_processes
+        if cfg.val_every <= 0 and cfg.image_every <= 0:
+            self.records, self.baseline = [], None
+            return
+        if self.synthetic:
+            self.records = validation_set(cfg) if accelerator.is_main_process else []
+            self.baseline = None
+            return
+        if accelerator.is_main_process:  # a fallback to synthetic scenes writes them: once, before the others
+            self.records = validation_set(cfg, rank, world)
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            self.records = validation_set(cfg, rank, world)
+        from accelerate.utils import gather_object  # imported on use: only training runs gather
+
+        self.baseline = gather_object([baseline_sweep(r.image, r.gts) for r in self.records]) \
+            if cfg.val_every > 0 else None
+        if accelerator.is_main_process:
+            accelerator.print(f"validation: {len(self.baseline or [])} images from "
+                              f"{self.records[0].source if self.records else '-'}, <= {len(self.records)} per rank")
+
+    def run(self, model) -> dict[str, float]:
+        if self.synthetic:
+            return validate(model, self.records, self.acc.device) if self.records else {}
+        from accelerate.utils import gather_object
+
+        mine = [validation_image(model, r.image, r.gts, self.acc.device) for r in self.records]
+        results = gather_object(mine)  # every rank's results, in rank order (as the baseline's)
+        return summarise_validation(results, self.baseline) if self.acc.is_main_process and results else {}
+
+    def describe(self, v: dict) -> str:
+        if self.synthetic:
+            return (f"val mean best IoU {v['val/mean_best_iou']:.3f} (raw RGB {v['val/rgb_mean_best_iou']:.3f}), "
+                    f"covering {v['val/covering']:.3f}")
+        return (f"val covering ODS {v['val/covering_ods']:.3f} / OIS {v['val/covering_ois']:.3f} (lab-smooth "
+                f"{v['val/lab_covering_ods']:.3f}), VI ODS {v['val/vi_ods']:.3f}, {int(v['val/n_images'])} images")

@@ -38,14 +38,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from featlib.checkpoint import list_checkpoints, resolve_resume, restore_checkpoint, save_checkpoint, save_model
 from featlib.config import ConfigError, TrainConfig, save_config
-from featlib.data.loaders import InfiniteLoader, build_dataset, synthetic_dirs, validation_set
+from featlib.data.loaders import InfiniteLoader, build_dataset, synthetic_dirs
 from featlib.data.masks import to_device
-from featlib.evaluate import baseline_sweep, example_figure, summarise_validation, validate, validation_image
+from featlib.evaluate import Validation, example_figure
 from featlib.loss import MultiStrideLoss
 from featlib.model import build_model
 
@@ -180,55 +180,6 @@ def train_step(accelerator, t: Training, batch: dict, cfg: TrainConfig, phase=_u
                 t.sched.step()
             t.opt.zero_grad(set_to_none=True)
     return out, grad_norm
-
-
-class Validation:
-    """The run's validation, identical on every rank's side of the collectives.
-
-    Synthetic runs (``data: synthetic``, the demo): the main rank scores the held-out scenes with ``validate``
-    (mean best IoU and covering at the ground truth's count, vs raw RGB). Runs on photos (BSDS500, SA-1B): the
-    reported metric, ``scripts/evaluate_partitions.py``'s hierarchy ODS / OIS (``featlib.evaluate``), on BSDS500 val
-    (``validation_set``: ``val_root`` or ../shared) sharded over the ranks, image i on rank i % world, gathered, next
-    to the ``lab-smooth`` baseline (computed once, at start). Every rank scores ceil(n_val / world) images, so no rank
-    waits on another for longer than one share (~1.6 s of CPU per image measured: 100 images on 8 GPUs ~ 20 s,
-    far below the 10-minute NCCL default).
-    """
-
-    def __init__(self, cfg: TrainConfig, accelerator):
-        self.cfg, self.acc = cfg, accelerator
-        self.synthetic = cfg.data == "synthetic"
-        rank, world = accelerator.process_index, accelerator.num_processes
-        if cfg.val_every <= 0 and cfg.image_every <= 0:
-            self.records, self.baseline = [], None
-            return
-        if self.synthetic:
-            self.records = validation_set(cfg) if accelerator.is_main_process else []
-            self.baseline = None
-            return
-        if accelerator.is_main_process:  # a fallback to synthetic scenes writes them: once, before the others
-            self.records = validation_set(cfg, rank, world)
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            self.records = validation_set(cfg, rank, world)
-        self.baseline = gather_object([baseline_sweep(r.image, r.gts) for r in self.records]) \
-            if cfg.val_every > 0 else None
-        if accelerator.is_main_process:
-            accelerator.print(f"validation: {len(self.baseline or [])} images from "
-                              f"{self.records[0].source if self.records else '-'}, <= {len(self.records)} per rank")
-
-    def run(self, model) -> dict[str, float]:
-        if self.synthetic:
-            return validate(model, self.records, self.acc.device) if self.records else {}
-        mine = [validation_image(model, r.image, r.gts, self.acc.device) for r in self.records]
-        results = gather_object(mine)  # every rank's results, in rank order (as the baseline's)
-        return summarise_validation(results, self.baseline) if self.acc.is_main_process and results else {}
-
-    def describe(self, v: dict) -> str:
-        if self.synthetic:
-            return (f"val mean best IoU {v['val/mean_best_iou']:.3f} (raw RGB {v['val/rgb_mean_best_iou']:.3f}), "
-                    f"covering {v['val/covering']:.3f}")
-        return (f"val covering ODS {v['val/covering_ods']:.3f} / OIS {v['val/covering_ois']:.3f} (lab-smooth "
-                f"{v['val/lab_covering_ods']:.3f}), VI ODS {v['val/vi_ods']:.3f}, {int(v['val/n_images'])} images")
 
 
 class LogAccumulator:

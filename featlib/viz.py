@@ -162,3 +162,23 @@ def training_curves(metrics: list[dict], title: str = "", collapse_spread: float
         a.set_xlabel("step")
     fig.tight_layout()
     return fig
+
+
+def show_levels(image: np.ndarray, levels: Sequence[np.ndarray], names: Sequence[str] | None = None, title=None):
+    """Figure: the photo, then one ground-truth partition per nesting level (``featlib.data.synthetic.level_maps``:
+    int [H, W], 0 = unannotated, drawn untinted)."""
+    import matplotlib.pyplot as plt  # lazy: only figures need matplotlib
+
+    names = list(names) if names is not None else [f"level {i}" for i in range(len(levels))]
+    fig, axes = plt.subplots(1, len(levels) + 1, figsize=(3.2 * (len(levels) + 1), 2.8))
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=9)
+    for ax, lab, name in zip(axes[1:], levels, names):
+        ax.imshow(label_overlay(image, np.where(lab > 0, lab, -1), alpha=0.55))
+        ax.set_title(f"{name}: {len(np.unique(lab[lab > 0]))} regions", fontsize=9)
+    for a in axes:
+        a.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -70,6 +70,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,8 @@ from featlib.checkpoint import load_model_checkpoint, save_model
 from featlib.config import load_config
 from featlib.data.loaders import InfiniteLoader, build_dataset
 from featlib.data.masks import batch_nbytes, dense_masks, dense_valid_pixels, to_device
-from featlib.data.prepare import write_prepared_scenes
-from featlib.data.synthetic import make_scene, synthetic_batch
+from featlib.data.prepare import synthetic_batch, write_prepared_scenes
+from featlib.data.synthetic import make_scene
 from featlib.loss import MultiStrideLoss, discriminative_loss, downsample_masks
 from featlib.model import build_model
 
@@ -301,10 +302,42 @@ def data_path(ctx: Context) -> dict:
         dev = to_device(batch, ctx.device)
     _sync(ctx.device)
     ms = (time.perf_counter() - start) / 5 * 1e3
-    return {"batch_size": int(batch["image"].shape[0]), "k": int(batch["mask_valid"].shape[1]),
+    dense_mib = batch_nbytes(dev) / 2**20
+    del dev
+    return {"host_syncs": host_syncs(ctx, cfg, batch),
+            "batch_size": int(batch["image"].shape[0]), "k": int(batch["mask_valid"].shape[1]),
             "mean_masks": float(batch["mask_valid"].sum(1).float().mean()), "mask_rows": len(batch["mask_rows"]),
-            "compact_mib": batch_nbytes(batch) / 2**20, "dense_mib": batch_nbytes(dev) / 2**20,
+            "compact_mib": batch_nbytes(batch) / 2**20, "dense_mib": dense_mib,
             "to_device_ms": ms, "pinned": bool(batch["image"].is_pinned()), "skipped": dict(loader.skipped)}
+
+
+def host_syncs(ctx: Context, cfg, batch: dict) -> dict:
+    """CUDA only: the synchronising operations of one training step on that batch, counted by
+    ``torch.cuda.set_sync_debug_mode("warn")``. Expected: the sparse pull's ``nonzero`` at /1 and /2 (its output
+    size), 2 per step; nothing is read on the host otherwise (tests/test_train.py forbids it on CPU)."""
+    if ctx.device.type != "cuda":
+        return {"syncs_per_step": None, "note": "counted on CUDA only"}
+    from accelerate import Accelerator
+
+    from featlib.train import prepare_training, train_step
+
+    acc = Accelerator(mixed_precision=cfg.mixed_precision)
+    t = prepare_training(cfg, acc)
+    t.model.train()
+    train_step(acc, t, batch, cfg)  # warm-up: allocator, kernels
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            train_step(acc, t, batch, cfg)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    msgs = [str(w.message).strip().splitlines()[0][:160] for w in caught if "synchroniz" in str(w.message).lower()]
+    del t
+    gc.collect()
+    torch.cuda.empty_cache()
+    return {"syncs_per_step": len(msgs), "sync_ops": sorted(set(msgs))[:10]}
 
 
 def _sync(device: torch.device) -> None:
@@ -339,7 +372,8 @@ def check_benchmark(ctx: Context) -> dict:
     if not loader.get("oom"):
         parts.append(f"loader {loader['img_per_s']:.1f} img/s, data wait {100 * loader['data_wait_share']:.0f}%")
     parts.append(f"batch {data['compact_mib']:.1f} MiB compact (dense {data['dense_mib']:.0f} MiB, K={data['k']}), "
-                 f"to_device {data['to_device_ms']:.1f} ms")
+                 f"to_device {data['to_device_ms']:.1f} ms, host syncs per step "
+                 f"{data['host_syncs']['syncs_per_step']}")
     res["summary"] = "; ".join(parts)
     return res
 

@@ -31,9 +31,11 @@ def _train_benchmark():
 @pytest.fixture
 def fresh_accelerate_state():
     """accelerate keeps one process-wide state: the in-process benchmark's bf16 Accelerator would refuse the
-    float32 ones that later tests in this process build. Reset it afterwards, as accelerate's own tests do."""
+    float32 ones that other tests in this process build, and the other way round. Reset it before and after, as
+    accelerate's own tests do, so the order of test files does not matter."""
     from accelerate.state import AcceleratorState
 
+    AcceleratorState._reset_state(reset_partial_state=True)
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
 

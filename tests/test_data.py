@@ -12,9 +12,9 @@ from pycocotools import mask as mask_utils
 
 from featlib.data import collate, sa1b_dataset
 from featlib.data.masks import dense_masks, dense_valid_pixels
-from featlib.data.prepare import write_prepared_scenes
+from featlib.data.prepare import synthetic_batch, write_prepared_scenes
 from featlib.data.sa1b import BadSample, decode_sample, iter_tar_pairs, rle_counts
-from featlib.data.synthetic import encode_rle, load_scene, make_scene, scene_files, synthetic_batch, write_scenes
+from featlib.data.synthetic import encode_rle, load_scene, make_scene, scene_files, write_scenes
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ of the raw work. The JSON records ``"featlib_prepared": {"size": size, "source":
 
 ``write_prepared_scenes`` writes synthetic scenes straight into prepared shards (the training-step benchmark's
 loader row and scripts/gpu_check.py read them); ``sa1b_like_pair`` makes one raw SA-1B-like pair (2250 x 1500,
-~85 nested masks; scripts/benchmark.py data).
+~85 nested masks; scripts/benchmark.py data); ``synthetic_batch`` builds a collated batch directly, no decoding
+(the training-step benchmark, gpu_check).
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ import json
 import math
 import os
 import tarfile
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from skimage import draw
 
+from featlib.data.masks import Batch, collate_compact, compact_masks, pack_rows
 from featlib.data.sa1b import BadSample, _open_image, check_rle, iter_tar_pairs, parse_record
 from featlib.data.synthetic import SA1B_LIKE, Scene, encode_rle, make_scene, scene_files, write_shards
 
@@ -140,3 +145,35 @@ def write_prepared_scenes(root: str | Path, n: int, *, size: int, shards: int, c
         pairs = [_prepared_scene(j) for j in jobs]
     samples = [{f"sa_{j + 1}.jpg": jpg, f"sa_{j + 1}.json": record} for j, (jpg, record) in enumerate(pairs * copies)]
     return write_shards(root, samples, shards)
+
+
+def synthetic_batch(batch_size: int, size: int, n_masks: int, seed: int = 0, image_side: int = 256) -> dict:
+    """A training batch in ``collate``'s compact layout (``featlib.data.masks``), built directly (no JPEG or RLE
+    decoding): what the training-step benchmark and the GPU check feed ``to_device``, the model and the loss.
+
+    image uint8 [B, 3, S, S]: a scene of side ``min(S, image_side)`` per image, resized to S (the content does not
+    change the cost of a step). Masks (mask_rows / mask_row_index; ``dense_masks`` gives bool [B, K, S, S]): K
+    overlapping ellipses per image with radii log-uniform in [S/64, S/4] (SA-1B-like: most masks small), all valid;
+    valid_pixels all True (no padding). mask_id = k, area = the ellipse's pixels.
+    """
+    rng = np.random.default_rng(seed)
+    side = min(size, image_side)
+    samples = []
+    for _ in range(batch_size):
+        im = Image.fromarray(make_scene(rng, (side, side)).image)
+        image = np.asarray(im.resize((size, size), Image.BILINEAR) if side != size else im)
+        samples.append({"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))})
+    lo, hi = np.log(max(2.0, size / 64)), np.log(size / 4)
+    for sample in samples:  # one image's dense masks at a time: K*S^2 bytes, not the batch's
+        masks = np.zeros((n_masks, size, size), bool)
+        for k in range(n_masks):
+            ry, rx = np.exp(rng.uniform(lo, hi, 2))
+            rr, cc = draw.ellipse(rng.uniform(0, size), rng.uniform(0, size), ry, rx, shape=(size, size),
+                                  rotation=rng.uniform(0, np.pi))
+            masks[k, rr, cc] = True
+        sample["mask_rows"], sample["mask_row_index"] = compact_masks(masks)
+        sample["valid_pixels"] = torch.from_numpy(pack_rows(np.ones((size, size), bool)))
+        sample["mask_id"] = torch.arange(n_masks, dtype=torch.int64)
+        sample["area"] = torch.from_numpy(masks.sum((1, 2)).astype(np.int64))
+        sample["predicted_iou"] = sample["stability_score"] = torch.ones(n_masks)
+    return Batch(collate_compact(samples), name=[f"synthetic_{i}" for i in range(batch_size)], skipped=Counter())

@@ -4,7 +4,6 @@
     write_scenes(root, n, seed=0, shards=4)                     # tar shards: sa_000000.tar ... (same members)
     image, instances = load_scene(root / "sa_1.jpg")            # uint8 [H, W, 3], int32 [H, W] (0 = unannotated)
     scene = make_scene(np.random.default_rng(0), (192, 256))    # in memory: Scene(image, masks, meta, instances)
-    batch = synthetic_batch(8, 1024, n_masks=64)               # a training batch in collate()'s layout, no decoding
 
 Each scene: a textured background (gradient + noise; left unannotated like SA-1B's background), 4-9 objects
 (rectangles, ellipses, polygons) painted back to front so later ones occlude earlier ones, colours drawn from a
@@ -29,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
@@ -340,42 +338,6 @@ def ensure_scenes(root: str | Path, n: int, **generator_kwargs) -> list[Path]:
         print(f"ensure_scenes: rebuilding {root} ({reason})")
         _remove_scenes(root)
     return write_scenes(root, n, **generator_kwargs)
-
-
-def synthetic_batch(batch_size: int, size: int, n_masks: int, seed: int = 0, image_side: int = 256) -> dict:
-    """A training batch in ``collate``'s compact layout (``featlib.data.masks``), built directly (no JPEG or RLE
-    decoding): what the training-step benchmark and the GPU check feed ``to_device``, the model and the loss.
-
-    image uint8 [B, 3, S, S]: a scene of side ``min(S, image_side)`` per image, resized to S (the content does not
-    change the cost of a step). Masks (mask_rows / mask_row_index; ``dense_masks`` gives bool [B, K, S, S]): K
-    overlapping ellipses per image with radii log-uniform in [S/64, S/4] (SA-1B-like: most masks small), all valid;
-    valid_pixels all True (no padding). mask_id = k, area = the ellipse's pixels.
-    """
-    from collections import Counter  # here, with the masks helpers: this function is their only user in the module
-
-    from featlib.data.masks import Batch, collate_compact, compact_masks, pack_rows
-
-    rng = np.random.default_rng(seed)
-    side = min(size, image_side)
-    samples = []
-    for _ in range(batch_size):
-        im = Image.fromarray(make_scene(rng, (side, side)).image)
-        image = np.asarray(im.resize((size, size), Image.BILINEAR) if side != size else im)
-        samples.append({"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))})
-    lo, hi = np.log(max(2.0, size / 64)), np.log(size / 4)
-    for sample in samples:  # one image's dense masks at a time: K*S^2 bytes, not the batch's
-        masks = np.zeros((n_masks, size, size), bool)
-        for k in range(n_masks):
-            ry, rx = np.exp(rng.uniform(lo, hi, 2))
-            rr, cc = draw.ellipse(rng.uniform(0, size), rng.uniform(0, size), ry, rx, shape=(size, size),
-                                  rotation=rng.uniform(0, np.pi))
-            masks[k, rr, cc] = True
-        sample["mask_rows"], sample["mask_row_index"] = compact_masks(masks)
-        sample["valid_pixels"] = torch.from_numpy(pack_rows(np.ones((size, size), bool)))
-        sample["mask_id"] = torch.arange(n_masks, dtype=torch.int64)
-        sample["area"] = torch.from_numpy(masks.sum((1, 2)).astype(np.int64))
-        sample["predicted_iou"] = sample["stability_score"] = torch.ones(n_masks)
-    return Batch(collate_compact(samples), name=[f"synthetic_{i}" for i in range(batch_size)], skipped=Counter())
 
 
 # --- the settings a scene folder was written with (write_scenes records them, ensure_scenes compares them) ---------

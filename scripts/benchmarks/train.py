@@ -13,7 +13,7 @@ that device trains: configs/sa1b_l0.yaml on CUDA (and in --quick sizes), configs
 would need ~3 GB of RAM per image and minutes per step there, so ``make benchmark`` stays usable).
 
 Rows, each measured after ``--warmup`` steps:
-- one per batch size, fed a fixed ``featlib.data.synthetic.synthetic_batch`` (no data loading): img/s, ms per
+- one per batch size, fed a fixed ``featlib.data.prepare.synthetic_batch`` (no data loading): img/s, ms per
   step and its split into forward / loss / backward / optimizer (CUDA events on GPU, perf_counter on CPU, where
   every op is synchronous), peak memory. The ratio column is img/s relative to the first batch size.
 - the loader row: the same steps fed by ``featlib.data.loaders.InfiniteLoader`` over prepared shards
@@ -54,8 +54,7 @@ from accelerate import Accelerator
 
 from featlib.config import load_config
 from featlib.data.loaders import InfiniteLoader, build_dataset
-from featlib.data.prepare import write_prepared_scenes
-from featlib.data.synthetic import synthetic_batch
+from featlib.data.prepare import synthetic_batch, write_prepared_scenes
 from featlib.train import prepare_training, train_step
 
 ROOT = Path(__file__).resolve().parents[2]
