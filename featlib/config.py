@@ -73,6 +73,10 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = 300                   # length of the LR schedule
     stop_at: int | None = None             # stop early at this step (e.g. a job's time slice); resume continues
+    # stop cleanly (checkpoint, model.pt, summary) at the first log step after this many minutes of this process's
+    # loop, every rank agreeing; set it under the job's time limit by ~2 log intervals + a checkpoint's write, so a
+    # scheduler's kill never costs the steps since the last checkpoint (up to checkpoint_every). None = no limit
+    time_limit_minutes: float | None = None
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 20
@@ -212,6 +216,8 @@ def validate_config(cfg: TrainConfig) -> None:
     if cfg.prefetch_factor < 1 or cfg.num_workers < 0:
         raise ConfigError(f"prefetch_factor must be >= 1 and num_workers >= 0, got {cfg.prefetch_factor} and "
                           f"{cfg.num_workers}")
+    if cfg.time_limit_minutes is not None and cfg.time_limit_minutes <= 0:
+        raise ConfigError(f"time_limit_minutes must be > 0 (or null), got {cfg.time_limit_minutes}")
     if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.max_steps < 1 or cfg.grad_accum < 1:
         raise ConfigError("image_size >= 32, batch_size >= 1, grad_accum >= 1 and max_steps >= 1 are required")
     if cfg.data == "bsds500":

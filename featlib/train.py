@@ -284,6 +284,7 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
     last_step = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
     out = None
     logs = LogAccumulator()
+    stopped = None
     while step < last_step:
         t.model.train()
         for _ in range(cfg.grad_accum):
@@ -315,6 +316,8 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
             bar.set_postfix(loss=f"{means['loss/total']:.4f}", spread=f"{spread:.3f}",
                             img_s=f"{seen / elapsed:.1f}")
             _log(accelerator, cfg, metrics_file, last, step)
+            if cfg.time_limit_minutes is not None and _any_rank(accelerator, elapsed / 60 >= cfg.time_limit_minutes):
+                stopped = f"time_limit_minutes={cfg.time_limit_minutes} reached at step {step}"
         if cfg.val_every > 0 and (step % cfg.val_every == 0 or step == cfg.max_steps):
             v = val.run(unwrapped)  # every rank scores its share; the main rank gets the summary
             if accelerator.is_main_process and v:
@@ -323,8 +326,11 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
                 bar.write(f"step {step}: {val.describe(v)}")
         if val.records and cfg.image_every > 0 and (step % cfg.image_every == 0 or step == cfg.max_steps):
             _log_figure(accelerator, cfg, unwrapped, val.records[0], step, out_dir)
-        if step % cfg.checkpoint_every == 0 or step == last_step:
+        if step % cfg.checkpoint_every == 0 or step == last_step or stopped:
             save_checkpoint(accelerator, out_dir, step, {"data": loader.state_dict()}, cfg.keep_checkpoints)
+        if stopped:
+            accelerator.print(f"stopping cleanly: {stopped}; checkpoint saved, continue with --resume latest")
+            break
     bar.close()
     # DDP keeps replicas identical; check it rather than assume it (a fingerprint per rank, gathered)
     fingerprint = torch.stack([p.detach().double().sum() for p in unwrapped.parameters()]).sum().reshape(1)
@@ -332,7 +338,7 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
     result = {"step": step, "final_loss": last.get("loss/total", float("nan")),
               "val": {k: v for k, v in last.items() if k.startswith("val/")},
               "seconds": time.perf_counter() - start, "collapse": alarm.fired, "skipped": dict(loader.skipped),
-              "world_size": world, "replica_fingerprints": fingerprints}
+              "world_size": world, "replica_fingerprints": fingerprints, "stopped": stopped}
     if accelerator.is_main_process:
         save_model(unwrapped, out_dir / "model.pt")
         (out_dir / "run_summary.json").write_text(json.dumps(result, indent=2))
@@ -342,6 +348,13 @@ def fit(cfg: TrainConfig, accelerator=None, resume: str | None = None) -> dict:
     if cfg.tracker != "none":
         accelerator.end_training()
     return {**result, "accelerator": accelerator}
+
+
+def _any_rank(accelerator, condition: bool) -> bool:
+    """True on every rank when ``condition`` holds on any (one all-reduce: call it where every rank is, at log
+    steps), so all ranks take the same branch before the next collective."""
+    flag = torch.tensor([1.0 if condition else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="max").item() > 0)
 
 
 def _truncate_metrics(metrics_file: Path, step: int) -> None:

@@ -398,3 +398,16 @@ def test_sync_bn_is_refused_on_cpu(tmp_path):
     cfg = load_config(ROOT / "configs" / "demo.yaml", tiny(tmp_path, "sync_bn=true"))
     with pytest.raises(ConfigError, match="sync_bn needs CUDA"):
         prepare_training(cfg, TwoCPUProcesses())
+
+
+def test_time_limit_stops_cleanly_and_resumes(tmp_path):
+    """A run near its job's time limit checkpoints at a log step and returns; --resume latest finishes it."""
+    args = tiny(tmp_path, "max_steps=4", "checkpoint_every=100")
+    cfg = load_config(ROOT / "configs" / "demo.yaml", args + ["time_limit_minutes=1e-9"])
+    res = fit(cfg, accelerator=Accelerator(cpu=True))
+    assert res["step"] == 1 and res["stopped"].startswith("time_limit_minutes")
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000001"]
+    done = fit(load_config(ROOT / "configs" / "demo.yaml", args), accelerator=Accelerator(cpu=True), resume="latest")
+    assert done["step"] == 4 and done["stopped"] is None
+    with pytest.raises(ConfigError, match="time_limit_minutes"):
+        load_config(ROOT / "configs" / "demo.yaml", ["time_limit_minutes=0"])
