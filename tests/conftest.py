@@ -1,7 +1,9 @@
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy.io import savemat
 from skimage.morphology import thin
@@ -34,3 +36,26 @@ def write_fake_bsds(root: Path, n: int = 2, split: str = "val", size=(48, 64)) -
             cell[0, a] = {"Segmentation": seg.astype(np.uint16), "Boundaries": thin(bsds_boundaries(seg))}
         savemat(root / "groundTruth" / split / f"{i}.mat", {"groundTruth": cell})
     return [str(i) for i in range(n)]
+
+
+HOST_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist")
+
+
+@pytest.fixture
+def no_host_reads(monkeypatch):
+    """``with no_host_reads(): ...``: inside, every tensor-to-Python conversion raises AssertionError (what a device
+    sync looks like from Python), so a test proves a hot path never reads a tensor value on the host."""
+
+    def raiser(name):
+        def raise_(self, *a, **k):
+            raise AssertionError(f"Tensor.{name} read a value on the host")
+        return raise_
+
+    @contextlib.contextmanager
+    def forbidden():
+        with monkeypatch.context() as m:
+            for name in HOST_READS:
+                m.setattr(torch.Tensor, name, raiser(name))
+            yield
+
+    return forbidden
