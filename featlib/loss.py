@@ -222,7 +222,7 @@ def feature_spread(features: torch.Tensor, cell_valid: torch.Tensor | None = Non
 @dataclass
 class MultiStrideOutput:
     """``total`` (scalar tensor with grad), ``logs`` (0-dim tensors, detached: "loss/total", "s{s}/pull|push|reg|
-    active_masks|pushed_pairs|spread") and ``parts`` ({s: LossParts}). Reading the logs is the host sync a training
+    active_masks|spread") and ``parts`` ({s: LossParts}). Reading the logs is the host sync a training
     step must not pay every step: ``read()`` converts them all at once, at log steps only."""
 
     total: torch.Tensor
@@ -288,15 +288,16 @@ class MultiStrideLoss(torch.nn.Module):
         self.push_norm, self.max_cells = push_norm, max_cells
         self.adjacent_strides = tuple(int(s) for s in adjacent_strides)
 
-    def stride_pairs(self, masks: torch.Tensor, mask_valid: torch.Tensor, groups: torch.Tensor | None = None
-                     ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
-        """{s: (masks that count at s bool [B, K], pairs pushed at s bool [B, K, K] or None = all)}."""
+    def stride_pairs(self, masks: torch.Tensor, mask_valid: torch.Tensor, groups: torch.Tensor | None = None,
+                     pooled: dict | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+        """{s: (masks that count at s bool [B, K], pairs pushed at s bool [B, K, K] or None = all)}; ``pooled``:
+        ``downsample_masks``' output if already computed (``mask_relations`` reuses it)."""
         if self.push_pairs != "nested":
             pairs = pair_relations(masks, self.push_pairs, overlap_threshold=self.overlap_threshold,
-                                   adjacency_radius=self.adjacency_radius)
+                                   adjacency_radius=self.adjacency_radius, pooled=pooled)
             return {s: (mask_valid, pairs) for s in self.strides}
         rel = mask_relations(masks, overlap_threshold=self.overlap_threshold, adjacency_radius=self.adjacency_radius,
-                             adjacency=bool(self.adjacent_strides))
+                             adjacency=bool(self.adjacent_strides), pooled=pooled)
         out = {}
         for s in self.strides:
             active = mask_valid & (rel["area"] >= self.min_cells * s * s)
@@ -325,8 +326,8 @@ class MultiStrideLoss(torch.nn.Module):
             raise ValueError(f"groups must be [B, K] = {(b, k)}, got {tuple(groups.shape)}")
         if mask_valid is None:
             mask_valid = torch.ones(b, k, dtype=torch.bool, device=masks.device)
-        per_stride = self.stride_pairs(masks, mask_valid, groups)
         down = downsample_masks(masks, self.strides, valid_pixels)
+        per_stride = self.stride_pairs(masks, mask_valid, groups, pooled=down)  # relations reuse a pooled stride
         device = next(iter(features.values())).device
         total = torch.zeros((), device=device)
         out = MultiStrideOutput(total)

@@ -72,7 +72,7 @@ def _pool2(t: torch.Tensor) -> torch.Tensor:
 
 
 def mask_relations(masks: torch.Tensor, *, overlap_threshold: float = 0.1, adjacency_radius: int = 2,
-                   max_size: int = 128, adjacency: bool = True) -> dict[str, torch.Tensor]:
+                   max_size: int = 128, adjacency: bool = True, pooled: dict | None = None) -> dict[str, torch.Tensor]:
     """Pairwise relations of ``masks`` bool [B, K, H, W], on masks area-pooled to at most ``max_size`` cells per
     side (relations do not need pixel precision, and the K x K x N overlap product would dominate at full size):
 
@@ -80,12 +80,19 @@ def mask_relations(masks: torch.Tensor, *, overlap_threshold: float = 0.1, adjac
         "contains"  bool [B, K, K]  [a, c]: a lies inside c (overlap >= (1 - overlap_threshold) area_a), a != c
         "adjacent"  bool [B, K, K]  masks within ``adjacency_radius`` pooled cells of each other (with adjacency)
         "area"      float [B, K]    pixels per mask at full resolution
+
+    ``pooled``: ``downsample_masks(masks, ...)``'s output when the caller has it (the loss does): its members at the
+    relation grid's stride are reused instead of pooling the masks a second time (the same values).
     """
     b, k, h, w = masks.shape
     f = 1
     while max(h, w) / f > max_size:
         f *= 2
-    m = (downsample_masks(masks, (f,))[f][0] if f > 1 else masks).float()
+    if f == 1:
+        m = masks
+    else:
+        m = (pooled if pooled is not None and f in pooled else downsample_masks(masks, (f,)))[f][0]
+    m = m.float()
     flat = m.flatten(2)  # [B, K, n]
     area = flat.sum(-1)
     inter = flat @ flat.transpose(1, 2)
@@ -101,7 +108,8 @@ def mask_relations(masks: torch.Tensor, *, overlap_threshold: float = 0.1, adjac
 
 
 def pair_relations(masks: torch.Tensor, mode: str, *, overlap_threshold: float = 0.1,
-                   adjacency_radius: int = 2, max_size: int = 128) -> torch.Tensor | None:
+                   adjacency_radius: int = 2, max_size: int = 128, pooled: dict | None = None
+                   ) -> torch.Tensor | None:
     """Which mask pairs may be pushed apart: bool [B, K, K] (diagonal False), or None for ``"all"``.
 
     ``"disjoint"``: overlap / smaller area <= ``overlap_threshold`` (so an object and its own parts are never
@@ -114,7 +122,7 @@ def pair_relations(masks: torch.Tensor, mode: str, *, overlap_threshold: float =
     if mode not in PUSH_MODES:
         raise ValueError(f"push_pairs must be one of {PUSH_MODES} or a bool [B, K, K] tensor, got {mode!r}")
     rel = mask_relations(masks, overlap_threshold=overlap_threshold, adjacency_radius=adjacency_radius,
-                         max_size=max_size, adjacency=mode == "adjacent")
+                         max_size=max_size, adjacency=mode == "adjacent", pooled=pooled)
     return rel["disjoint"] & rel["adjacent"] if mode == "adjacent" else rel["disjoint"]
 
 

@@ -442,3 +442,18 @@ def test_logs_are_read_in_one_go():
     logs = out.read()
     assert set(logs) == set(out.logs) and all(isinstance(v, float) for v in logs.values())
     assert logs["loss/total"] == pytest.approx(float(out.total))
+
+
+def test_relations_reuse_the_loss_pooling_unchanged():
+    """The loss hands its per-stride pooling to the relations (one pooling pass per batch): the same relations."""
+    from featlib.relations import mask_relations
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(2, 7, 300, 260, generator=g) < 0.3
+    masks[:, :3, :150] = False
+    valid = torch.ones(2, 300, 260, dtype=torch.bool)
+    valid[:, 280:] = False
+    down = downsample_masks(masks, (1, 2, 4), valid)
+    plain, reused = mask_relations(masks), mask_relations(masks, pooled=down)
+    assert set(plain) == set(reused) and all(torch.equal(plain[k], reused[k]) for k in plain)
+    assert torch.equal(pair_relations(masks, "adjacent"), pair_relations(masks, "adjacent", pooled=down))
