@@ -4,6 +4,7 @@ Which file holds what (one concept each), lowest layer first. Imports flow one w
 only modules above it, never below.
 
 - ``featlib.utils``        smoke mode, ../shared lookup, numba/torch thread-count sync.
+- ``featlib.cli``          the scripts' command-line convention: dataset names, result paths, --workers, exit 2.
 - ``featlib.weights``      strict loading of official EfficientViT-SAM image-encoder weights.
 - ``featlib.model``        FeatureNet (EfficientViT backbone + MBConv decode stages), backbone registry.
 - ``featlib.brightness``   the brightness MVP fitting loop.
@@ -18,9 +19,21 @@ only modules above it, never below.
                            travel to the device (``featlib.data.masks``: bit-packed rows).
 - ``featlib.metrics``      covering, PRI, VI, ASA, UE, boundary P/R/F, mean best IoU, mask IoU, ODS/OIS.
 - ``featlib.boundaries``   the BSDS boundary benchmark (correspondPixels): edge maps, UCMs -> ODS F, OIS F, AP.
+- ``featlib.boundary_runs`` that benchmark over many images: parallel over images and maps, cached, resumable.
 - ``featlib.distances``    per-stride neighbour distances combined into one full-resolution distance mesh.
 - ``featlib.graphcut``     s-t min cut (scipy / PyMaxflow), boundary strength, edge watershed, region adjacency.
+- ``featlib.gradients``    oriented multi-scale histogram gradients (colour, texture, learned features): boundaries.
+- ``featlib.spectral``     spectral globalisation of a boundary mesh on the superpixel graph (sPb on regions).
 - ``featlib.cluster``      merge hierarchy -> partitions at any granularity, baselines.
+- ``featlib.click_protocol`` click simulators (centre, dt, uniform, jitter, worst/best) and one object's trajectory.
+- ``featlib.click_metrics``  click robustness: NoC over seeds, ΔSB / ΔGR, IoU@1 noise-to-signal, paired bootstrap.
+- ``featlib.multi_protocol`` whole-image multi-object clicks (NCI / NFO) and the one-object-at-a-time baseline.
+- ``featlib.region_graph`` click segmentation's region graph: oversegmentation, node features, contrast-weighted
+                           adjacency, geodesic steps, pixel nodes for regions clicked with two labels.
+- ``featlib.click_energy`` click unaries per label, Potts pairwise, hard constraints -> one cut (min cut for two
+                           labels, alpha-expansion for more), trust-region solve.
+- ``featlib.click_update`` the update policy (pure): local piece taken for the click's label, reach, touch-up.
+- ``featlib.multiclick``   many objects at once: MultiClickSegmenter (labelled clicks, one label per pixel).
 - ``featlib.interactive``  click segmentation by s-t graph cut, the standard click protocol.
 - ``featlib.refine``       HILL: patch scores -> mask by graph cut.
 - ``featlib.checkpoint``   training checkpoints (atomic, exact resume) and model files (weights_only).
@@ -48,15 +61,17 @@ _EXPORTS = {
     "MultiStrideLoss": "featlib.loss",
     "build_hierarchy": "featlib.cluster",
     "ClickSegmenter": "featlib.interactive",
+    "MultiClickSegmenter": "featlib.multiclick",
     "features_to_rgb": "featlib.viz",
     "smoke_mode": "featlib.utils",
 }
 
 # In layer order (the docstring's list): tests/test_structure.py checks that imports only go up this list.
 _SUBMODULES = (
-    "utils", "weights", "model", "brightness", "config", "pull", "relations", "loss", "data", "metrics", "boundaries",
-    "distances", "graphcut", "cluster", "interactive", "refine", "checkpoint", "features", "viz", "evaluate",
-    "widgets", "train",
+    "utils", "cli", "weights", "model", "brightness", "config", "pull", "relations", "loss", "data", "metrics",
+    "boundaries", "boundary_runs", "distances", "graphcut", "gradients", "spectral", "cluster", "click_protocol",
+    "click_metrics", "multi_protocol", "region_graph", "click_energy", "click_update", "multiclick", "interactive",
+    "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
 )
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)

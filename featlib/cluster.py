@@ -32,7 +32,9 @@ from skimage.morphology import local_minima
 from skimage.segmentation import felzenszwalb, slic, watershed
 
 from featlib.distances import LAB_SMOOTH_SIGMA, DistanceMesh, distance_mesh, lab_features
+from featlib.gradients import oriented_gradients
 from featlib.graphcut import grid_seeds, pixel_strength, region_adjacency
+from featlib.spectral import add_to_mesh, spectral_boundaries
 
 
 @dataclass
@@ -268,16 +270,6 @@ def _merge_loop(pairs, sums, lens, area, isum, icnt, size_prior, contrast):
     return merges[:n_merges], heights[:n_merges], edge_height
 
 
-# build_hierarchy's defaults for FeatureNet features (featlib.features gives them to every model), chosen on the 20
-# held-out BSDS500 *train* images of the recipe's ablation model (docs/PARTITIONS.md "Learned features"): equal mesh
-# (covering ODS 0.574 vs 1/s 0.558, finest two 0.555, finest 0.530), contrast 0.07 (0: 0.534, 0.01: 0.574, 0.05:
-# 0.583, 0.07: 0.594, 0.1: 0.588, 0.2: 0.559), seed spacing 8 (at contrast 0.07: 4: 0.576, 6: 0.594 / VI 1.245,
-# 8: 0.593 / VI 1.222 / OIS 0.631 vs 0.618); size prior 64 stays (at 0.07, 16: 0.597 but VI 1.284; at 0.01, 256: 0.566).
-# Why a larger contrast floor: the loss flattens features inside segments, so internal distances are near 0 and a
-# small floor lets the normalisation blow up on any flat region. The function's own defaults were tuned on Lab.
-LEARNED_HIERARCHY: dict = {"mesh_weights": "equal", "contrast": 0.07, "seed_spacing": 8}
-
-
 def build_hierarchy(features, *, mesh_weights=None, connectivity: int = 4, seed_spacing: int = 6,
                     size_prior: float = 64.0, contrast: float = 0.01, size: tuple[int, int] | None = None
                     ) -> Hierarchy:
@@ -296,9 +288,29 @@ def build_hierarchy(features, *, mesh_weights=None, connectivity: int = 4, seed_
     if connectivity != 4:
         raise ValueError(f"only 4-connectivity is supported, got {connectivity}")
     mesh = distance_mesh(features, mesh_weights=mesh_weights, size=size)
+    return hierarchy_from_mesh(mesh, seed_spacing=seed_spacing, size_prior=size_prior, contrast=contrast)
+
+
+def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior: float = 64.0,
+                        contrast: float = 0.01, spectral: float = 0.0) -> Hierarchy:
+    """Steps 2-3 of the algorithm on any boundary mesh; ``spectral > 0`` first adds that weight x the spectral
+    boundaries of the initial regions (``featlib.spectral``) to the mesh the merging reads."""
     regions = seed_watershed(mesh, seed_spacing)
+    if spectral > 0:
+        mesh = add_to_mesh(mesh, spectral_boundaries(regions, mesh), spectral)
     merges, heights, pairs, edge_height = merge_regions(regions, mesh, size_prior, contrast)
     return Hierarchy(regions, merges, heights, mesh, pairs, edge_height)
+
+
+def gradient_hierarchy(image: np.ndarray, features=None, *, seed_spacing: int = 8, size_prior: float = 256.0,
+                       spectral: float = 1.0, feature_weight: float = 1.0, cue_weights=None) -> Hierarchy:
+    """The hierarchy on oriented histogram gradients (``featlib.gradients``) of ``image`` uint8 [H, W, 3], plus
+    learned ``features`` {s: [C, h, w]} as one more cue when given; merged by mean boundary strength (no internal
+    contrast term: histogram differences are already relative to the texture) after spectral globalisation.
+    Defaults chosen on 20 held-out BSDS500 train images (docs/PARTITIONS.md "Histogram gradients")."""
+    g = oriented_gradients(image, features, cue_weights, feature_weight)
+    return hierarchy_from_mesh(g.mesh(), seed_spacing=seed_spacing, size_prior=size_prior, contrast=0.0,
+                               spectral=spectral)
 
 
 # ----------------------------------------------------------------------------------- baselines, same interface
@@ -311,8 +323,29 @@ class FixedPartitioner:
         if method not in ("slic", "felzenszwalb"):
             raise ValueError(f"method must be 'slic' or 'felzenszwalb', got {method!r}")
         self.image, self.method = np.asarray(image), method
+        self._table: list[tuple[int, np.ndarray]] = []
+
+    def precompute(self, n_params: int = 40) -> FixedPartitioner:
+        """Run the method once per setting of a geometric grid of its granularity parameter (SLIC: n_segments 2 ..
+        1500; Felzenszwalb: scale 20000 .. 5); afterwards ``partition(n_segments=n)`` is a lookup of the partition
+        whose segment count is nearest n (what a slider needs; SLIC's and FH's counts only approximate what is
+        asked, so the table keeps what each setting really gave)."""
+        grid = (np.unique(np.geomspace(2, 1500, n_params).astype(int)) if self.method == "slic"
+                else np.geomspace(20000, 5, n_params))
+        table = {}
+        for v in grid:
+            lab = self._run(int(v) if self.method == "slic" else None, None if self.method == "slic" else float(v))
+            table.setdefault(int(lab.max()) + 1, lab)
+        self._table = sorted(table.items())
+        return self
 
     def partition(self, n_segments: int | None = None, threshold: float | None = None) -> np.ndarray:
+        if self._table and n_segments is not None:
+            counts = np.array([c for c, _ in self._table])
+            return self._table[int(np.argmin(np.abs(np.log(counts) - np.log(max(n_segments, 1)))))][1]
+        return self._run(n_segments, threshold)
+
+    def _run(self, n_segments: int | None, threshold: float | None) -> np.ndarray:
         img = self.image
         if self.method == "slic":
             if n_segments is None:

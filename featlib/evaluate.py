@@ -1,6 +1,6 @@
 """Scoring features by the partitions they give: what validation, the demo and the notebooks report.
 
-    sweep = hierarchy_sweep(feats, (H, W), gts, **f.hierarchy_kwargs())   # [48, 4]: the reported metric, one image
+    sweep = hierarchy_sweep(f, image, gts)                  # [60, 7]: the reported metric, one image (f: Features)
     summarise_sweeps([sweep, ...])                          # {"ods": {"covering", "pri", "vi"}, "ois": {...}, ...}
     scores = validate_partitions(model, records, device)    # {"val/covering_ods", ..., "val/lab_covering_ods"}
     r = validation_image(model, image, gts, device)         # one image's picklable part of it (shard over ranks)
@@ -11,14 +11,21 @@
     val = Validation(cfg, accelerator); scores = val.run(model)   # training: sharded over ranks, gathered
 
 **The reported metric** (``scripts/evaluate_partitions.py``, BSDS conventions, Arbelaez et al. 2011): one merge
-hierarchy per image, cut at every merge height t_k of ``HIER_THRESHOLDS`` (one fixed dataset-wide grid), each
-partition P_ik scored against every annotator of image i: m_ik = (covering, PRI, VI), each the mean over annotators
-(``metrics.covering_pri_vi``), beside its segment count. Over N images, for a metric m (VI: min instead of max)
+hierarchy per image (``Features.hierarchy``: the source's default grouping), cut at every merge height t_k of its
+grouping's grid ``THRESHOLDS[grouping]`` (one fixed dataset-wide grid), each
+partition P_ik scored against every annotator of image i (``metrics.region_terms``): PRI and VI (bits) the means
+over annotators, covering the annotators' pooled sums o_ik = sum_R |R| best IoU(R) and a_i = sum_R |R| over the
+regions R of every annotator, beside its segment count. Over N images, as the benchmark (collect_eval_reg.m;
+verified number for number on its demo outputs, tests/test_bsds_conformance.py):
 
-    ODS = max_k (1/N) sum_i m_ik        (the best single dataset-wide threshold)
-    OIS = (1/N) sum_i max_k m_ik        (the best threshold per image; OIS >= ODS)
+    PRI, VI:   ODS = max_k (1/N) sum_i m_ik  (VI: min),   OIS = (1/N) sum_i max_k m_ik  (VI: min)
+    covering:  ODS = max_k sum_i o_ik / sum_i a_i,        OIS = sum_i o_ik_i / sum_i a_i,  k_i = argmax_k o_ik / a_i
+               best = sum_i (sum_R |R| max_k IoU_k(R)) / sum_i a_i      (each region's best threshold)
 
-``hierarchy_sweep`` gives one image's [n_thresholds, 4] rows, ``summarise_sweeps`` the ODS / OIS; the script and
+Covering pools over images and annotators (bigger images and images with more annotators weigh more); featlib
+before 2026-12 averaged per-image coverings instead (within ~0.01 of the pooled value on BSDS500 val).
+``hierarchy_sweep`` gives one image's [n_thresholds, 7] rows (``SWEEP_COLUMNS``), ``summarise_sweeps`` the
+ODS / OIS; the script and
 training validation (``validate_partitions``, beside the ``lab-smooth`` colour baseline scored the same way) both
 call them, so a val curve and a reported number are the same computation.
 
@@ -35,11 +42,11 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from featlib.cluster import LEARNED_HIERARCHY, Hierarchy, build_hierarchy
+from featlib.cluster import Hierarchy, build_hierarchy
 from featlib.data.loaders import validation_set
 from featlib.distances import MESH_WEIGHT_NAMES, resolve_mesh_weights
 from featlib.features import Features, image_features, load
-from featlib.metrics import covering, covering_pri_vi, mean_best_iou, ods_ois
+from featlib.metrics import covering, mean_best_iou, ods_ois, pooled_ods_ois, region_terms
 from featlib.model import FeatureNet
 from featlib.viz import label_overlay, show_features
 
@@ -48,78 +55,97 @@ _RGB = load("rgb")  # the colour baseline of validate()
 # are not in [0, 1]; on BSDS500 val this geometric grid runs from the watershed oversegmentation (~2300 regions with
 # bsds500-b0-all, ~3500 with lab-smooth) to one segment. Fixed and dataset-wide, so ODS is one common threshold.
 HIER_THRESHOLDS = np.geomspace(0.01, 200, 48)
+# Per grouping (featlib.features.GROUPINGS): the gradient grouping's merge heights are mean histogram chi^2 (<= ~1)
+# plus the spectral boundary (<= 1) times the size factor (< 1): from the oversegmentation (~2500 regions at
+# 481 x 321) to one segment within [1e-3, 2]; 60 steps (the mesh grid's density per decade and more).
+THRESHOLDS = {"gradients": np.geomspace(1e-3, 2.0, 60), "mesh": HIER_THRESHOLDS}
 BASELINE = "lab-smooth"  # the partitions' colour baseline (featlib.features), beside every validation score
 _BASELINE = load(BASELINE)
-SWEEP_COLUMNS = ("covering", "pri", "vi", "n_segments")  # the columns of a sweep [n_thresholds, 4]
+# The columns of one image's sweep [n_thresholds, 7] (``sweep_scores``): covering (that image's, annotators pooled),
+# PRI, VI in bits, the partition's segment count, then what the benchmark pools: covering's numerator
+# sum_R |R| best IoU(R) and denominator sum_R |R| over the regions R of every annotator, and "best_overlap" at row k:
+# sum_R |R| max_{j <= k} IoU_j(R) (each region's best over thresholds 0..k; the last row is the image's "best").
+SWEEP_COLUMNS = ("covering", "pri", "vi", "n_segments", "cover_overlap", "cover_area", "best_overlap")
 
 
 # ------------------------------------------------------------------------- the reported metric (BSDS sweep)
 
 
-def hierarchy_settings(features: Features, overrides: dict | None = None) -> dict:
-    """``build_hierarchy`` keywords: the features' own defaults (``Features.hierarchy_kwargs``), then ``overrides``
-    (e.g. the script's --contrast; ``mesh_weights`` may be a name, a dict or JSON text)."""
-    kw = dict(overrides or {})
-    return {**features.hierarchy_kwargs(kw.pop("mesh_weights", None)), **kw}
-
-
 def sweep_scores(partitions, gts: list[np.ndarray]) -> np.ndarray:
-    """Each partition int [H, W] against every ground truth -> float64 [n_partitions, 4] rows of
-    (covering, PRI, VI, number of segments), each metric the mean over the ground truths (labels >= 0 are segments,
-    negative labels unannotated: ``featlib.metrics``)."""
-    rows = [(*covering_pri_vi(p, gts), len(np.unique(p))) for p in partitions]
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), 4)
+    """Each partition int [H, W] (a sweep, in threshold order) against every ground truth -> float64
+    [n_partitions, 7] rows of ``SWEEP_COLUMNS`` (labels >= 0 are segments, negative labels unannotated:
+    ``featlib.metrics``)."""
+    rows, best = [], None
+    for p in partitions:
+        t = region_terms(p, gts)
+        best = t.ious if best is None else np.maximum(best, t.ious)
+        rows.append((t.covering, t.pri, t.vi, len(np.unique(p)), float((t.areas * t.ious).sum()),
+                     float(t.areas.sum()), float((t.areas * best).sum())))
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(SWEEP_COLUMNS))
 
 
-def hierarchy_partitions(features, size: tuple[int, int], thresholds=HIER_THRESHOLDS, **hierarchy_kwargs
-                         ) -> tuple[Hierarchy, list[np.ndarray]]:
-    """(the merge hierarchy of one image, its partitions int [H, W] cut at each merge height of ``thresholds``).
+def hierarchy_partitions(features: Features, image: np.ndarray, grouping: str | None = None, feats=None,
+                         **overrides) -> tuple[Hierarchy, list[np.ndarray], np.ndarray]:
+    """(the merge hierarchy of one image, its partitions int [H, W] cut at each merge height of the grouping's grid
+    ``THRESHOLDS[grouping]``, that grid).
 
-    ``features``: ``{s: [C_s, h_s, w_s]}`` (a ``Features`` call, ``image_features``) or one map [C, H, W];
-    ``size``: the image's (H, W); ``hierarchy_kwargs``: ``build_hierarchy`` settings (``hierarchy_settings``).
+    ``features``: a ``Features`` (its defaults: ``Features.hierarchy_settings``; ``overrides`` win, e.g. the script's
+    --seed-spacing; ``mesh_weights`` may be a name, a dict or JSON text); ``image`` uint8 [H, W, 3]; ``grouping``
+    "gradients" / "mesh" (default: the features'); ``feats``: ``features(image)`` when already computed.
     """
-    h = build_hierarchy(features, size=tuple(size), **hierarchy_kwargs)
-    return h, [h.partition(threshold=t) for t in thresholds]
+    grouping, _ = features.hierarchy_settings(grouping, **overrides)
+    h = features.hierarchy(image, grouping, features=feats, **overrides)
+    thresholds = THRESHOLDS[grouping]
+    return h, [h.partition(threshold=t) for t in thresholds], thresholds
 
 
-def hierarchy_sweep(features, size: tuple[int, int], gts: list[np.ndarray], thresholds=HIER_THRESHOLDS,
-                    **hierarchy_kwargs) -> np.ndarray:
-    """One image's part of the reported metric: float64 [n_thresholds, 4] (covering, PRI, VI, n_segments) of the
-    hierarchy cut at each merge height. ``gts``: int [H, W] per annotator (labels >= 0 segments, negative
-    unannotated); the rest as ``hierarchy_partitions``. ``scripts/evaluate_partitions.py`` runs the same two
-    steps, ``hierarchy_partitions`` then ``sweep_scores`` (it times the first alone, and needs the hierarchy)."""
-    return sweep_scores(hierarchy_partitions(features, size, thresholds, **hierarchy_kwargs)[1], gts)
+def hierarchy_sweep(features: Features, image: np.ndarray, gts: list[np.ndarray], grouping: str | None = None,
+                    **overrides) -> np.ndarray:
+    """**The** scoring function (the script, training validation, notebook 05 and the tests call it): one image's
+    part of the reported metric, float64 [n_thresholds, 7] (``SWEEP_COLUMNS``: covering, PRI, VI in bits,
+    n_segments, covering's pooling sums) of ``features.hierarchy(image)`` cut at each merge height of its grouping's
+    grid. ``gts``: int [H, W] per annotator (labels >= 0 segments, negative unannotated); the rest as
+    ``hierarchy_partitions``. ``scripts/evaluate_partitions.py`` runs the same two steps, ``hierarchy_partitions``
+    then ``sweep_scores`` (it times the first alone, and needs the hierarchy)."""
+    return sweep_scores(hierarchy_partitions(features, image, grouping, **overrides)[1], gts)
 
 
 def summarise_sweeps(sweeps, digits: int | None = None) -> dict:
-    """Per-image sweeps (a list of [n_thresholds, 4], or one array [n_images, n_thresholds, 4]) -> ODS / OIS.
+    """Per-image sweeps (a list of [n_thresholds, 7], or one array [n_images, n_thresholds, 7]: ``sweep_scores``)
+    -> the benchmark's ODS / OIS (module docstring; collect_eval_reg.m).
 
-    Returns {"ods": {"covering", "pri", "vi"}, "ois": {...}, "ods_segments": {...}: the mean segment count at each
-    metric's ODS threshold, "n_images"}; VI is lower-is-better. ``digits``: round the scores (the script: 4).
+    Returns {"ods": {"covering", "pri", "vi"}, "ois": {...}, "best": {"covering"}: each GT region at its own best
+    threshold, "ods_index": {...}: each metric's ODS threshold index, "ods_segments": {...}: the mean segment count
+    there, "n_images"}; VI is in bits, lower is better. ``digits``: round the scores (the script: 4).
     """
     sweep = np.asarray(sweeps, dtype=np.float64)
-    if sweep.ndim != 3 or sweep.shape[0] == 0 or sweep.shape[2] != 4:
-        raise ValueError(f"sweeps must be [n_images >= 1, n_thresholds, 4] (same thresholds for every image), "
-                         f"got shape {sweep.shape}")
-    out = {"ods": {}, "ois": {}, "ods_segments": {}, "n_images": int(sweep.shape[0])}
-    for j, key in enumerate(SWEEP_COLUMNS[:3]):
-        o, i, k = ods_ois(sweep[:, :, j], higher_is_better=key != "vi")
-        out["ods"][key], out["ois"][key] = (round(o, digits), round(i, digits)) if digits is not None else (o, i)
-        out["ods_segments"][key] = float(sweep[:, k, 3].mean())
-    return out
+    n_col = len(SWEEP_COLUMNS)
+    if sweep.ndim != 3 or sweep.shape[0] == 0 or sweep.shape[2] != n_col:
+        raise ValueError(f"sweeps must be [n_images >= 1, n_thresholds, {n_col}] (featlib.evaluate.SWEEP_COLUMNS, "
+                         f"same thresholds for every image), got shape {sweep.shape}")
+    col = {c: sweep[:, :, j] for j, c in enumerate(SWEEP_COLUMNS)}
+    scores = {"covering": pooled_ods_ois(col["cover_overlap"], col["cover_area"]),
+              "pri": ods_ois(col["pri"]), "vi": ods_ois(col["vi"], higher_is_better=False)}
+    area = col["cover_area"][:, -1].sum()
+    best = float(col["best_overlap"][:, -1].sum() / area) if area else 0.0
+    r = (lambda v: round(v, digits)) if digits is not None else (lambda v: v)
+    return {"ods": {m: r(o) for m, (o, _, _) in scores.items()}, "ois": {m: r(i) for m, (_, i, _) in scores.items()},
+            "best": {"covering": r(best)}, "ods_index": {m: k for m, (_, _, k) in scores.items()},
+            "ods_segments": {m: float(col["n_segments"][:, k].mean()) for m, (_, _, k) in scores.items()},
+            "n_images": int(sweep.shape[0])}
 
 
 # ------------------------------------------------------------------ training validation: the same metric
 
 
 def _as_features(model, device) -> Features:
-    """A FeatureNet (training's unwrapped model) as ``Features`` with a learned model's hierarchy defaults
-    (``cluster.LEARNED_HIERARCHY``, as a checkpoint loaded through ``featlib.features.load`` gets), or ``Features``."""
+    """A FeatureNet (training's unwrapped model) as ``Features`` with a learned model's defaults
+    (``features.DEFAULTS["learned"]``, as a checkpoint loaded through ``featlib.features.load`` gets), or
+    ``Features``."""
     if isinstance(model, Features):
         return model
     if isinstance(model, FeatureNet):
-        return Features("validation", lambda image: image_features(model, image, device), model, device,
-                        dict(LEARNED_HIERARCHY))
+        return Features("validation", lambda image: image_features(model, image, device), model, device, "learned")
     raise TypeError(f"model must be a FeatureNet or featlib.features.Features, got {type(model).__name__}")
 
 
@@ -130,9 +156,9 @@ def _annotated(gts) -> list[np.ndarray]:
 
 
 def baseline_sweep(image: np.ndarray, gts: list[np.ndarray]) -> np.ndarray:
-    """The ``lab-smooth`` colour baseline's sweep [n_thresholds, 4] of one validation image (its own hierarchy
+    """The ``lab-smooth`` colour baseline's sweep [n_thresholds, 7] of one validation image (its own hierarchy
     defaults). It never changes during training: compute it once and pass the list as ``baseline_sweeps``."""
-    return hierarchy_sweep(_BASELINE(image), image.shape[:2], _annotated(gts), **hierarchy_settings(_BASELINE))
+    return hierarchy_sweep(_BASELINE, np.asarray(image), _annotated(gts))
 
 
 def validation_image(model, image: np.ndarray, gts: list[np.ndarray], device="cpu", hierarchy_kwargs=None,
@@ -141,15 +167,16 @@ def validation_image(model, image: np.ndarray, gts: list[np.ndarray], device="cp
 
     ``model``: FeatureNet or ``Features``; ``image`` uint8 [H, W, 3]; ``gts``: int [H, W] per annotator, 0 =
     unannotated (``featlib.data.loaders.validation_set``'s records); ``hierarchy_kwargs``: overrides of the
-    features' hierarchy defaults (``hierarchy_settings``). Returns plain picklable values, so rank r can score images
+    features' hierarchy defaults (``Features.hierarchy_settings``; "grouping" may be one). Returns plain picklable
+    values, so rank r can score images
     i with i % world == r and ``accelerate.utils.gather_object`` the dicts for ``summarise_validation``:
-    {"sweep": float64 [n_thresholds, 4], "seconds": features + hierarchy + scoring, and with ``baseline``
+    {"sweep": float64 [n_thresholds, 7], "seconds": features + hierarchy + scoring, and with ``baseline``
     "baseline_sweep": ``baseline_sweep``'s (not timed)}.
     """
     t = time.perf_counter()
     f = _as_features(model, device)
     image = np.asarray(image)
-    sweep = hierarchy_sweep(f(image), image.shape[:2], _annotated(gts), **hierarchy_settings(f, hierarchy_kwargs))
+    sweep = hierarchy_sweep(f, image, _annotated(gts), **dict(hierarchy_kwargs or {}))
     out = {"sweep": sweep, "seconds": time.perf_counter() - t}
     if baseline:
         out["baseline_sweep"] = baseline_sweep(image, gts)
@@ -160,8 +187,9 @@ def summarise_validation(results: list[dict], baseline_sweeps=None) -> dict[str,
     """``validation_image`` results (every rank's, gathered) -> the logged scalars.
 
     {"val/covering_ods", "val/covering_ois", "val/pri_ods", "val/pri_ois", "val/vi_ods", "val/vi_ois",
-    "val/segments_at_covering_ods", "val/n_images", "val/seconds_per_image"} and, when the results carry
-    "baseline_sweep" or ``baseline_sweeps`` (one [n_thresholds, 4] per image, the same images) is given, the colour
+    "val/segments_at_covering_ods", "val/n_images", "val/seconds_per_image"} (VI in bits; covering pooled over
+    images and annotators, as the benchmark: ``summarise_sweeps``) and, when the results carry
+    "baseline_sweep" or ``baseline_sweeps`` (one [n_thresholds, 7] per image, the same images) is given, the colour
     baseline's "val/lab_covering_ods", "val/lab_covering_ois", "val/lab_pri_ods", "val/lab_vi_ods". ODS / OIS do
     not depend on the images' order.
     """
@@ -279,7 +307,7 @@ def partitions_figure(image: np.ndarray, features: dict, counts=(8, 32, 128), ti
     rows = len(features)
     fig, axes = plt.subplots(rows, len(counts) + 1, figsize=(3.2 * (len(counts) + 1), 2.6 * rows), squeeze=False)
     for r, (label, feats) in enumerate(features.items()):
-        h = build_hierarchy(feats(image), size=image.shape[:2], **feats.hierarchy_kwargs())
+        h = feats.hierarchy(image)
         axes[r, 0].imshow(image)
         axes[r, 0].set_title(label, fontsize=9)
         for c, n in enumerate(counts, 1):
@@ -343,4 +371,4 @@ class Validation:
             return (f"val mean best IoU {v['val/mean_best_iou']:.3f} (raw RGB {v['val/rgb_mean_best_iou']:.3f}), "
                     f"covering {v['val/covering']:.3f}")
         return (f"val covering ODS {v['val/covering_ods']:.3f} / OIS {v['val/covering_ois']:.3f} (lab-smooth "
-                f"{v['val/lab_covering_ods']:.3f}), VI ODS {v['val/vi_ods']:.3f}, {int(v['val/n_images'])} images")
+                f"{v['val/lab_covering_ods']:.3f}), VI ODS {v['val/vi_ods']:.3f} bits, {int(v['val/n_images'])} images")

@@ -3,6 +3,9 @@
 
     f = featlib.features.load("lab")           # a name from names(), or a model checkpoint path
     feats = f(image)                           # image uint8 [H, W, 3] -> {stride: float32 [C_s, h_s, w_s]}
+    h = f.hierarchy(image)                     # partitions at any granularity: h.partition(n_segments=30)
+    seg = f.click_segmenter(image)             # click segmentation; labels=True: many objects at once
+    featlib.features.DEFAULTS                  # every source's tuned defaults, one table
     featlib.features.names()                   # ['lab', 'lab-smooth', 'rgb', 'untrained-b0', ...]
     featlib.features.register("mine", factory, "what it is")   # factory(device) -> Features
 
@@ -29,16 +32,16 @@ An unknown name that is not an existing path is a ValueError listing the valid n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from featlib.checkpoint import load_model_checkpoint
-from featlib.cluster import LEARNED_HIERARCHY
+from featlib.cluster import Hierarchy, build_hierarchy, gradient_hierarchy
 from featlib.distances import LAB_SMOOTH_SIGMA, lab_features, resolve_mesh_weights
-from featlib.interactive import LEARNED_CLICKS
+from featlib.interactive import ClickSegmenter, MultiClickSegmenter
 from featlib.model import BACKBONES, FeatureNet, build_model
 
 
@@ -50,30 +53,124 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
     return {s: f[0].float().cpu().numpy() for s, f in model(x).items()}
 
 
+# ------------------------------------------------------------------ every source's tuned defaults, one table
+
+# kind ("colour": lab, lab-smooth, rgb; "learned": every FeatureNet) -> what ``Features`` uses:
+#   grouping   how ``f.hierarchy(image)`` groups pixels: "gradients" (oriented histogram gradients + spectral
+#              globalisation, ``cluster.gradient_hierarchy``: the default partitions) or "mesh" (neighbour distances
+#              of the features, ``cluster.build_hierarchy``: ~4x faster, the fast option);
+#   gradients  gradient_hierarchy keywords;  mesh  build_hierarchy keywords;  clicks  ClickSegmenter keywords.
+# Where each number comes from (held-out BSDS500 *train* images unless said): docs/PARTITIONS.md ("Histogram
+# gradients": seed spacing 8 vs 6 / 12, size prior 256 vs 64 / 1024, spectral weight 1 vs 0 / 0.5 / 1.5; "Learned
+# features": contrast 0.07, seed spacing 8, equal mesh) and docs/CLICKS.md (finest two strides, reach 2).
+# learned "mesh": build_hierarchy's defaults for FeatureNet features, chosen on the 20
+# held-out BSDS500 *train* images of the recipe's ablation model (docs/PARTITIONS.md "Learned features"): equal mesh
+# (covering ODS 0.574 vs 1/s 0.558, finest two 0.555, finest 0.530), contrast 0.07 (0: 0.534, 0.01: 0.574, 0.05:
+# 0.583, 0.07: 0.594, 0.1: 0.588, 0.2: 0.559), seed spacing 8 (at contrast 0.07: 4: 0.576, 6: 0.594 / VI 1.245,
+# 8: 0.593 / VI 1.222 / OIS 0.631 vs 0.618); size prior 64 stays (at 0.07, 16: 0.597 but VI 1.284; at 0.01, 256: 0.566).
+# Why a larger contrast floor: the loss flattens features inside segments, so internal distances are near 0 and a
+# small floor lets the normalisation blow up on any flat region. The function's own defaults were tuned on Lab.
+# learned "clicks": ClickSegmenter's defaults for FeatureNet features, chosen on the 19
+# objects of the 20 held-out BSDS500 *train* images of the recipe's ablation model (docs/CLICKS.md "Learned
+# features"): NoC@90 finest two 12.26 (27 drops) vs 1/s 12.74 (26), finest 13.16 (29), equal 14.89 (28); Lab 13.89
+# (35). Why not equal, as for partitions: the /8 and /16 cells blur the boundary a click must snap to.
+# reach 2 (trust region), chosen on the same objects with the annotators-all ablation model over 50 clicks: NoC@90 /
+# drops (> 0.01) reach 3: 12.53 / 60 (24), 2.5: 12.63 / 39 (16), 2: 12.74 / 19 (7); Lab (reach 3) 13.89 / 49 (18).
+# Learned features leak further than Lab when a mid-run click's cut is free over a wide box; reach 2 keeps both
+# targets (fewer clicks and fewer drops than Lab) with room there, for 0.2 more clicks than reach 3. On val (objects
+# 9-100, bsds500-b0) it gave NoC@90 12.93 vs Lab's 12.91 and 138 drops vs 230 (reach 3: 12.27, 266).
+DEFAULTS: dict[str, dict] = {
+    "colour": {
+        "grouping": "gradients",
+        "gradients": {"seed_spacing": 8, "size_prior": 256.0, "spectral": 1.0},
+        "mesh": {},  # build_hierarchy's own defaults, tuned on Lab (seed spacing 6, size prior 64, contrast 0.01)
+        "clicks": {},  # ClickSegmenter's own defaults, tuned on Lab (reach 3, touch-up 4.5)
+    },
+    "learned": {
+        "grouping": "gradients",
+        "gradients": {"seed_spacing": 8, "size_prior": 256.0, "spectral": 1.0, "feature_weight": 1.0},
+        "mesh": {"mesh_weights": "equal", "contrast": 0.07, "seed_spacing": 8},
+        "clicks": {"mesh_weights": "finest two", "reach": 2.0},
+    },
+}
+GROUPINGS = ("gradients", "mesh")
+_KEYS = {"gradients": {"seed_spacing", "size_prior", "spectral", "feature_weight", "cue_weights"},
+         "mesh": {"mesh_weights", "seed_spacing", "size_prior", "contrast", "connectivity"}}
+
+
 @dataclass
 class Features:
-    """A named feature extractor: ``features(image uint8 [H, W, 3]) -> {stride: float32 [C, h, w]}``.
+    """A named feature extractor, and the entry point to everything built on features.
 
-    ``model`` is the FeatureNet behind it (None for colour features); ``device`` where it runs.
+        feats = f(image)                    # uint8 [H, W, 3] -> {stride: float32 [C, h, w]}
+        h = f.hierarchy(image)              # the default partitions: h.partition(n_segments=30), h.ucm()
+        h = f.hierarchy(image, grouping="mesh")   # the fast grouping
+        seg = f.click_segmenter(image)      # ClickSegmenter with this source's defaults
+        seg = f.click_segmenter(image, labels=True)   # MultiClickSegmenter (many objects)
+
+    ``model`` is the FeatureNet behind it (None for colour features); ``device`` where it runs; ``kind`` its row of
+    ``DEFAULTS`` ("colour" or "learned").
     """
 
     name: str
     fn: Callable[[np.ndarray], dict[int, np.ndarray]]
     model: FeatureNet | None = None
     device: str | torch.device = "cpu"
-    # build_hierarchy keyword defaults for these features (mesh_weights may be a name, see hierarchy_kwargs):
-    # colour keeps build_hierarchy's own (tuned on Lab), FeatureNets get cluster.LEARNED_HIERARCHY
-    hierarchy: dict = field(default_factory=dict)
-    clicks: dict = field(default_factory=dict)  # ClickSegmenter keyword defaults, likewise (LEARNED_CLICKS)
+    kind: str = "colour"
+
+    @property
+    def defaults(self) -> dict:
+        """This source's row of ``DEFAULTS``."""
+        return DEFAULTS[self.kind]
 
     def hierarchy_kwargs(self, mesh_weights=None) -> dict:
-        """Keyword arguments of ``build_hierarchy`` for these features; ``mesh_weights`` (a name, dict or JSON text)
-        overrides the default combination. Single-map colour features have nothing to combine and ignore it."""
-        return self._resolved(self.hierarchy, mesh_weights)
+        """Keyword arguments of ``build_hierarchy`` (the "mesh" grouping) for these features; ``mesh_weights`` (a
+        name, dict or JSON text) overrides the default combination. Single-map colour features have nothing to
+        combine and ignore it."""
+        return self._resolved(self.defaults["mesh"], mesh_weights)
 
     def click_kwargs(self, mesh_weights=None) -> dict:
-        """Keyword arguments of ``interactive.ClickSegmenter`` for these features (as ``hierarchy_kwargs``)."""
-        return self._resolved(self.clicks, mesh_weights)
+        """Keyword arguments of ``ClickSegmenter`` / ``MultiClickSegmenter`` for these features (as above)."""
+        return self._resolved(self.defaults["clicks"], mesh_weights)
+
+    def hierarchy_settings(self, grouping: str | None = None, **overrides) -> tuple[str, dict]:
+        """(grouping, keywords) that ``hierarchy`` uses: the defaults, then ``overrides`` (None values ignored)."""
+        grouping = grouping or self.defaults["grouping"]
+        if grouping not in GROUPINGS:
+            raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(overrides) - _KEYS[grouping]
+        if unknown:
+            raise ValueError(f"the {grouping} grouping takes no {sorted(unknown)} "
+                             f"(its settings: {sorted(_KEYS[grouping])})")
+        if grouping == "mesh":
+            kw = self.hierarchy_kwargs(overrides.pop("mesh_weights", None))
+        else:
+            kw = dict(self.defaults["gradients"])
+            if self.model is None:
+                kw.pop("feature_weight", None)
+        return grouping, {**kw, **overrides}
+
+    def hierarchy(self, image: np.ndarray, grouping: str | None = None, features=None, **overrides) -> Hierarchy:
+        """The merge hierarchy of one image uint8 [H, W, 3] with this source's defaults (``overrides`` win).
+
+        ``features``: this source's features of ``image`` when already computed (saves a forward pass)."""
+        image = _check_image(image)
+        grouping, kw = self.hierarchy_settings(grouping, **overrides)
+        if grouping == "mesh":
+            return build_hierarchy(self.fn(image) if features is None else features, size=image.shape[:2], **kw)
+        if self.model is None:
+            return gradient_hierarchy(image, **kw)
+        return gradient_hierarchy(image, self.fn(image) if features is None else features, **kw)
+
+    def click_segmenter(self, image: np.ndarray, labels: bool = False, features=None, **overrides):
+        """A ``ClickSegmenter`` (``labels=True``: a ``MultiClickSegmenter``) on ``image`` with this source's
+        defaults, ``overrides`` winning (``mesh_weights`` may be a name)."""
+        image = _check_image(image)
+        kw = self.click_kwargs(overrides.pop("mesh_weights", None))
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        cls = MultiClickSegmenter if labels else ClickSegmenter
+        return cls(self.fn(image) if features is None else features, image, **kw)
 
     def _resolved(self, defaults: dict, mesh_weights) -> dict:
         kw = dict(defaults)
@@ -85,12 +182,16 @@ class Features:
         return kw
 
     def __call__(self, image: np.ndarray) -> dict[int, np.ndarray]:
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be RGB [H, W, 3], got shape {image.shape}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8, got {image.dtype} (skimage.util.img_as_ubyte converts floats)")
-        return self.fn(image)
+        return self.fn(_check_image(image))
+
+
+def _check_image(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be RGB [H, W, 3], got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype} (skimage.util.img_as_ubyte converts floats)")
+    return image
 
 
 def _colour(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., Features]:
@@ -99,8 +200,7 @@ def _colour(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., 
 
 def _model_features(name: str, model: FeatureNet, device) -> Features:
     model = model.to(device).eval()
-    return Features(name, lambda image: image_features(model, image, device), model, device, dict(LEARNED_HIERARCHY),
-                    dict(LEARNED_CLICKS))
+    return Features(name, lambda image: image_features(model, image, device), model, device, "learned")
 
 
 def _untrained(backbone: str) -> Callable[..., Features]:
@@ -177,7 +277,7 @@ def with_colour(base: Features, colour: Features) -> Features:
         feats[s] = np.concatenate([feats[s], c.astype(feats[s].dtype)], axis=0)
         return feats
 
-    return Features(f"{base.name}+{colour.name}", fn, base.model, base.device, dict(base.hierarchy), dict(base.clicks))
+    return Features(f"{base.name}+{colour.name}", fn, base.model, base.device, base.kind)
 
 
 def load(spec: str | Path, device: str | torch.device = "cpu") -> Features:

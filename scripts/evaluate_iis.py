@@ -1,19 +1,45 @@
 #!/usr/bin/env python
-"""Standard click evaluation (RITM/SimpleClick protocol) of featlib's graph-cut ClickSegmenter.
+"""Click evaluation of featlib's graph-cut ClickSegmenter: the centre protocol, stochastic and adversarial clickers,
+robustness metrics, and whole-image multi-object annotation.
 
     python scripts/evaluate_iis.py --dataset grabcut --root ../shared/fixtures/grabcut_sample --features lab
-    python scripts/evaluate_iis.py --dataset berkeley --root data/Berkeley --features runs/x/model.pt --limit 20 \
-        --output results/berkeley.json
-    python scripts/evaluate_iis.py --dataset bsds --root ../shared/datasets/bsds500 --limit 30 --skip 8 --long-clicks 50
+    python scripts/evaluate_iis.py --dataset bsds500 --root ../shared/datasets/bsds500 --limit 30 --skip 8 \
+        --clicker dt,jitter:10,worst:4,best:4 --seeds 3 --long-clicks 50
+    python scripts/evaluate_iis.py --dataset bsds500 --root ../shared/datasets/bsds500 --multi --limit 10
+    python scripts/evaluate_iis.py --dataset grabcut --root GC --features bsds500-b0 --compare outputs/iis/lab.json
+    python scripts/evaluate_iis.py --compare A.json B.json          # no run: paired bootstrap of two results
 
-``--features``: a name of the features registry (``featlib.features.names()``: ``lab`` CIE Lab colour, ``untrained-b0``
-random weights as a sanity baseline, ...) or a FeatureNet checkpoint (``model.pt`` or a run directory).
-One run of ``max(--max-clicks, --long-clicks)`` clicks per object: NoC@85/90 from the first ``--max-clicks``
-(``--max-clicks`` when never reached), mean IoU per click and IoU drops over the whole run.
-Writes a JSON (top-level ``noc85``, ``noc90``, ``drops`` = clicks after which IoU fell, ``n_objects``; plus drop sizes,
-``drops_over_0.01`` = clicks after which IoU fell by more than 0.01, both also per click index,
-latency and per-object details) and a plot next to it (``.png``: mean IoU vs clicks, and per click how many objects
-lost IoU), and prints a table.
+``--features``: a name of the features registry (``featlib.features.names()``: ``lab`` CIE Lab colour,
+``bsds500-b0`` the shipped clicks model, ``untrained-b0`` random weights, ...) or a FeatureNet checkpoint.
+``--dataset``: a RITM-layout benchmark (grabcut, berkeley, davis) or ``bsds500`` (per BSDS500 image its largest
+5-50 % first-annotator segment; ``bsds`` is a deprecated alias).
+
+**Clickers** (``--clicker``, comma-separated; ``featlib.click_protocol``): ``center`` (deepest point of the larger
+error region, RITM/SimpleClick), ``dt`` (∝ distance transform in that region), ``uniform``, ``jitter:S`` (centre
++ Gaussian of S px), ``worst:M`` / ``best:M`` (of M dt candidates, the one with the lowest / highest IoU next).
+Stochastic clickers run ``--seeds`` times with common random numbers (seed, object name, click index), so two
+feature sources see the same draws; ``center`` always runs too (once), for ``delta_sb``. Per object one run of
+``max(--max-clicks, --long-clicks)`` clicks per clicker and seed: NoC@85/90/95 over the first ``--max-clicks``
+(that number when never reached; 100-click regime: ``--max-clicks 100``), IoU curve and drops over the whole run.
+
+**JSON** (``featlib.click_metrics`` defines every key): top level = the first clicker's summary (``noc85``,
+``noc90``, ``noc95`` with ``_std`` over seeds and ``noc90_p10/p50/p90``, ``iou@1``, ``nsr_iou1``, ``drops``,
+``drops_over_0.01`` and its share of clicks, per click index too, ``never_falls``, ``clicks_honoured``,
+``mean_iou_per_click``, ``objects``) plus ``delta_sb`` (its NoC@90 over the centre protocol's, %), ``delta_gr``
+(worst:M vs best:M, % ; when both ran), latency; every clicker under ``clickers``; with ``--compare OTHER.json`` a
+paired bootstrap 95 % interval of the per-object NoC difference (this run - OTHER) under ``compare``. The plot beside
+it (.png): mean IoU vs clicks per clicker, drops per click index, NoC@90 ± std per clicker.
+
+**--multi** (bsds500 only; ``featlib.multi_protocol``): objects = the ``--annotator``'s segments >= ``--min-area``
+of the image; one click per object at its centre, then corrective clicks on the object with the lowest IoU, with
+``MultiClickSegmenter``; JSON ``nci`` (clicks per image until every object reaches ``--multi-iou``, at most
+``--max-clicks`` per object), ``nfo``, ``covering_per_click``; baseline ``nci_single`` / ``nfo_single``: the same
+objects one at a time with the binary ``ClickSegmenter`` (centre protocol, same rule).
+
+Command-line convention (``featlib.cli``): results go to ``--output`` or, by default, to
+``outputs/iis/<dataset>_<features>_<clickers>.json`` (first free -2, -3 ... suffix), printed at the end; an
+existing --output is refused unless --overwrite. ``--workers N`` evaluates objects (images with --multi) in N
+processes with the same results as 1 (set OMP_NUM_THREADS=1 then). Bad arguments exit 2 with one line.
 """
 
 from __future__ import annotations
@@ -22,6 +48,7 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,54 +56,37 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from featlib import cli  # noqa: E402
 from featlib import features as feature_registry  # noqa: E402
-from featlib.data.bsds import bsds_ids, holdout_split  # noqa: E402
+from featlib.click_metrics import compare_results, delta_gr, delta_sb, summarise  # noqa: E402
+from featlib.click_protocol import parse_clicker, simulate_clicks  # noqa: E402
+from featlib.data.bsds import bsds_ids, holdout_split, load_record  # noqa: E402
 from featlib.data.iis import LAYOUTS, IISSample, load_iis  # noqa: E402
 from featlib.data.samples import bsds_samples  # noqa: E402
-from featlib.interactive import ClickSegmenter, simulate_clicks  # noqa: E402
+from featlib.interactive import ClickSegmenter  # noqa: E402
+from featlib.multi_protocol import MIN_AREA, multi_objects, simulate_multi, simulate_single  # noqa: E402
+
+DEFAULT_SEEDS = 3  # RClicks uses 10 click groups; 3 seeds keep 20 objects x 5 clickers to minutes on one CPU core
+_FEATURES: dict = {}  # per process: features spec -> Features (loaded once per worker)
 
 
-def evaluate(dataset, features, max_clicks=20, long_clicks=100, progress=True, **seg_kwargs) -> dict:
-    """Run the protocol on every object of ``dataset`` (IISDataset); returns the result dict written as JSON."""
-    n_clicks = max(max_clicks, long_clicks)
-    per_object, curves, latencies, precompute = [], [], [], []
-    for sample in tqdm(dataset, total=len(dataset), desc="objects", disable=not progress):
-        t0 = time.perf_counter()
-        seg = ClickSegmenter(features(sample.image), sample.image, **seg_kwargs)
-        precompute.append(time.perf_counter() - t0)
-        run = simulate_clicks(seg, sample.mask, sample.ignore, n_clicks=n_clicks)
-        drops = run.drops()
-        curves.append(run.ious)
-        latencies += run.latency_s
-        per_object.append({"name": sample.name, "noc85": run.noc(0.85, max_clicks), "noc90": run.noc(0.90, max_clicks),
-                           "iou@1": run.ious[0], "iou@5": run.ious[min(4, n_clicks - 1)], "drops": len(drops),
-                           "max_drop": max(drops, default=0.0), "ious": [round(float(v), 5) for v in run.ious]})
-    if not per_object:
-        raise SystemExit("no objects found")
-    curve = np.mean(np.asarray(curves), axis=0)
-    all_drops = [o["drops"] for o in per_object]
-    fall = np.zeros((len(curves), n_clicks))  # fall[i, k]: IoU lost by object i at click k + 1
-    fall[:, 1:] = np.maximum(np.asarray(curves)[:, :-1] - np.asarray(curves)[:, 1:], 0)
-    sizes = [float(d) for d in fall.ravel() if d > 1e-9]
-    return {
-        "noc85": float(np.mean([o["noc85"] for o in per_object])),
-        "noc90": float(np.mean([o["noc90"] for o in per_object])),
-        "drops": int(sum(all_drops)),
-        "n_objects": len(per_object),
-        "max_clicks": max_clicks,
-        "n_clicks": n_clicks,
-        "objects_with_drops": int(sum(d > 0 for d in all_drops)),
-        "drops_over_0.01": int(sum(d > 0.01 for d in sizes)),
-        "drop_size_mean": float(np.mean(sizes)) if sizes else 0.0,
-        "drop_size_max": float(np.max(sizes)) if sizes else 0.0,
-        "mean_iou_per_click": [float(v) for v in curve],
-        "drops_per_click": [int(v) for v in (fall > 1e-9).sum(0)],
-        "drops_over_0.01_per_click": [int(v) for v in (fall > 0.01).sum(0)],
-        "latency_median_s": float(np.median(latencies)) if latencies else 0.0,
-        "latency_p90_s": float(np.percentile(latencies, 90)) if latencies else 0.0,
-        "precompute_median_s": float(np.median(precompute)),
-        "objects": per_object,
-    }
+def _features(spec: str):
+    if spec not in _FEATURES:
+        _FEATURES[spec] = feature_registry.load(spec)
+    return _FEATURES[spec]
+
+
+class _Jobs:
+    """``make(item)`` for each item of a sized iterable, built one at a time (a lazy dataset stays lazy)."""
+
+    def __init__(self, items, make):
+        self.items, self.make = items, make
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return (self.make(i) for i in self.items)
 
 
 class _Lazy:
@@ -92,113 +102,311 @@ class _Lazy:
         return (self.dataset[i] for i in self.index)
 
 
-def plot_curve(result: dict, path: Path, label: str) -> None:
-    # Imported on use (only runs with --output plot); no pyplot: nothing to show or close, and no backend is chosen.
+def _pmap(fn, jobs, workers: int, progress: bool, desc: str) -> list:
+    """``[fn(j) for j in jobs]`` in order, in ``workers`` processes (1: here)."""
+    if workers <= 1:
+        return [fn(j) for j in tqdm(jobs, total=len(jobs), desc=desc, disable=not progress)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress))
+
+
+def _object_job(job) -> dict:
+    """One object, every clicker and seed -> {"precompute_s", "latency_s", "records": {clicker: record}}."""
+    sample, spec, kw, clickers, seeds, n_clicks, max_clicks = job
+    t0 = time.perf_counter()
+    seg = ClickSegmenter(_features(spec)(sample.image), sample.image, **kw)
+    out = {"precompute_s": time.perf_counter() - t0, "latency_s": [], "records": {}}
+    for c in clickers:
+        runs = []
+        for s in range(seeds) if c.stochastic else [0]:
+            run = simulate_clicks(seg, sample.mask, sample.ignore, n_clicks, clicker=c, seed=s, object_id=sample.name)
+            out["latency_s"] += run.latency_s if c.kind not in ("worst", "best") else []
+            runs.append({"seed": s, "ious": [round(float(v), 5) for v in run.ious], "honoured": run.honoured,
+                         "clicks": [[int(y), int(x), bool(p)] for y, x, p in run.clicks],
+                         **{f"noc{t}": run.noc(t / 100, max_clicks) for t in (85, 90, 95)}})
+        ious = np.array([r["ious"] for r in runs])
+        fall = np.maximum(ious[:, :-1] - ious[:, 1:], 0)
+        out["records"][c.spec] = {
+            "name": sample.name, **{f"noc{t}": float(np.mean([r[f"noc{t}"] for r in runs])) for t in (85, 90, 95)},
+            "iou@1": float(ious[:, 0].mean()), "iou@5": float(ious[:, min(4, n_clicks - 1)].mean()),
+            "drops": int((fall > 1e-9).sum()), "max_drop": float(fall.max(initial=0.0)),
+            "ious": [round(float(v), 5) for v in ious.mean(0)], "runs": runs}
+    return out
+
+
+def evaluate(dataset, features: str, clickers=("center",), seeds: int = DEFAULT_SEEDS, max_clicks: int = 20,
+             long_clicks: int = 100, workers: int = 1, progress: bool = True, **seg_kwargs) -> dict:
+    """Every clicker on every object of ``dataset`` (IISSample list); returns the result dict written as JSON."""
+    clickers = [parse_clicker(c) for c in clickers]
+    if len({c.spec for c in clickers}) != len(clickers):
+        raise ValueError(f"a clicker is listed twice: {[c.spec for c in clickers]}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if any(c.stochastic for c in clickers) and "center" not in {c.spec for c in clickers}:
+        clickers.append(parse_clicker("center"))
+    n_clicks = max(max_clicks, long_clicks)
+    jobs = _Jobs(dataset, lambda s: (s, features, seg_kwargs, clickers, seeds, n_clicks, max_clicks))
+    if not len(jobs):
+        raise ValueError("no objects found")
+    done = _pmap(_object_job, jobs, workers, progress, "objects")
+    per = {c.spec: [d["records"][c.spec] for d in done] for c in clickers}
+    summaries = {spec: {**summarise(objs, max_clicks), "seeds": sorted({r["seed"] for r in objs[0]["runs"]}),
+                        "objects": objs} for spec, objs in per.items()}
+    first = clickers[0].spec
+    res = {"clicker": first, "clickers_run": list(summaries), "n_seeds": seeds, **summaries[first]}
+    centre = summaries["center"]["noc90"]
+    res["delta_sb_by_clicker"] = {s: delta_sb(v["noc90"], centre) for s, v in summaries.items() if s != "center"}
+    res["delta_sb"] = res["delta_sb_by_clicker"].get(first, 0.0)
+    ms = {c.param for c in clickers if c.kind == "worst"} & {c.param for c in clickers if c.kind == "best"}
+    res["delta_gr"] = {f"{m:g}": delta_gr(summaries[f"worst:{m:g}"]["noc90"], summaries[f"best:{m:g}"]["noc90"])
+                       for m in sorted(ms)} or None
+    lat = [v for d in done for v in d["latency_s"]]
+    res["latency_median_s"] = float(np.median(lat)) if lat else 0.0
+    res["latency_p90_s"] = float(np.percentile(lat, 90)) if lat else 0.0
+    res["precompute_median_s"] = float(np.median([d["precompute_s"] for d in done]))
+    res["clickers"] = {s: v for s, v in summaries.items()}
+    return res
+
+
+def _multi_segmenter():
+    """The multi-label segmenter class (``featlib.multiclick``, re-exported by ``featlib.interactive``)."""
+    import featlib
+
+    return featlib.MultiClickSegmenter
+
+
+def _multi_job(job) -> dict:
+    """One image: the multi-label protocol and the binary one-object-at-a-time baseline."""
+    name, image, gt, spec, kw, threshold, cap = job
+    f = _features(spec)(image)
+    multi = simulate_multi(_multi_segmenter()(f, image, **kw), gt, threshold, cap)
+    single = simulate_single(ClickSegmenter(f, image, **kw), gt, threshold, cap)
+    return {"name": name, "n_objects": multi.n_objects, "nci": multi.nci, "nfo": multi.nfo,
+            "nci_single": single["nci_single"], "nfo_single": single["nfo_single"], "noc_single": single["noc"],
+            "charged": multi.charged, "final_ious": [round(v, 5) for v in multi.ious[-1]],
+            "covering": [round(v, 5) for v in multi.covering], "honoured": multi.honoured,
+            "honoured_single": single["honoured"], "latency_s": multi.latency_s,
+            "latency_single_s": single["latency_s"]}
+
+
+def evaluate_multi(images, features: str, threshold: float = 0.85, max_per_object: int = 20, workers: int = 1,
+                   progress: bool = True, **seg_kwargs) -> dict:
+    """``images``: (name, image uint8 [H, W, 3], objects int32 [H, W]) -> the --multi result dict."""
+    jobs = [(n, im, gt, features, seg_kwargs, threshold, max_per_object) for n, im, gt in images]
+    if not jobs:
+        raise ValueError("no image with an object")
+    done = _pmap(_multi_job, jobs, workers, progress, "images")
+    longest = max(len(d["covering"]) for d in done)
+    cov = np.array([d["covering"] + [d["covering"][-1]] * (longest - len(d["covering"])) for d in done])
+    lat = [v for d in done for v in d["latency_s"]]
+    lat1 = [v for d in done for v in d["latency_single_s"]]
+    for d in done:
+        d.pop("latency_s"), d.pop("latency_single_s")
+    n_obj = sum(d["n_objects"] for d in done)
+    return {
+        "n_images": len(done), "n_objects": n_obj, "threshold": threshold, "max_per_object": max_per_object,
+        "nci": float(np.mean([d["nci"] for d in done])), "nci_single": float(np.mean([d["nci_single"] for d in done])),
+        "nfo": int(sum(d["nfo"] for d in done)), "nfo_single": int(sum(d["nfo_single"] for d in done)),
+        "nfi": int(sum(d["nfo"] > 0 for d in done)), "nfi_single": int(sum(d["nfo_single"] > 0 for d in done)),
+        "clicks_per_object": sum(d["nci"] for d in done) / n_obj,
+        "clicks_per_object_single": sum(d["nci_single"] for d in done) / n_obj,
+        "covering_per_click": [float(v) for v in cov.mean(0)],
+        "clicks_honoured": float(np.mean([d["honoured"] for d in done])),
+        "clicks_honoured_single": float(np.mean([d["honoured_single"] for d in done])),
+        "latency_median_s": float(np.median(lat)), "latency_single_median_s": float(np.median(lat1)) if lat1 else 0.0,
+        "images": done,
+    }
+
+
+def plot(result: dict, path: Path, label: str) -> None:
+    # Imported on use; no pyplot: nothing to show or close, and no backend is chosen.
     from matplotlib.figure import Figure
 
-    c = result["mean_iou_per_click"]
-    k = np.arange(1, len(c) + 1)
-    fig = Figure(figsize=(11, 4))
-    ax, bx = fig.subplots(1, 2)
-    ax.plot(k, c, label=label)
-    for t in (0.85, 0.9):
+    fig = Figure(figsize=(16, 4))
+    ax, bx, cx = fig.subplots(1, 3)
+    for spec, s in result["clickers"].items():
+        c = s["mean_iou_per_click"]
+        ax.plot(np.arange(1, len(c) + 1), c, label=spec, lw=2 if spec == result["clicker"] else 1)
+    for t in (0.85, 0.9, 0.95):
         ax.axhline(t, color="grey", lw=0.6, ls="--")
-    ax.set(xlabel="clicks", ylabel="mean IoU", ylim=(0, 1), title=f"{result['n_objects']} objects")
-    ax.legend()
-    # Where the drops happen: per click index, how many objects lost IoU (small vs > 0.01).
+    ax.set(xlabel="clicks", ylabel="mean IoU", ylim=(0, 1), title=f"{label}: {result['n_objects']} objects")
+    ax.legend(fontsize=8)
+    # Where the drops happen (first clicker, all seeds): per click index, how many trajectories lost IoU.
     large = np.asarray(result["drops_over_0.01_per_click"])
     small = np.asarray(result["drops_per_click"]) - large
+    k = np.arange(1, len(large) + 1)
     bx.bar(k, small, color="tab:orange", label="drop <= 0.01")
     bx.bar(k, large, bottom=small, color="tab:red", label="drop > 0.01")
-    bx.set(xlabel="click", ylabel="objects whose IoU fell", xlim=(0.5, len(c) + 0.5),
-           title=f"{result['drops']} drops, {result['drops_over_0.01']} > 0.01")
+    bx.set(xlabel="click", ylabel="trajectories whose IoU fell", xlim=(0.5, len(k) + 0.5),
+           title=f"{result['clicker']}: {result['drops']} drops, {result['drops_over_0.01']} > 0.01")
     bx.yaxis.get_major_locator().set_params(integer=True)
     bx.legend()
+    specs = list(result["clickers"])
+    cx.bar(specs, [result["clickers"][s]["noc90"] for s in specs],
+           yerr=[result["clickers"][s]["noc90_std"] for s in specs], color="tab:blue", capsize=4)
+    cx.axhline(result["clickers"]["center"]["noc90"], color="grey", lw=0.8, ls="--", label="center")
+    gr = ", ".join(f"ΔGR (worst:{m} vs best:{m}) {v:.0f} %" for m, v in (result["delta_gr"] or {}).items())
+    cx.set(ylabel=f"NoC@90 (mean ± std over {result['n_seeds']} seeds)",
+           title=f"ΔSB of {result['clicker']} {result['delta_sb']:+.1f} %" + (f"; {gr}" if gr else ""))
+    cx.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _print(res: dict, features: str) -> None:
+    print(f"\n{'clicker':10s} {'features':14s} {'obj':>4s} {'NoC@85':>7s} {'NoC@90':>13s} {'NoC@95':>7s} {'IoU@1':>6s} "
+          f"{'NSR@1':>6s} {'dSB %':>6s} {'drops':>6s} {'>0.01 %':>7s} {'no fall':>7s} {'honour':>6s} {'ms':>5s}")
+    for spec, s in res["clickers"].items():
+        nsr = "-" if s["nsr_iou1"] is None else f"{s['nsr_iou1']:.1f}"
+        dsb = res["delta_sb_by_clicker"].get(spec, 0.0)
+        print(f"{spec:10s} {Path(features).name[:14]:14s} {s['n_objects']:4d} {s['noc85']:7.2f} "
+              f"{s['noc90']:6.2f} ± {s['noc90_std']:4.2f} {s['noc95']:7.2f} {s['iou@1']:6.3f} {nsr:>6s} {dsb:6.1f} "
+              f"{s['drops']:6d} {100 * s['drops_over_0.01_share']:7.2f} {s['never_falls']:7.2f} "
+              f"{s['clicks_honoured']:6.2f} {1000 * res['latency_median_s']:5.1f}")
+    if res["delta_gr"]:
+        print("delta_gr (worst vs best, %): " + ", ".join(f"M={m}: {v:.1f}" for m, v in res["delta_gr"].items()))
+
+
+def _print_compare(cmp: dict, a: str, b: str) -> None:
+    print(f"\npaired bootstrap, NoC@90 of {a} minus {b} (per object, 95 % interval):")
+    for spec, c in cmp.items():
+        d = c["noc90"]
+        print(f"  {spec:10s} {d['mean_diff']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] over {d['n']} objects; "
+              f"same first click in {100 * c['same_first_click']:.0f} % of trajectories")
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, choices=sorted(LAYOUTS) + ["bsds"],
-                   help="a RITM-layout benchmark, or bsds: per BSDS500 val image its largest 5-50 %% first-annotator "
-                        "segment (--root = the BSDS500 folder with images/ and groundTruth/)")
-    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--dataset", choices=sorted(LAYOUTS) + ["bsds500", "bsds"],
+                   help="a RITM-layout benchmark, or bsds500: per BSDS500 image its largest 5-50 %% first-annotator "
+                        "segment (--root = the BSDS500 folder with images/ and groundTruth/; bsds: deprecated alias)")
+    p.add_argument("--root", type=Path)
     p.add_argument("--features", default="lab",
                    help=f"a registered name ({', '.join(feature_registry.names())}) or a model checkpoint")
     p.add_argument("--limit", type=int, default=None,
-                   help="first N objects, before --skip (bsds: first N val images; those without a 5-50 %% "
-                        "segment drop out)")
+                   help="first N objects, before --skip (bsds500: first N images; single-object mode drops those "
+                        "without a 5-50 %% segment)")
     p.add_argument("--skip", type=int, default=0, help="leave out the first N objects (e.g. those used for tuning)")
-    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--clicker", default="center", help="comma-separated clickers: center, dt, uniform, jitter:S, "
+                                                       "worst:M, best:M (the first is the JSON's top level)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="runs per stochastic clicker (center: 1)")
+    p.add_argument("--max-clicks", type=int, default=20, help="NoC budget (--multi: clicks per object)")
     p.add_argument("--long-clicks", type=int, default=100,
                    help="length of the long run for IoU curve and drops (0: off)")
+    p.add_argument("--multi", action="store_true", help="whole-image multi-object annotation (bsds500)")
+    p.add_argument("--min-area", type=float, default=MIN_AREA, help="--multi: objects are segments >= this share")
+    p.add_argument("--annotator", type=int, default=0, help="--multi: whose segmentation (0 = the first)")
+    p.add_argument("--multi-iou", type=float, default=0.85, help="--multi: IoU every object must reach")
     p.add_argument("--region-spacing", type=int, default=4)
     p.add_argument("--reach", type=float, default=None,
                    help="trust-region factor (ClickSegmenter reach; 0: off; default: the features' own, 3 for Lab)")
     p.add_argument("--touch-up", type=float, default=None,
                    help="ClickSegmenter touch_up in px (0: off; default: the features' own, 4.5)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
-    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds: which BSDS500 split")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds500: which BSDS500 split")
     p.add_argument("--holdout", type=int, default=0,
-                   help="bsds, --split train: only the N train images a config's holdout=N keeps out of training "
+                   help="bsds500, --split train: only the N train images a config's holdout=N keeps out of training "
                         "(featlib.data.bsds.holdout_split): the recipe's tuning objects")
     p.add_argument("--mesh-weights", default=None,
                    help="stride combination of unary and mesh: equal, 1/s, finest, 'finest two' or JSON {stride: w} "
                         "(default: the features' own, Features.click_kwargs)")
-    p.add_argument("--output", type=Path, default=None, help="RESULT.json (the plot goes to RESULT.png)")
+    p.add_argument("--compare", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="OTHER.json: add a paired bootstrap of this run minus OTHER; A.json B.json: compare two "
+                        "results without a run")
+    cli.add_output(p, "outputs/iis/<dataset>_<features>_<clickers>.json")
+    cli.add_workers(p)
     p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _bsds_ids(a) -> list[str] | None:
+    if not a.holdout:
+        return None
+    if a.split != "train":
+        raise ValueError("--holdout selects held-out *train* images; use it with --split train")
+    return holdout_split(bsds_ids(a.root, "train"), a.holdout)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     a = p.parse_args(argv)
-    if a.max_clicks < 1 or a.long_clicks < 0:
-        p.error("--max-clicks must be >= 1 and --long-clicks >= 0")
     try:
+        if a.compare and len(a.compare) > 2:
+            raise ValueError("--compare takes OTHER.json, or A.json B.json")
+        if a.compare and len(a.compare) == 2:
+            ra, rb = (json.loads(Path(f).read_text()) for f in a.compare)
+            _print_compare(compare_results(ra, rb), str(a.compare[0]), str(a.compare[1]))
+            return 0
+        if a.dataset is None or a.root is None:
+            raise ValueError("--dataset and --root are required (unless --compare A.json B.json)")
+        dataset = cli.canonical_dataset(a.dataset)
+        clickers = [parse_clicker(c) for c in a.clicker.split(",") if c.strip()]
+        if a.max_clicks < 1 or a.long_clicks < 0:
+            raise ValueError("--max-clicks must be >= 1 and --long-clicks >= 0")
+        cli.check_workers(a.workers)
+        if a.multi and dataset != "bsds500":
+            raise ValueError("--multi needs --dataset bsds500 (whole-image annotations)")
+        other = json.loads(a.compare[0].read_text()) if a.compare else None
         features = feature_registry.load(a.features)
-    except ValueError as e:
-        p.error(str(e))
-    try:
-        if a.dataset == "bsds":
-            ids = None
-            if a.holdout:
-                if a.split != "train":
-                    raise ValueError("--holdout selects held-out *train* images; use it with --split train")
-                ids = holdout_split(bsds_ids(a.root, "train"), a.holdout)[1]
-            ds = [IISSample(n, im, m, np.zeros(m.shape, bool))
-                  for n, im, m, _ in bsds_samples(a.root, a.limit or 10**9, split=a.split, ids=ids)]
-            ds = ds[a.skip:]
-        else:
-            full = load_iis(a.dataset, a.root, limit=a.limit)
-            ds = _Lazy(full, range(a.skip, len(full)))
-    except (ValueError, FileNotFoundError) as e:
-        p.error(str(e))
-    try:
         kw = features.click_kwargs(a.mesh_weights)
-    except ValueError as e:
-        p.error(str(e))
-    kw.update(region_spacing=a.region_spacing, backend=a.backend)
-    if a.reach is not None:
-        kw["reach"] = a.reach or None
-    if a.touch_up is not None:
-        kw["touch_up"] = a.touch_up
-    res = evaluate(ds, features, a.max_clicks, a.long_clicks, progress=not a.no_progress, **kw)
+        kw.update(region_spacing=a.region_spacing, backend=a.backend)
+        if a.reach is not None:
+            kw["reach"] = a.reach or None
+        if a.touch_up is not None:
+            kw["touch_up"] = a.touch_up
+        tag = "multi" if a.multi else "+".join(c.spec.replace(":", "") for c in clickers)
+        out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{cli.slug(a.features)}_{tag}.json",
+                              a.overwrite)
+        if a.multi:
+            ids = _bsds_ids(a) or bsds_ids(a.root, a.split)
+            images = []
+            for i in ids[: a.limit][a.skip:]:
+                rec = load_record(a.root, a.split, i)
+                if not 0 <= a.annotator < len(rec.segmentations):
+                    raise ValueError(f"{i}: --annotator {a.annotator}, but it has {len(rec.segmentations)}")
+                gt = multi_objects(rec.segmentations[a.annotator], a.min_area)
+                if gt.max() > 0:
+                    images.append((i, rec.image, gt))
+            res = evaluate_multi(images, a.features, a.multi_iou, a.max_clicks, a.workers, not a.no_progress, **kw)
+            res.update(min_area=a.min_area, annotator=a.annotator)
+        else:
+            if dataset == "bsds500":
+                ds = [IISSample(n, im, m, np.zeros(m.shape, bool)) for n, im, m, _ in
+                      bsds_samples(a.root, a.limit or 10**9, split=a.split, ids=_bsds_ids(a))][a.skip:]
+            else:
+                full = load_iis(dataset, a.root, limit=a.limit)
+                ds = _Lazy(full, range(a.skip, len(full)))
+            res = evaluate(ds, a.features, [c.spec for c in clickers], a.seeds, a.max_clicks, a.long_clicks,
+                           a.workers, not a.no_progress, **kw)
+    except (ValueError, FileNotFoundError) as e:
+        return cli.fail(str(e))
+    if other is not None:
+        try:
+            res["compare"] = {"other": str(a.compare[0]), "other_features": other.get("features"),
+                              "by_clicker": compare_results(res, other)}
+        except ValueError as e:  # the run is kept; only the comparison is missing
+            res["compare"] = {"other": str(a.compare[0]), "error": str(e)}
+            print(f"note: no comparison with {a.compare[0]}: {e}", file=sys.stderr)
     mw = kw.get("mesh_weights")
-    res.update(dataset=a.dataset, features=a.features, split=a.split, holdout=a.holdout,
+    res.update(dataset=dataset, features=a.features, split=a.split, holdout=a.holdout,
                mesh_weights=None if mw is None else {str(k): v for k, v in mw.items()},
                settings={k: v for k, v in kw.items() if k != "mesh_weights"})
-    c = res["mean_iou_per_click"]
-    print(f"\n{'dataset':10s} {'features':14s} {'objects':>7s} {'NoC@85':>7s} {'NoC@90':>7s} {'IoU@1':>6s} "
-          f"{'IoU@5':>6s} "
-          f"{'IoU@20':>6s} {'drops':>6s} {'mean drop':>9s} {'ms/click':>8s}")
-    print(f"{a.dataset:10s} {Path(a.features).name[:14]:14s} {res['n_objects']:7d} {res['noc85']:7.2f} "
-          f"{res['noc90']:7.2f} "
-          f"{c[0]:6.3f} {c[min(4, len(c) - 1)]:6.3f} {c[min(19, len(c) - 1)]:6.3f} {res['drops']:6d} "
-          f"{res['drop_size_mean']:9.4f} {1000 * res['latency_median_s']:8.1f}")
-    if a.output is not None:
-        a.output.parent.mkdir(parents=True, exist_ok=True)
-        a.output.write_text(json.dumps(res, indent=1))
-        plot_curve(res, a.output.with_suffix(".png"), a.features)
-        print(f"wrote {a.output} and {a.output.with_suffix('.png')}")
-    return res
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    if a.multi:
+        print(f"\n{res['n_images']} images, {res['n_objects']} objects: NCI@{a.multi_iou:g} {res['nci']:.2f} "
+              f"(one at a time: {res['nci_single']:.2f}), NFO {res['nfo']} ({res['nfo_single']}), clicks honoured "
+              f"{res['clicks_honoured']:.2f}, ms/click {1000 * res['latency_median_s']:.1f} "
+              f"(binary {1000 * res['latency_single_median_s']:.1f})")
+        print(f"wrote {out}")
+        return 0
+    _print(res, a.features)
+    if other is not None and "by_clicker" in res["compare"]:
+        _print_compare(res["compare"]["by_clicker"], "this run", str(a.compare[0]))
+    plot(res, out.with_suffix(".png"), Path(a.features).name)
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

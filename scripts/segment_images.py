@@ -33,9 +33,15 @@ waits for the others. Each rank shows its own progress bar (in bytes of its inpu
 holds whatever a shard holds; in images otherwise). Unreadable images, and unreadable or truncated tars, are
 skipped and listed in OUTPUT/skipped_rank<k>.txt.
 
+Command line (``featlib.cli``, shared with the evaluation scripts): ``--output`` defaults to
+``outputs/segments/<features>`` (printed); bad arguments exit 2 with one line. Its processes are accelerate's
+(``--num_processes``), not ``--workers``.
+
 ``--features`` takes any spec of the features registry (``featlib.features``): a model checkpoint, or a name such
 as ``bsds500-b0-all`` (the shipped partitions model) or ``lab-smooth`` (the partitions' colour baseline).
-The hierarchy uses the features' own defaults (``Features.hierarchy_kwargs``) unless --mesh-weights says otherwise.
+The hierarchy is the features' default partitions (``Features.hierarchy``: grouping and settings from
+featlib.features.DEFAULTS); ``--grouping mesh`` picks the fast grouping, whose stride combination ``--mesh-weights``
+may set.
 """
 
 from __future__ import annotations
@@ -56,8 +62,8 @@ from accelerate import PartialState
 from PIL import Image
 from tqdm.auto import tqdm
 
+from featlib import cli
 from featlib import features as feature_registry
-from featlib.cluster import build_hierarchy
 from featlib.viz import label_overlay
 
 EXTS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -216,9 +222,9 @@ def iter_images(mine: Inputs, out: Path, skipped: list[str], progress: Callable[
 
 
 def segment(img: np.ndarray, features, levels: list[int], mesh_weights: str | None, save_features: bool,
-            fp32: bool) -> dict[str, np.ndarray]:
+            fp32: bool, grouping: str | None = None) -> dict[str, np.ndarray]:
     feats = features(img)
-    h = build_hierarchy(feats, size=img.shape[:2], **features.hierarchy_kwargs(mesh_weights))
+    h = features.hierarchy(img, grouping, features=feats, mesh_weights=mesh_weights)
     arrays = {}
     if save_features:
         arrays.update({f"features_{s}": f.astype(np.float32 if fp32 else np.float16) for s, f in feats.items()})
@@ -248,33 +254,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", "--checkpoint", dest="features", required=True,
                    help="model.pt from training, or a registered name (featlib.features.names(), e.g. lab-smooth)")
     p.add_argument("--input", required=True, help="folder of images, an image, a .tar, or a glob of images/tars")
-    p.add_argument("--output", required=True)
+    p.add_argument("--output", default=None,
+                   help="output folder (default outputs/segments/<features>; the run prints it). Existing per-image "
+                        "outputs are kept and skipped (resume), never rewritten")
     p.add_argument("--levels", default="10,50,200", help="segment counts of the saved label maps")
     p.add_argument("--save-features", action="store_true")
     p.add_argument("--fp32", action="store_true", help="save features as float32 (default float16)")
     p.add_argument("--png", action="store_true", help="also write a viewable overlay PNG per image and level")
+    p.add_argument("--grouping", choices=feature_registry.GROUPINGS, default=None,
+                   help="gradients (the default partitions) or mesh (the fast grouping); default: the features'")
     p.add_argument("--mesh-weights", default=None,
-                   help="stride combination: equal, 1/s, finest, 'finest two' or JSON {stride: weight} (default: "
-                        "the features' own choice, featlib.features.Features.mesh_weights)")
+                   help="mesh grouping: stride combination: equal, 1/s, finest, 'finest two' or JSON {stride: weight} "
+                        "(default: the features' own choice, featlib.features.DEFAULTS)")
     a = p.parse_args(argv)
-    levels = [int(v) for v in a.levels.split(",") if v]
+    try:
+        levels = [int(v) for v in a.levels.split(",") if v]
+        if not levels or min(levels) < 1:
+            raise ValueError(f"--levels must be segment counts >= 1, got {a.levels!r}")
+    except ValueError as e:
+        return cli.fail(str(e) if "--levels" in str(e) else f"--levels must be comma-separated integers: {a.levels!r}")
     try:
         inputs = list_inputs(a.input)  # every rank lists (cheap: tars are not opened) and refuses alike
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(str(e))
     if not inputs.files and not inputs.tars:
-        print(f"error: no images or .tar shards found at {a.input}", file=sys.stderr)
-        return 2
+        return cli.fail(f"no images or .tar shards found at {a.input}")
     state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU") == "true")
     try:
         features = feature_registry.load(a.features, device=state.device)
+        features.hierarchy_settings(a.grouping, mesh_weights=a.mesh_weights)  # a bad combination fails here
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = Path(a.output)
+        return cli.fail(str(e))
+    out = Path(a.output) if a.output is not None else Path("outputs/segments") / cli.slug(a.features)
     out.mkdir(parents=True, exist_ok=True)
     rank = state.process_index
+    if rank == 0:
+        print(f"writing to {out}")
     mine = split_for_rank(inputs, rank, state.num_processes)
     if not (mine.files or mine.tars):
         print(f"rank {rank}: nothing to do ({len(inputs.tars)} tar(s) and {len(inputs.files)} loose image(s) over "
@@ -288,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     skipped: list[str] = []
     new = 0
     for name, img in iter_images(mine, out, skipped, lambda n: bar.update(n if by_bytes else 1)):
-        write_outputs(out, name, img, segment(img, features, levels, a.mesh_weights, a.save_features, a.fp32),
+        write_outputs(out, name, img, segment(img, features, levels, a.mesh_weights, a.save_features, a.fp32,
+                                                    a.grouping),
                       levels, a.png)
         new += 1
         bar.set_postfix_str(f"{new} written, {len(skipped)} skipped", refresh=False)
@@ -297,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / f"skipped_rank{rank}.txt").write_text("\n".join(skipped) + "\n")
         print(f"rank {rank}: skipped {len(skipped)} input(s) (unreadable, or a tar member whose name is taken), "
               f"listed with the reason in {out / f'skipped_rank{rank}.txt'}")
+    print(f"rank {rank}: wrote {new} image(s) under {out}")
     state.wait_for_everyone()
     return 0
 

@@ -178,3 +178,71 @@ def test_bad_inputs_are_value_errors_naming_them():
         boundaries.summarise(np.zeros((2, 3, 4)), [0.5])
     with pytest.raises(ValueError, match="thresholds"):
         boundaries.edge_counts(GT * 0.5, [GT], thresholds=[[0.5]])
+
+
+def _noisy_pair(seed=0, n=120):
+    """A boundary map and a GT with a few hundred pixels near each other: enough unmatched pixels that
+    correspondPixels' random outlier graph matters."""
+    rng = np.random.default_rng(seed)
+    g = np.zeros((n, n), bool)
+    for k in range(6):
+        g[10 + 17 * k, 5:115] = True
+        g[5:115, 12 + 18 * k] = True
+    pred = np.roll(g, (1, 2), axis=(0, 1)) | (rng.random((n, n)) > 0.97)
+    return thin(pred), g
+
+
+def test_seeded_matching_repeats_exactly_and_the_clock_seed_still_runs():
+    pred, g = _noisy_pair()
+    runs = {boundaries.map_counts(pred, [g], thin=False) for _ in range(3)}
+    assert len(runs) == 1  # MATCH_SEED by default: the same counts every call
+    assert boundaries.map_counts(pred, [g], thin=False, seed=7)[1::2] == next(iter(runs))[1::2]  # totals never move
+    cnt_r, sum_r, cnt_p, sum_p = boundaries.map_counts(pred, [g], thin=False, seed=None)  # BSDS's clock seed
+    assert (sum_r, sum_p) == next(iter(runs))[1::2] and 0 < cnt_r <= sum_r and 0 < cnt_p <= sum_p
+    for bad in (0, -1, 2**48, 1.5, True):
+        with pytest.raises(ValueError, match="seed"):
+            boundaries.map_counts(pred, [g], seed=bad)
+
+
+@pytest.mark.parametrize("matcher", ["lap", "dt"])
+def test_the_tuning_matchers_agree_with_the_benchmarks_matching(matcher):
+    pred, g = _noisy_pair(1)
+    ref = boundaries.map_counts(pred, [g], thin=False)
+    got = boundaries.map_counts(pred, [g], thin=False, matcher=matcher)
+    assert got[1::2] == ref[1::2]
+    if matcher == "lap":  # the optimum of the same matching problem: never fewer GT pixels matched than the sampler
+        assert ref[0] <= got[0] <= ref[0] * 1.01 and abs(got[2] - ref[2]) <= 0.01 * ref[2]
+    else:  # many-to-one: every pixel with a partner in range counts, so it can only be more lenient
+        assert got[0] >= ref[0] and got[2] >= ref[2]
+    # hand-made: a 2-px-thick GT against a 1-px line: one-to-one matchers match 80 pixels each way, dt 160 GT pixels
+    thick = vline() | vline(x=51)
+    assert boundaries.map_counts(vline(), [thick], thin=False, matcher=matcher)[:3:2] == \
+        ((160, 80) if matcher == "dt" else (80, 80))
+    with pytest.raises(ValueError, match="matcher"):
+        boundaries.map_counts(pred, [g], matcher="hungarian")
+
+
+def test_threshold_maps_are_deduplicated_exactly():
+    scene = make_scene(np.random.default_rng(0), (40, 56))
+    h = build_hierarchy(np.moveaxis(scene.image, -1, 0) / 255.0)
+    ucm = h.ucm()
+    t = np.geomspace(0.01, 200, 48)
+    maps, index = boundaries.ucm_maps(ucm, t)
+    assert len(index) == 48 and len(maps) < 48 and len({m.tobytes() for m in maps}) == len(maps)
+    pb = ucm[2::2, 2::2]
+    for k in range(0, 48, 5):  # every threshold's map is its own thinned map
+        assert (maps[index[k]] == thin(pb >= t[k])).all()
+    segs = [h.partition(threshold=x) for x in t[::8]]
+    pmaps, pindex = boundaries.partition_maps(segs)
+    assert all((pmaps[pindex[i]] == thin(boundaries.bsds_boundaries(s))).all() for i, s in enumerate(segs))
+    assert boundaries.map_key(maps[0]) == boundaries.map_key(maps[0].copy()) != boundaries.map_key(maps[-1])
+
+
+def test_ucm_labels_cut_as_the_region_benchmark():
+    scene = make_scene(np.random.default_rng(1), (40, 56))
+    h = build_hierarchy(np.moveaxis(scene.image, -1, 0) / 255.0)
+    for t in (0.05, 0.5, 5.0):
+        a, b = boundaries.ucm_labels(h.ucm(), t), h.partition(threshold=t)
+        # the same partition up to label names: a one-to-one map between the labels
+        pairs = set(zip(a.ravel().tolist(), b.ravel().tolist()))
+        assert len(pairs) == len(np.unique(a)) == len(np.unique(b))

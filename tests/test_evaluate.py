@@ -17,8 +17,9 @@ from featlib.data.bsds import load_record
 from featlib.data.loaders import validation_set
 from featlib.evaluate import (
     HIER_THRESHOLDS,
+    SWEEP_COLUMNS,
+    THRESHOLDS,
     baseline_sweep,
-    hierarchy_settings,
     hierarchy_sweep,
     score_partition,
     summarise_sweeps,
@@ -40,53 +41,71 @@ def _script():
     return mod
 
 
-@pytest.mark.parametrize("spec", ["lab-smooth", "untrained-b0"])
-def test_library_sweep_is_the_scripts(tmp_path, spec):
+@pytest.mark.parametrize("spec,grouping", [("lab-smooth", "mesh"), ("untrained-b0", "mesh"), ("lab", "gradients"),
+                                           ("untrained-b0", "gradients")])
+def test_library_sweep_is_the_scripts(tmp_path, spec, grouping):
     ids = write_fake_bsds(tmp_path / "bsds", n=3)
     script = _script()
-    assert script.HIER_THRESHOLDS is HIER_THRESHOLDS  # one grid, defined in the library
+    assert script.THRESHOLDS is THRESHOLDS and THRESHOLDS["mesh"] is HIER_THRESHOLDS  # grids defined in the library
     f = features.load(spec)
     results, ours = [], []
     for i in ids:
-        results.append(script.evaluate_image((tmp_path / "bsds", "val", i, ["hierarchy"], spec, False, {})))
+        results.append(script.evaluate_image((tmp_path / "bsds", "val", i, ["hierarchy"], spec, False,
+                                              {"grouping": grouping})))
         rec = load_record(tmp_path / "bsds", "val", i)
         feats, size = f(rec.image), rec.image.shape[:2]
-        ours.append(hierarchy_sweep(feats, size, rec.segmentations, **hierarchy_settings(f)))
-        # and the computation the script inlined before it called the library
-        h = build_hierarchy(feats, size=size, **f.hierarchy_kwargs())
-        old = [(*covering_pri_vi(s, rec.segmentations), len(np.unique(s)))
-               for s in (h.partition(threshold=t) for t in np.geomspace(0.01, 200, 48))]
-        np.testing.assert_array_equal(ours[-1], np.array(old))
+        ours.append(hierarchy_sweep(f, rec.image, rec.segmentations, grouping))
+        if grouping == "mesh":  # and the computation the script inlined before it called the library
+            h = build_hierarchy(feats, size=size, **f.hierarchy_kwargs())
+            old = [(*covering_pri_vi(s, rec.segmentations), len(np.unique(s)))
+                   for s in (h.partition(threshold=t) for t in np.geomspace(0.01, 200, 48))]
+            np.testing.assert_allclose(ours[-1][:, :4], np.array(old), rtol=1e-12)
+        assert len(ours[-1]) == len(THRESHOLDS[grouping])
         np.testing.assert_array_equal(ours[-1], np.asarray(results[-1]["hierarchy"]["sweep"]))
-    s = script.summarise(results, "hierarchy")
+        # the pooling columns: covering = overlap / area; "best" takes each region's best so far, so it never falls
+        cov, overlap, area, best = (ours[-1][:, SWEEP_COLUMNS.index(c)] for c in
+                                    ("covering", "cover_overlap", "cover_area", "best_overlap"))
+        np.testing.assert_allclose(cov, overlap / area, rtol=1e-12)
+        assert (np.diff(best) >= 0).all() and (best >= overlap - 1e-9).all() and (area == area[0]).all()
+    s = script.summarise(results, "hierarchy", script.sweep_grids(grouping))
     lib = summarise_sweeps(ours, digits=4)
     assert (s["ods"], s["ois"], s["n_images"]) == (lib["ods"], lib["ois"], lib["n_images"]) == (s["ods"], s["ois"], 3)
     # training validation on validation_set's records of the same images gives the script's numbers
     cfg = TrainConfig(data="bsds500", data_root=str(tmp_path / "bsds"), n_val=3)
-    v = validate_partitions(f, validation_set(cfg), baseline_sweeps=ours)
+    v = validate_partitions(f, validation_set(cfg), hierarchy_kwargs={"grouping": grouping}, baseline_sweeps=ours)
     for m in ("covering", "pri", "vi"):
         assert round(v[f"val/{m}_ods"], 4) == s["ods"][m] and round(v[f"val/{m}_ois"], 4) == s["ois"][m]
 
 
+def _sweep(cov, pri, vi, segs, area, best_overlap):
+    """A hand-made sweep [T, 7] (SWEEP_COLUMNS) of one image from per-threshold covering, PRI, VI, segment counts,
+    its annotated area and the running per-region best overlap."""
+    cov = np.asarray(cov, float)
+    return np.stack([cov, pri, vi, segs, cov * area, np.full(len(cov), float(area)), best_overlap], axis=1)
+
+
 def test_summarise_sweeps_on_a_hand_made_sweep():
-    # two images x three thresholds; columns covering, PRI, VI, n_segments
-    a = np.array([[0.2, 0.7, 2.0, 100], [0.6, 0.8, 1.0, 20], [0.4, 0.9, 1.5, 5]])
-    b = np.array([[0.5, 0.9, 0.8, 80], [0.3, 0.6, 1.2, 30], [0.1, 0.5, 3.0, 4]])
+    # two images x three thresholds; image a has 100 annotated pixels (all annotators together), image b 300
+    a = _sweep([0.2, 0.6, 0.4], [0.7, 0.8, 0.9], [2.0, 1.0, 1.5], [100, 20, 5], 100, [20, 60, 70])
+    b = _sweep([0.5, 0.3, 0.1], [0.9, 0.6, 0.5], [0.8, 1.2, 3.0], [80, 30, 4], 300, [150, 160, 165])
     s = summarise_sweeps([a, b])
-    # covering: means 0.35 0.45 0.25 -> ODS 0.45 at threshold 1; OIS (0.6 + 0.5) / 2
+    # covering, pooled (the benchmark): (20 + 150) / 400, (60 + 90) / 400, (40 + 30) / 400 -> ODS .425 at threshold
+    # 0 (the mean of per-image coverings would pick threshold 1: .45); OIS: a's best (60) and b's best (150) pooled,
+    # (60 + 150) / 400 (the mean of per-image bests: .55); best: each region at its own threshold (70 + 165) / 400
     # PRI: means 0.8 0.7 0.7 -> ODS 0.8 at threshold 0; OIS (0.9 + 0.9) / 2
-    # VI (lower is better): means 1.4 1.1 2.25 -> ODS 1.1 at threshold 1; OIS (1.0 + 0.8) / 2
-    assert s["ods"] == pytest.approx({"covering": 0.45, "pri": 0.8, "vi": 1.1})
-    assert s["ois"] == pytest.approx({"covering": 0.55, "pri": 0.9, "vi": 0.9})
-    assert s["ods_segments"] == pytest.approx({"covering": 25.0, "pri": 90.0, "vi": 25.0})
+    # VI (bits, lower is better): means 1.4 1.1 2.25 -> ODS 1.1 at threshold 1; OIS (1.0 + 0.8) / 2
+    assert s["ods"] == pytest.approx({"covering": 0.425, "pri": 0.8, "vi": 1.1})
+    assert s["ois"] == pytest.approx({"covering": 0.525, "pri": 0.9, "vi": 0.9})
+    assert s["best"] == pytest.approx({"covering": 235 / 400}) and s["ods_index"] == {"covering": 0, "pri": 0, "vi": 1}
+    assert s["ods_segments"] == pytest.approx({"covering": 90.0, "pri": 90.0, "vi": 25.0})
     assert s["n_images"] == 2
-    assert summarise_sweeps(np.stack([a, b]) + 0.00123, digits=2)["ods"]["covering"] == 0.45  # the script's rounding
-    for bad in ([], [a[:, :3]], np.zeros((3, 4))):
+    assert summarise_sweeps(np.stack([a, b]) + 0.00123, digits=2)["ods"]["pri"] == 0.8  # the script's rounding
+    for bad in ([], [a[:, :4]], np.zeros((3, 7))):  # a [T, 4] sweep of the older, per-image-mean format too
         with pytest.raises(ValueError, match="sweeps must be"):
             summarise_sweeps(bad)
     v = summarise_validation([{"sweep": a, "seconds": 1.0}, {"sweep": b, "seconds": 3.0}], baseline_sweeps=[b, a])
-    assert v["val/covering_ods"] == v["val/lab_covering_ods"] == pytest.approx(0.45)  # order does not matter
-    assert v["val/n_images"] == 2 and v["val/seconds_per_image"] == 2.0 and v["val/segments_at_covering_ods"] == 25
+    assert v["val/covering_ods"] == v["val/lab_covering_ods"] == pytest.approx(0.425)  # order does not matter
+    assert v["val/n_images"] == 2 and v["val/seconds_per_image"] == 2.0 and v["val/segments_at_covering_ods"] == 90
     assert "val/lab_covering_ods" not in summarise_validation([{"sweep": a, "seconds": 1.0}])
     with pytest.raises(ValueError, match="same validation images"):
         summarise_validation([{"sweep": a, "seconds": 1.0}], baseline_sweeps=[a, b])

@@ -81,10 +81,24 @@ def test_hierarchy_kwargs_resolve_mesh_weights_per_features():
     learned, colour = features.load("untrained-b0"), features.load("lab-smooth")
     assert learned.hierarchy_kwargs("finest")["mesh_weights"] == {1: 1.0}
     assert learned.hierarchy_kwargs({2: 1, 4: 0.5})["mesh_weights"] == {2: 1.0, 4: 0.5}
-    # the learned defaults: cluster.LEARNED_HIERARCHY and interactive.LEARNED_CLICKS
+    # the learned defaults: features.DEFAULTS["learned"] ("mesh", "clicks")
     assert learned.hierarchy_kwargs() == {"mesh_weights": None, "contrast": 0.07, "seed_spacing": 8}
     assert learned.click_kwargs() == {"mesh_weights": {1: 1.0, 2: 1.0}, "reach": 2.0}
     assert colour.click_kwargs() == {}
     assert colour.hierarchy_kwargs("finest") == {}        # one map: nothing to combine
     with pytest.raises(ValueError, match="unknown mesh weights"):
         learned.hierarchy_kwargs("coarsest")
+
+
+def test_readme_quick_tour_runs_as_written():
+    """The README's quick tour is executed verbatim (the shipped model, a bundled photo): it must not rot."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Quick tour\s+```python\n(.*?)```", readme, re.S)
+    assert block, "README has no quick-tour python block"
+    scope: dict = {}
+    exec(compile(block.group(1), "README quick tour", "exec"), scope)
+    assert scope["labels"].max() + 1 == 30 and scope["seg"].mask.any()
+    assert set(np.unique(scope["multi"].labels)) <= {0, 1} and scope["multi"].labels[200, 300] == 1

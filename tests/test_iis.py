@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,7 @@ def _script():
     spec = importlib.util.spec_from_file_location("evaluate_iis", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    sys.modules["evaluate_iis"] = mod  # --workers > 1 pickles the job functions by module name
     return mod
 
 
@@ -120,8 +122,8 @@ def test_evaluate_iis_script(tmp_path):
     _tiny_grabcut(tmp_path)
     mod = _script()
     out = tmp_path / "res.json"
-    mod.main(["--dataset", "grabcut", "--root", str(tmp_path / "data"), "--features", "lab", "--max-clicks", "5",
-              "--long-clicks", "8", "--output", str(out), "--no-progress"])
+    assert mod.main(["--dataset", "grabcut", "--root", str(tmp_path / "data"), "--features", "lab", "--max-clicks",
+                     "5", "--long-clicks", "8", "--output", str(out), "--no-progress", "--workers", "1"]) == 0
     res = json.loads(out.read_text())
     assert res["n_objects"] == 2 and len(res["mean_iou_per_click"]) == 8
     assert 1 <= res["noc85"] <= 5 and res["noc85"] <= res["noc90"] <= 5
@@ -133,7 +135,7 @@ def test_evaluate_iis_script(tmp_path):
 
 
 def test_evaluate_iis_bsds_skip(shared, tmp_path):
-    """--dataset bsds reads objects straight from BSDS500; --skip leaves out the first ones (the tuning objects)."""
+    """--dataset bsds500 reads objects straight from BSDS500; --skip leaves out the first ones (the tuning objects)."""
     root = shared / "datasets" / "bsds500"
     if not root.is_dir():
         pytest.skip("BSDS500 not in ../shared")
@@ -141,8 +143,9 @@ def test_evaluate_iis_bsds_skip(shared, tmp_path):
     runs = {}
     for skip in (0, 1):
         out = tmp_path / f"skip{skip}.json"
-        mod.main(["--dataset", "bsds", "--root", str(root), "--limit", "2", "--skip", str(skip), "--max-clicks", "2",
-                  "--long-clicks", "0", "--touch-up", "0", "--output", str(out), "--no-progress"])
+        mod.main(["--dataset", "bsds500", "--root", str(root), "--limit", "2", "--skip", str(skip), "--max-clicks",
+                  "2", "--long-clicks", "0", "--touch-up", "0", "--output", str(out), "--no-progress",
+                  "--workers", "1"])
         runs[skip] = json.loads(out.read_text())
     assert runs[0]["n_objects"] == 2 and runs[1]["n_objects"] == 1
     assert runs[1]["objects"][0]["name"] == runs[0]["objects"][1]["name"]
@@ -160,12 +163,11 @@ def test_evaluate_iis_checkpoint_features(tmp_path):
     for spec in (str(tmp_path / "model.pt"), "untrained-b0"):
         out = tmp_path / f"{spec[-8:].replace('/', '_')}.json"
         mod.main(["--dataset", "grabcut", "--root", str(root), "--features", spec, "--max-clicks", "3",
-                  "--long-clicks", "0", "--output", str(out), "--no-progress"])
+                  "--long-clicks", "0", "--output", str(out), "--no-progress", "--workers", "1"])
         res[spec] = json.loads(out.read_text())
     a, b = res.values()
     assert [o["ious"] for o in a["objects"]] == [o["ious"] for o in b["objects"]]
-    with pytest.raises(SystemExit):
-        mod.main(["--dataset", "grabcut", "--root", str(root), "--features", str(tmp_path / "missing.pt")])
+    assert mod.main(["--dataset", "grabcut", "--root", str(root), "--features", str(tmp_path / "missing.pt")]) == 2
 
 
 def test_evaluate_iis_bsds_train_holdout_and_mesh_weights(tmp_path):
@@ -173,21 +175,118 @@ def test_evaluate_iis_bsds_train_holdout_and_mesh_weights(tmp_path):
     ids = write_fake_bsds(tmp_path / "bsds", n=4, split="train", size=(64, 80))
     mod = _script()
     out = tmp_path / "hold.json"
-    mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
+    mod.main(["--dataset", "bsds500", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
               "--features", "untrained-b0", "--mesh-weights", "finest", "--max-clicks", "2", "--long-clicks", "0",
-              "--output", str(out), "--no-progress"])
+              "--output", str(out), "--no-progress", "--workers", "1"])
     res = json.loads(out.read_text())
     held = holdout_split(ids, 2)[1]
     assert {o["name"] for o in res["objects"]} <= set(held) and res["n_objects"] >= 1
     assert res["mesh_weights"] == {"1": 1.0} and res["split"] == "train" and res["holdout"] == 2
-    assert res["settings"]["reach"] == 2.0  # the learned features' own trust region (interactive.LEARNED_CLICKS)
-    mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
+    assert res["settings"]["reach"] == 2.0  # the learned features' own trust region (features.DEFAULTS)
+    mod.main(["--dataset", "bsds500", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
               "--features", "lab", "--reach", "0", "--touch-up", "3", "--max-clicks", "2", "--long-clicks", "0",
-              "--output", str(out), "--no-progress"])
+              "--output", str(out), "--overwrite", "--no-progress", "--workers", "1"])
     settings = json.loads(out.read_text())["settings"]
     assert settings["reach"] is None and settings["touch_up"] == 3.0  # explicit options override; 0 turns reach off
-    with pytest.raises(SystemExit):  # holdout is a train-split notion
-        mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--holdout", "2", "--no-progress"])
+    # holdout is a train-split notion
+    assert mod.main(["--dataset", "bsds500", "--root", str(tmp_path / "bsds"), "--holdout", "2", "--no-progress"]) == 2
+
+
+def _grabcut_args(root, *extra):
+    return ["--dataset", "grabcut", "--root", str(root), "--features", "lab", "--max-clicks", "4", "--long-clicks", "6",
+            "--no-progress", *extra]
+
+
+def test_evaluate_iis_clickers_seeds_and_workers(tmp_path):
+    """Stochastic and adversarial clickers with seeds: the robustness keys, the centre run beside them, and the same
+    result from 2 worker processes as from 1."""
+    root = _tiny_grabcut(tmp_path)
+    mod = _script()
+    res = {}
+    for w in (1, 2):
+        out = tmp_path / f"w{w}.json"
+        assert mod.main(_grabcut_args(root, "--clicker", "dt,worst:2,best:2", "--seeds", "2", "--workers", str(w),
+                                      "--output", str(out))) == 0
+        res[w] = json.loads(out.read_text())
+    assert res[1]["clickers"] == res[2]["clickers"]
+    r = res[1]
+    assert r["clicker"] == "dt" and r["clickers_run"] == ["dt", "worst:2", "best:2", "center"]
+    assert r["n_seeds"] == 2 and r["clickers"]["center"]["n_seeds"] == 1 and r["clickers"]["dt"]["n_seeds"] == 2
+    assert r["clicks_honoured"] == 1.0 and 0 <= r["never_falls"] <= 1 and r["nsr_iou1"] >= 0
+    assert r["noc90_std"] >= 0 and r["noc90_p10"] <= r["noc90_p50"] <= r["noc90_p90"] <= 4
+    centre = r["clickers"]["center"]["noc90"]
+    assert r["delta_sb"] == pytest.approx((r["noc90"] - centre) / centre * 100)
+    worst, best = r["clickers"]["worst:2"]["noc90"], r["clickers"]["best:2"]["noc90"]
+    assert r["delta_gr"] == {"2": pytest.approx((worst - best) / best * 100)}
+    for o in r["objects"]:
+        assert [run["seed"] for run in o["runs"]] == [0, 1] and len(o["runs"][0]["ious"]) == 6
+        assert o["runs"][0]["clicks"] != o["runs"][1]["clicks"]  # two seeds, two trajectories
+    assert (tmp_path / "w1.png").is_file()
+
+
+def test_evaluate_iis_compare(tmp_path, capsys):
+    """--compare: a paired bootstrap of two feature sources on the same clicks (the first click is shared)."""
+    root = _tiny_grabcut(tmp_path)
+    mod = _script()
+    a, b = tmp_path / "lab.json", tmp_path / "rgb.json"
+    assert mod.main(_grabcut_args(root, "--clicker", "dt", "--seeds", "2", "--workers", "1", "--output", str(a))) == 0
+    args = _grabcut_args(root, "--clicker", "dt", "--seeds", "2", "--workers", "1", "--output", str(b), "--compare",
+                         str(a))
+    args[args.index("lab")] = "rgb"
+    assert mod.main(args) == 0
+    cmp = json.loads(b.read_text())["compare"]["by_clicker"]
+    assert set(cmp) == {"dt", "center"} and cmp["dt"]["same_first_click"] == 1.0
+    lo, hi = cmp["dt"]["noc90"]["ci95"]
+    assert lo <= cmp["dt"]["noc90"]["mean_diff"] <= hi
+    capsys.readouterr()
+    assert mod.main(["--compare", str(a), str(a)]) == 0  # two results, no run
+    assert "+0.00 [+0.00, +0.00]" in capsys.readouterr().out
+
+
+def test_evaluate_iis_cli_convention(tmp_path, monkeypatch, capsys):
+    """Default output path printed and never overwritten (a -2 suffix), an explicit existing --output refused unless
+    --overwrite, the deprecated bsds alias, and bad arguments: exit 2 with one line."""
+    root = _tiny_grabcut(tmp_path)
+    mod = _script()
+    monkeypatch.chdir(tmp_path)
+    for expect in ("grabcut_lab_center.json", "grabcut_lab_center-2.json"):
+        assert mod.main(_grabcut_args(root, "--workers", "1")) == 0
+        assert f"outputs/iis/{expect}" in capsys.readouterr().out and (tmp_path / "outputs" / "iis" / expect).is_file()
+    first = tmp_path / "outputs" / "iis" / "grabcut_lab_center.json"
+    before = first.read_text()
+    assert mod.main(_grabcut_args(root, "--workers", "1", "--output", str(first))) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert first.read_text() == before
+    assert mod.main(_grabcut_args(root, "--workers", "1", "--output", str(first), "--overwrite")) == 0
+    for bad, msg in [(["--clicker", "corner"], "unknown clicker"), (["--multi"], "bsds500"),
+                     (["--workers", "0"], "--workers"), (["--seeds", "0", "--clicker", "dt"], "--seeds")]:
+        assert mod.main(_grabcut_args(root, *bad)) == 2, bad
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+    write_fake_bsds(tmp_path / "bsds", n=1, split="val", size=(48, 64))
+    assert mod.main(["--dataset", "bsds", "--root", str(tmp_path / "bsds"), "--max-clicks", "2", "--long-clicks", "0",
+                     "--workers", "1", "--no-progress", "--output", str(tmp_path / "alias.json")]) == 0
+    assert "deprecated" in capsys.readouterr().err
+    assert json.loads((tmp_path / "alias.json").read_text())["dataset"] == "bsds500"
+
+
+def test_evaluate_iis_multi(tmp_path):
+    """--multi: whole-image annotation with the multi-label segmenter against the one-at-a-time baseline."""
+    write_fake_bsds(tmp_path / "bsds", n=2, split="val", size=(48, 64))
+    mod = _script()
+    out = tmp_path / "multi.json"
+    assert mod.main(["--dataset", "bsds500", "--root", str(tmp_path / "bsds"), "--multi", "--min-area", "0.02",
+                     "--max-clicks", "5", "--workers", "1", "--no-progress", "--output", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["n_images"] == 2 and r["n_objects"] == sum(im["n_objects"] for im in r["images"])
+    for im in r["images"]:
+        assert im["nci"] == sum(im["charged"]) and max(im["charged"]) <= 5 and im["n_objects"] <= im["nci"]
+        assert im["nci_single"] == sum(im["noc_single"]) and len(im["final_ious"]) == im["n_objects"]
+        assert im["nfo"] == sum(v < 0.85 for v in im["final_ious"])
+    assert r["nci"] == pytest.approx(np.mean([im["nci"] for im in r["images"]]))
+    assert r["clicks_honoured"] == 1.0 and r["clicks_honoured_single"] == 1.0
+    assert 0 < r["covering_per_click"][-1] <= 1 and r["min_area"] == 0.02
 
 
 def test_sample_sets_are_fresh_and_small_halves_real_photos():

@@ -18,7 +18,8 @@ def test_hand_computed_two_by_two():
     # 6 pixel pairs: same-in-seg pairs (0,1),(2,3); same-in-gt (0,2),(1,3); they agree on the 2 pairs that are
     # split in both: (0,3),(1,2)
     assert M.rand_index(seg, gt) == pytest.approx(2 / 6)
-    assert M.variation_of_information(seg, gt) == pytest.approx(2 * np.log(2))
+    # VI in bits, as the BSDS benchmark (log2): H(S) = H(G) = 1 bit, I(S; G) = 0 -> 2 bits (2 ln 2 nats)
+    assert M.variation_of_information(seg, gt) == pytest.approx(2.0)
     assert M.asa(seg, gt) == pytest.approx(0.5)
     assert M.mean_best_iou(seg, np.stack([gt == 0, gt == 1])) == pytest.approx(1 / 3)
 
@@ -48,7 +49,7 @@ def brute_force(seg, gt):
         R = g == r
         cov += R.sum() * max((R & (s == q)).sum() / (R | (s == q)).sum() for q in np.unique(s))
     n = len(s)
-    h = lambda x: -sum((x == v).mean() * np.log((x == v).mean()) for v in np.unique(x))  # noqa: E731
+    h = lambda x: -sum((x == v).mean() * np.log2((x == v).mean()) for v in np.unique(x))  # noqa: E731, bits
     joint = s.astype(np.int64) * (g.max() + 1) + g
     vi = 2 * h(joint) - h(s) - h(g)
     asa = sum(max(((s == q) & (g == r)).sum() for r in np.unique(g))
@@ -137,3 +138,36 @@ def test_contingency_renumbering_matches_unique():
         ns, ng = s.max() + 1, g.max() + 1
         ref = np.bincount(s * ng + g, minlength=ns * ng).reshape(ns, ng)
         assert np.array_equal(M.contingency(seg, gt), ref)
+
+
+def test_covering_pools_the_annotators_pixels():
+    # annotator 1 labels all 4 pixels (covered perfectly), annotator 2 only 2 of them (covered at IoU 1/2): pooled
+    # over the 6 annotated pixels, (4 * 1 + 2 * 1/2) / 6, not the mean of the two coverings (1 + 1/2) / 2
+    seg = np.array([[0, 0, 1, 1]])
+    g1 = np.array([[0, 0, 1, 1]])
+    g2 = np.array([[-1, 0, 0, -1]])
+    assert M.covering(seg, [g1, g2]) == pytest.approx(5 / 6)
+    t = M.region_terms(seg, [g1, g2])
+    assert t.areas.tolist() == [2, 2, 2] and t.ious == pytest.approx([1, 1, 0.5])
+    assert t.covering == pytest.approx(5 / 6)
+    assert (t.pri, t.vi) == pytest.approx((M.pri(seg, [g1, g2]), M.vi(seg, [g1, g2])))
+
+
+def test_pooled_ods_ois_against_hand_computed_sums():
+    # two images, three thresholds: image a has 100 annotated pixels (over its annotators), image b 300
+    overlap = np.array([[60.0, 80, 40], [90, 150, 240]])
+    area = np.array([[100.0, 100, 100], [300, 300, 300]])
+    ods, ois, k = M.pooled_ods_ois(overlap, area)
+    # dataset coverings (60 + 90) / 400, (80 + 150) / 400, (40 + 240) / 400 = .375, .575, .7 -> threshold 2
+    assert (ods, k) == (pytest.approx(0.7), 2)
+    # per-image bests: a at threshold 1 (80), b at 2 (240): pooled (80 + 240) / 400 = .8; the mean of per-image
+    # bests would be (.8 + .8) / 2 as well, so check one where they differ
+    assert ois == pytest.approx(0.8)
+    ods, ois, _ = M.pooled_ods_ois([[60.0, 80], [30, 10]], [[100.0, 100], [300, 300]])
+    assert ods == pytest.approx(90 / 400) and ois == pytest.approx((80 + 30) / 400)  # mean of bests: 0.45
+    ods, ois, k = M.pooled_ods_ois([[1.0, 1.0]], [[2.0, 2.0]])
+    assert k == 0  # ties: the first threshold, as MATLAB's max
+    with pytest.raises(ValueError, match="overlap and area"):
+        M.pooled_ods_ois(np.zeros((2, 3)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="overlap must lie"):
+        M.pooled_ods_ois(np.full((1, 2), 3.0), np.ones((1, 2)))

@@ -7,6 +7,15 @@ Measured after the one-off precompute (also reported): median wall time of ``add
 ``skimage.segmentation.slic`` call (defaults) on the image, median of 3. Target: median click <= 0.4 x SLIC.
 Both max-flow backends run when PyMaxflow is installed (their masks are compared too), each with the default
 trust-region update and with a global cut on every click (``reach=None``).
+
+Many objects (``featlib.multiclick.MultiClickSegmenter``): the same image with its 3 largest first-annotator segments
+as objects 1-3 (the rest background; synthetic: the 3 largest objects). Multi-label run: one click per object at its
+centre, then corrective clicks on the object of lowest IoU at the centre of its largest error region, labelled with
+the ground truth there (``--multi-clicks``, default 21 = 7 per object). Binary baseline in the same run, with the
+same features, settings (the source's ``click_kwargs``; "global": ``reach=None``) and backend: each object alone
+with ``ClickSegmenter`` and the standard protocol, 7 clicks each (the same 21 updates, the same objects). Reported:
+median and p90 update time of each, their ratio (target: multi-label median <= 2x binary), min cuts per multi-label
+click and the objects' mean IoU at the end.
 """
 
 from __future__ import annotations
@@ -19,11 +28,16 @@ from PIL import Image
 from skimage.segmentation import slic
 
 from featlib import features as feature_registry
+from featlib.data.bsds import load_bsds
 from featlib.data.samples import bsds_samples
 from featlib.data.synthetic import make_scene
 from featlib.graphcut import maxflow_available
-from featlib.interactive import ClickSegmenter, simulate_clicks
+from featlib.interactive import ClickSegmenter, next_click, simulate_clicks
+from featlib.metrics import iou
+from featlib.multiclick import MultiClickSegmenter
 from featlib.utils import shared_dir
+
+N_OBJECTS = 3  # objects of the multi-label row (the issue's "e.g. 3 objects + background")
 
 
 def test_image(size: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -37,14 +51,76 @@ def test_image(size: int) -> tuple[np.ndarray, np.ndarray, str]:
     return sc.image, max(sc.masks, key=lambda m: m.sum()), "synthetic scene"
 
 
+def multi_gt(size: int) -> np.ndarray:
+    """int32 [size, size]: the benchmark image's N_OBJECTS largest first-annotator segments (synthetic: objects) as
+    labels 1..N by decreasing area, 0 elsewhere."""
+    root = shared_dir()
+    if root is not None and (root / "datasets" / "bsds500").is_dir():
+        rec = next(iter(load_bsds(root / "datasets" / "bsds500", "val", limit=1)))
+        seg = np.asarray(Image.fromarray(rec.segmentations[0].astype(np.int32)).resize((size, size), Image.NEAREST))
+        parts = [seg == i for i in np.unique(seg)]
+    else:
+        parts = list(make_scene(np.random.default_rng(0), (size, size)).masks)
+    gt = np.zeros((size, size), np.int32)
+    for k, m in enumerate(sorted(parts, key=lambda m: -int(m.sum()))[:N_OBJECTS]):
+        gt[m & (gt == 0)] = k + 1
+    return gt
+
+
+def multi_clicks(seg: MultiClickSegmenter, gt: np.ndarray, n_clicks: int) -> tuple[list[float], list[int], float]:
+    """The multi-label run of the module docstring -> (update seconds per click, min cuts per click, mean IoU)."""
+    n_obj = int(gt.max())
+    seg.reset()
+    lat, cuts = [], []
+    for i in range(n_clicks):
+        ious = [iou(seg.labels == k, gt == k) for k in range(1, n_obj + 1)]
+        k = i + 1 if i < n_obj else int(np.argmin(ious)) + 1
+        c = next_click(seg.labels == k, gt == k)
+        if c is None:
+            break
+        seg.add_click(c[0], c[1], int(gt[c[0], c[1]]))
+        lat.append(seg.last_update_s)
+        cuts.append(seg.last_cuts)
+    return lat, cuts, float(np.mean([iou(seg.labels == k, gt == k) for k in range(1, n_obj + 1)]))
+
+
+def multi_rows(feats, image, backends, n_clicks: int, kwargs: dict) -> None:
+    """Print the multi-label vs binary rows (module docstring)."""
+    gt = multi_gt(image.shape[0])
+    per_object = max(1, n_clicks // N_OBJECTS)
+    print(f"\nmany objects: {int(gt.max())} objects + background; multi-label {n_clicks} clicks, binary baseline "
+          f"{per_object} clicks on each object alone")
+    print(f"{'backend':10s} {'update':8s} {'binary ms':>9s} {'p90':>6s} {'multi ms':>8s} {'p90':>6s} "
+          f"{'multi / binary':>14s} {'cuts/click':>10s} {'IoU multi':>9s} {'IoU binary':>10s}")
+    for b in backends:
+        for mode, reach in (("default", kwargs.get("reach", 3.0)), ("global", None)):  # default: the source's reach
+            kw = {**kwargs, "backend": b, "reach": reach}
+            single = ClickSegmenter(feats, image, **kw)
+            lat_b, iou_b = [], []
+            for k in range(1, int(gt.max()) + 1):
+                run = simulate_clicks(single, gt == k, n_clicks=per_object)
+                lat_b += run.latency_s
+                iou_b.append(run.ious[-1])
+            lat_m, cuts, iou_m = multi_clicks(MultiClickSegmenter(feats, image, **kw), gt, n_clicks)
+            mb, mm = float(np.median(lat_b)), float(np.median(lat_m))
+            print(f"{b:10s} {mode:8s} {1000 * mb:9.1f} {1000 * np.percentile(lat_b, 90):6.1f} {1000 * mm:8.1f} "
+                  f"{1000 * np.percentile(lat_m, 90):6.1f} {mm / mb:13.2f}x {np.mean(cuts):10.1f} {iou_m:9.3f} "
+                  f"{np.mean(iou_b):10.3f}")
+    print("target: multi-label median <= 2x binary (default update)")
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="benchmark.py clicks")
     p.add_argument("--quick", action="store_true", help="128 x 128, 5 clicks")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--clicks", type=int, default=20)
     p.add_argument("--features", default="lab", help="a featlib.features spec: lab, untrained-b0, a checkpoint ...")
+    p.add_argument("--multi-clicks", type=int, default=7 * N_OBJECTS, help="clicks of the multi-label run")
     a = p.parse_args(argv)
     size, n_clicks = (128, 5) if a.quick else (a.size, a.clicks)
+    n_multi = 2 * N_OBJECTS if a.quick else a.multi_clicks
+    if n_multi < N_OBJECTS:
+        raise ValueError(f"--multi-clicks must be >= {N_OBJECTS} (one click per object), got {n_multi}")
     image, gt, source = test_image(size)
     slic_t = []
     for _ in range(1 if a.quick else 3):
@@ -52,7 +128,8 @@ def main(argv: list[str]) -> None:
         slic(image)
         slic_t.append(time.perf_counter() - t0)
     slic_s = float(np.median(slic_t))
-    feats = feature_registry.load(a.features)(image)
+    extractor = feature_registry.load(a.features)
+    feats = extractor(image)
     print(f"image: {source}, {size}x{size}, features {a.features}; {n_clicks} simulated clicks")
     print(f"skimage SLIC (defaults): {1000 * slic_s:.1f} ms")
     backends = ["scipy"] + (["pymaxflow"] if maxflow_available() else [])
@@ -78,3 +155,4 @@ def main(argv: list[str]) -> None:
     else:
         print("PyMaxflow not installed: scipy backend only (pip install 'featlib[maxflow]')")
     print("target: median click <= 0.4x SLIC")
+    multi_rows(feats, image, backends, n_multi, extractor.click_kwargs())

@@ -1,0 +1,157 @@
+"""Many objects at once: click segmentation where each click carries a label, and one cut labels every pixel.
+
+    seg = MultiClickSegmenter(features, image)   # FeatureNet dict {s: [C, h, w]} for ONE image, or [C, H, W] (Lab)
+    seg.add_click(120, 200, 1)                   # object 1; labels 1..K are objects, K grows with new labels
+    seg.add_click(60, 40, 2)                     # object 2
+    seg.add_click(10, 10, 0)                     # background
+    seg.labels                                   # int32 [H, W], 0 = background
+    seg.mask_of(2)                               # bool [H, W]
+    seg.undo(); seg.reset()
+
+The same pieces as the binary ``featlib.interactive.ClickSegmenter`` (docs/CLICKS.md "Structure", "Many objects at
+once"), with L = 1 + (number of object labels clicked) labels instead of two:
+
+- ``featlib.region_graph``: the oversegmentation's region graph; a region holding clicks of two labels is split
+  into pixel nodes.
+- ``featlib.click_energy``: per label l the distance ``D_l`` to l's clicks (the background's also to the image
+  border), unary ``area * D_l / (D_l + D_-l)`` (``D_-l``: the nearest other label), Potts pairwise ``lam * w``,
+  clicked nodes hard-constrained; one multi-label cut by alpha-expansion (Boykov, Veksler & Zabih 2001; each move
+  one ``featlib.graphcut.min_cut``), within a factor 2 of the optimal energy.
+- ``featlib.click_update``: a click for label k applies only the 4-connected piece of pixels the cut takes FOR k that
+  holds the click, within the same trust box (``reach``) and touch-up disc as the binary update.
+
+Guarantees (tested): every clicked pixel keeps its label after every later click; a click for label k changes only
+pixels to k (every pixel not labelled k after the click keeps its previous label); with one object label (K = 1)
+the labels are the binary segmenter's mask on the same clicks, pixel for pixel (label 1 = positive, 0 = negative:
+the same energy, the same single min cut, the same policy). A first click of label 0 is allowed (all background until
+an object is clicked); a click on an already-clicked pixel replaces that click. An object label whose clicks have
+all been replaced keeps its pixels until other labels' clicks take them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from featlib.click_energy import ClickCut
+from featlib.click_update import apply_click, check_click, check_policy, click_radius, trust_box
+from featlib.region_graph import ImageGraph, check_image
+
+
+@dataclass
+class LabelClick:
+    """A click at pixel (y, x) for ``label`` (0 = background, 1..K objects)."""
+
+    y: int
+    x: int
+    label: int
+
+
+class MultiClickSegmenter:
+    """Interactive multi-object segmentation of one image: every pixel gets one label, 0 = background.
+
+    Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
+    ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
+    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5), so ``Features.click_kwargs()`` applies unchanged. Without
+    ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its label, but other
+    pixels may change to any label).
+
+    Attributes: ``labels`` int32 [H, W]; ``clicks`` list of ``LabelClick``; ``shape`` (H, W); ``n_objects`` (K, the
+    largest object label clicked); ``last_update_s``; ``last_cuts`` (min cuts of the last click).
+    """
+
+    def __init__(
+        self,
+        features,
+        image: np.ndarray | None = None,
+        *,
+        mesh_weights: Mapping[int, float] | None = None,
+        region_spacing: int = 4,
+        lam: float = 8.0,
+        geo_weight: float = 1.0,
+        border_margin: float = 0.2,
+        backend: str = "auto",
+        local: bool = True,
+        reach: float | None = 3.0,
+        touch_up: float = 4.5,
+    ):
+        self.image, size = check_image(image)
+        check_policy(reach, touch_up)
+        ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
+        self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing)
+        self.cut = ClickCut(self.graph, lam, geo_weight, border_margin, backend)
+        self.shape = self.graph.shape
+        self.local = bool(local)
+        self.reach = None if reach is None else float(reach)
+        self.touch_up = float(touch_up)
+        self.reset()
+        self.last_update_s, self.last_cuts = 0.0, 0
+
+    @property
+    def n_objects(self) -> int:
+        """K: the largest object label among the clicks (0 without object clicks)."""
+        return max((c.label for c in self.clicks), default=0)
+
+    def mask_of(self, label: int) -> np.ndarray:
+        """bool [H, W]: the pixels of ``label`` (0 = background)."""
+        return self.labels == _check_label(label)
+
+    def add_click(self, y: int, x: int, label: int) -> np.ndarray:
+        """Add a click for ``label`` at pixel (y, x) and update ``labels`` (int32 [H, W], returned).
+
+        ValueError for a label < 0 (or not an integer) or a click outside the image.
+        """
+        label = _check_label(label)
+        y, x = check_click(y, x, self.shape)
+        t0 = time.perf_counter()
+        click = LabelClick(y, x, label)
+        if self.local and self.labels[y, x] == label:
+            new, self.last_cuts = self.labels.copy(), 0  # the policy keeps every pixel: no cut needed
+        else:
+            new = self._update(click)
+            self.last_cuts = self.cut.last_cuts
+        self._history.append(self.labels)
+        self.clicks.append(click)
+        self.labels = new
+        self.last_update_s = time.perf_counter() - t0
+        return self.labels
+
+    def _update(self, click: LabelClick) -> np.ndarray:
+        """The labels after ``click``: cut (trust box when local) and policy."""
+        y, x, label = click.y, click.x, click.label
+        last = {(c.y, c.x): c.label for c in self.clicks + [click]}  # a later click on a pixel replaces an earlier one
+        active = np.array(sorted({0, *last.values()}), np.int32)  # label values in the cut; index 0 = background
+        lut = np.full(max(int(active[-1]), int(self.labels.max())) + 1, -1, np.int16)
+        lut[active] = np.arange(len(active))
+        r = click_radius(self.labels == label, y, x) if self.local else float("inf")
+        roi = trust_box(y, x, r, self.reach, self.shape)
+        idx = self.cut.solve([(cy, cx, int(lut[lab])) for (cy, cx), lab in last.items()], len(active),
+                             current=lut[self.labels], roi=roi)
+        # pixels outside the free nodes keep their labels, also those no cut label stands for (index -1)
+        cut = np.where(idx >= 0, active[np.maximum(idx, 0)], self.labels).astype(np.int32)
+        return apply_click(self.labels, cut, y, x, label, r, self.touch_up) if self.local else cut
+
+    def undo(self) -> np.ndarray:
+        """Remove the last click (no-op without clicks) and restore the labels before it (exactly)."""
+        if self.clicks:
+            self.clicks.pop()
+            self.labels = self._history.pop()
+        return self.labels
+
+    def reset(self) -> np.ndarray:
+        """Remove all clicks; every pixel becomes background."""
+        self.clicks: list[LabelClick] = []
+        self._history: list[np.ndarray] = []
+        self.labels = np.zeros(self.shape, np.int32)
+        return self.labels
+
+
+def _check_label(label) -> int:
+    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+        raise ValueError(f"label must be an integer >= 0 (0 = background), got {label!r}")
+    if label < 0:
+        raise ValueError(f"label must be >= 0 (0 = background, 1..K objects), got {label}")
+    return int(label)

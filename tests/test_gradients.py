@@ -1,0 +1,140 @@
+"""Histogram gradients, spectral globalisation and the gradient hierarchy (featlib.gradients, .spectral, .cluster)."""
+
+import numpy as np
+import pytest
+
+from featlib import features as feature_registry
+from featlib.cluster import gradient_hierarchy, hierarchy_from_mesh
+from featlib.gradients import OrientedGradients, histogram_tensor, oriented_gradients, soft_bins
+from featlib.interactive import ClickSegmenter, MultiClickSegmenter
+from featlib.metrics import covering
+from featlib.spectral import add_to_mesh, spectral_boundaries
+
+
+def _blocks(h=48, w=64, seed=0):
+    """Three flat colour blocks with mild noise: uint8 [h, w, 3] and the int labels [h, w]."""
+    lab = np.zeros((h, w), int)
+    lab[:, w // 2:] = 1
+    lab[h // 2:, w // 2:] = 2
+    colours = np.array([[200, 40, 40], [40, 160, 60], [50, 60, 200]], float)
+    img = colours[lab] + np.random.default_rng(seed).normal(0, 4, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8), lab
+
+
+def test_soft_bins_are_memberships():
+    x = np.array([[0.0, 0.5, 1.0, 0.3]])
+    b = soft_bins(x, 0.0, 1.0, 5)
+    assert b.shape == (5, 1, 4)
+    assert np.allclose(b.sum(0), 1)
+    assert b[0, 0, 0] == 1 and b[4, 0, 2] == 1 and b[2, 0, 1] == 1
+    assert np.isclose(b[1, 0, 3], 0.8) and np.isclose(b[2, 0, 3], 0.2)  # 0.3 -> bin position 1.2
+    with pytest.raises(ValueError, match="2 bins"):
+        soft_bins(x, 0, 1, 1)
+
+
+def test_chi2_tensor_is_one_across_a_step_between_disjoint_histograms():
+    """The closed form: chi^2 of the two half-windows at a straight step between two disjoint histograms is 1,
+    the normal is across the step, and far from it the signal vanishes."""
+    bins = np.zeros((2, 64, 64), np.float32)
+    bins[0, :, :32] = 1
+    bins[1, :, 32:] = 1
+    g = OrientedGradients(histogram_tensor(bins, 3.0))
+    s = g.strength
+    assert 0.8 < s[32, 31:33].max() < 1.2
+    assert s[32, :12].max() < 0.05 and s[32, 52:].max() < 0.05
+    assert abs(np.cos(g.orientation[32, 31])) > 0.99  # the normal points along x for a vertical edge
+    thin = g.thin()
+    assert thin[20:44, 30:34].any() and not thin[20:44, 36:60].any()
+
+
+def test_orientation_follows_a_diagonal_edge():
+    yy, xx = np.indices((64, 64))
+    bins = np.stack([(xx + yy < 64), (xx + yy >= 64)]).astype(np.float32)
+    g = OrientedGradients(histogram_tensor(bins, 3.0))
+    ang = g.orientation[32, 31]
+    assert abs(abs(np.cos(ang)) - np.sqrt(0.5)) < 0.05 and np.cos(ang) * np.sin(ang) > 0
+
+
+def test_texture_cue_separates_textures_of_equal_colour():
+    """Horizontal vs vertical stripes of the same two colours: no mean-colour edge, but a texture boundary."""
+    h, w = 64, 96
+    yy, xx = np.indices((h, w))
+    stripes = np.where(xx < w // 2, (yy // 2) % 2, (xx // 2) % 2)
+    img = np.where(stripes[..., None] == 1, 220, 30).astype(np.uint8).repeat(3, axis=2)
+    s = oriented_gradients(img, weights={"t5": 1.0, "t10": 1.0}).strength
+    assert s[16:48, w // 2 - 2:w // 2 + 2].mean() > 3 * s[16:48, 8:24].mean()
+
+
+def test_oriented_gradients_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        oriented_gradients(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="every cue weight"):
+        oriented_gradients(np.zeros((8, 8, 3), np.uint8), weights={"L3": 0.0})
+
+
+def test_spectral_boundaries_live_on_region_borders():
+    img, lab = _blocks()
+    mesh = oriented_gradients(img).mesh()
+    regions = (np.arange(48)[:, None] // 8) * 8 + np.arange(64)[None] // 8  # 6 x 8 blocks of 8 px
+    extra = spectral_boundaries(regions.astype(np.int32), mesh)
+    h, w = regions.shape
+    assert extra.shape == ((h - 1) * w + h * (w - 1),)
+    assert extra.min() >= 0 and np.isclose(extra.max(), 1)
+    dy = extra[:(h - 1) * w].reshape(h - 1, w)
+    inside = regions[1:] == regions[:-1]
+    assert (dy[inside] == 0).all()
+    # the blocks' true border (row 23/24 on the right half) is stronger than a border inside one colour block
+    assert dy[23, 40:].mean() > 2 * dy[15, 40:].mean()
+    both = add_to_mesh(mesh, extra, 2.0)
+    assert np.allclose(both.dy, mesh.dy + 2 * dy)
+    with pytest.raises(ValueError, match="differ in shape"):
+        spectral_boundaries(regions[:-1].astype(np.int32), mesh)
+
+
+@pytest.mark.parametrize("spectral", [0.0, 1.0])
+def test_gradient_hierarchy_recovers_blocks(spectral):
+    img, lab = _blocks()
+    h = gradient_hierarchy(img, spectral=spectral, seed_spacing=4)
+    part = h.partition(n_segments=3)
+    assert covering(part, lab) > 0.95
+    ucm = h.ucm()
+    assert ucm.shape == (2 * 48 + 1, 2 * 64 + 1)
+    assert (np.diff(h.heights) >= 0).all()
+    assert hierarchy_from_mesh(h.mesh).n_regions > 3
+
+
+def test_features_entry_point_uses_each_sources_defaults():
+    img, lab = _blocks()
+    colour = feature_registry.load("lab")
+    learned = feature_registry.load("untrained-b0")
+    assert colour.hierarchy_settings()[0] == "gradients" == learned.hierarchy_settings()[0]
+    assert "feature_weight" in learned.hierarchy_settings()[1]
+    assert learned.hierarchy_settings("mesh")[1]["contrast"] == feature_registry.DEFAULTS["learned"]["mesh"]["contrast"]
+    assert colour.hierarchy_settings(seed_spacing=4)[1]["seed_spacing"] == 4  # overrides win
+    for f in (colour, learned):
+        for grouping in ("gradients", "mesh"):
+            part = f.hierarchy(img, grouping=grouping, seed_spacing=4).partition(n_segments=3)
+            assert part.shape == lab.shape and part.max() == 2
+    assert covering(colour.hierarchy(img, seed_spacing=4).partition(n_segments=3), lab) > 0.95
+    with pytest.raises(ValueError, match="grouping"):
+        colour.hierarchy(img, grouping="watershed")
+    with pytest.raises(ValueError, match="uint8"):
+        colour.hierarchy(img.astype(float))
+    seg = colour.click_segmenter(img)
+    assert isinstance(seg, ClickSegmenter)
+    assert seg.add_click(10, 10).shape == lab.shape
+    assert isinstance(learned.click_segmenter(img, labels=True), MultiClickSegmenter)
+
+
+@pytest.mark.parametrize("sigma", [5.0, 10.0])
+def test_coarse_grid_scales_match_full_resolution(sigma):
+    """Large scales run on a 2x / 4x block-averaged grid (histogram_tensor); the tensor stays the full-resolution
+    one's within a few percent along a step edge."""
+    from featlib.gradients import _histogram_tensor
+
+    yy, xx = np.indices((96, 128))
+    bins = np.stack([(xx + 0.5 * yy < 80), (xx + 0.5 * yy >= 80)]).astype(np.float32)
+    fast = OrientedGradients(histogram_tensor(bins, sigma)).strength
+    full = OrientedGradients(_histogram_tensor(bins, sigma)).strength
+    assert abs(fast.max() - full.max()) < 0.05 * full.max()
+    assert np.abs(fast - full)[24:72, 24:104].max() < 0.1 * full.max()
