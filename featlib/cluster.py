@@ -327,11 +327,11 @@ class FixedPartitioner:
 
     def precompute(self, n_params: int = 40) -> FixedPartitioner:
         """Run the method once per setting of a geometric grid of its granularity parameter (SLIC: n_segments 2 ..
-        1500; Felzenszwalb: scale 20000 .. 5); afterwards ``partition(n_segments=n)`` is a lookup of the partition
+        1500; Felzenszwalb: scale 100000 .. 5); afterwards ``partition(n_segments=n)`` is a lookup of the partition
         whose segment count is nearest n (what a slider needs; SLIC's and FH's counts only approximate what is
         asked, so the table keeps what each setting really gave)."""
         grid = (np.unique(np.geomspace(2, 1500, n_params).astype(int)) if self.method == "slic"
-                else np.geomspace(20000, 5, n_params))
+                else np.geomspace(100000, 5, n_params))
         table = {}
         for v in grid:
             lab = self._run(int(v) if self.method == "slic" else None, None if self.method == "slic" else float(v))
