@@ -46,11 +46,12 @@ before drawing), so seeding does not favour any image.
 
 **Matchers** (``matcher=``): ``"bsds"`` (default; correspondPixels, the benchmark: every reported number);
 ``"lap"``: the same minimum-cost matching (same integer costs) solved to optimality by scipy's sparse LAPJV on a
-graph with every outlier option (no random outlier graph), deterministic, ~4x faster; its recall counts sit within
-the benchmark's noise but its choice among equal-cost matchings differs, which moves the "matched to any annotator"
-precision count by ~-5e-4 relative (measured on BSDS500 val, docs/PARTITIONS.md): near-exact, for tuning;
-``"dt"``: APPROXIMATE, not a matching: a pixel counts as matched when the other map has a pixel within ``max_dist``
-(many-to-one, so optimistic), ~50x faster: for quick tuning only, never for reporting.
+graph with every outlier option (no random outlier graph), deterministic, ~3.5x less CPU; on BSDS500 val (100
+images, docs/PARTITIONS.md) ODS F / OIS F / AP within 1e-4 of "bsds", P along the curve 0.0002 lower on average (it
+picks differently among equal-cost matchings, which moves the "matched to any annotator" count), R 0.0001 higher:
+near-exact, for tuning; ``"dt"``: APPROXIMATE, not a matching: a pixel counts as matched when the other map has a
+pixel within ``max_dist`` (many-to-one, so optimistic: +0.03 ODS F there), ~25x less matching CPU: for quick
+comparisons only, never for reporting.
 """
 
 from __future__ import annotations
