@@ -35,16 +35,13 @@ the negative clicks are kept and constrain later cuts. A click on an already-cli
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from featlib.click_energy import ClickCut
 from featlib.click_protocol import ClickRun, next_click, simulate_clicks  # noqa: F401  (re-exported)
-from featlib.click_update import apply_click, check_click, check_policy, click_radius, trust_box
-from featlib.multiclick import LabelClick, MultiClickSegmenter  # noqa: F401  (re-exported: one import for both)
-from featlib.region_graph import ImageGraph, check_image
+from featlib.click_update import apply_click, check_click, click_radius, trust_box
+from featlib.multiclick import CutSegmenter, LabelClick, MultiClickSegmenter  # noqa: F401  (re-exported)
 
 # ----------------------------------------------------------------------------------------------- segmenter
 
@@ -56,7 +53,7 @@ class Click:
     positive: bool
 
 
-class ClickSegmenter:
+class ClickSegmenter(CutSegmenter):
     """Interactive binary segmentation of one image by graph cut on a feature map.
 
     Args:
@@ -89,37 +86,6 @@ class ClickSegmenter:
     Attributes: ``mask`` bool [H, W]; ``clicks`` list of ``Click``; ``shape`` (H, W); ``last_update_s``;
     ``graph`` (``featlib.region_graph.ImageGraph``) and ``cut`` (``featlib.click_energy.ClickCut``).
     """
-
-    def __init__(
-        self,
-        features,
-        image: np.ndarray | None = None,
-        *,
-        mesh_weights: Mapping[int, float] | None = None,
-        region_spacing: int = 4,
-        lam: float = 8.0,
-        geo_weight: float = 1.0,
-        border_margin: float = 0.2,
-        backend: str = "auto",
-        local: bool = True,
-        reach: float | None = 3.0,
-        touch_up: float = 4.5,
-    ):
-        self.image, size = check_image(image)
-        check_policy(reach, touch_up)
-        ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
-        self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing)
-        self.cut = ClickCut(self.graph, lam, geo_weight, border_margin, backend)
-        self.mesh, self.shape = self.graph.mesh, self.graph.shape
-        self.backend, self.lam = backend, float(lam)
-        self.geo_weight, self.border_margin = float(geo_weight), float(border_margin)
-        self.local = bool(local)
-        self.reach = None if reach is None else float(reach)
-        self.touch_up = float(touch_up)
-        self.clicks: list[Click] = []
-        self._history: list[np.ndarray] = []
-        self.mask = np.zeros(self.shape, bool)
-        self.last_update_s = 0.0
 
     def add_click(self, y: int, x: int, positive: bool = True) -> np.ndarray:
         """Add a click at pixel (y, x) and update ``mask`` (bool [H, W], returned). Outside the image -> ValueError."""

@@ -50,17 +50,11 @@ class LabelClick:
     label: int
 
 
-class MultiClickSegmenter:
-    """Interactive multi-object segmentation of one image: every pixel gets one label, 0 = background.
+class CutSegmenter:
+    """What both click segmenters share: the checked settings, the image's region graph and its cut.
 
-    Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
-    ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
-    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5), so ``Features.click_kwargs()`` applies unchanged. Without
-    ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its label, but other
-    pixels may change to any label).
-
-    Attributes: ``labels`` int32 [H, W]; ``clicks`` list of ``LabelClick``; ``shape`` (H, W); ``n_objects`` (K, the
-    largest object label clicked); ``last_update_s``; ``last_cuts`` (min cuts of the last click).
+    Subclasses (``featlib.interactive.ClickSegmenter``, ``MultiClickSegmenter``) define ``reset`` (their empty
+    state) and ``add_click``. Args and their defaults: ``ClickSegmenter``'s docstring.
     """
 
     def __init__(
@@ -83,12 +77,35 @@ class MultiClickSegmenter:
         ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
         self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing)
         self.cut = ClickCut(self.graph, lam, geo_weight, border_margin, backend)
-        self.shape = self.graph.shape
+        self.mesh, self.shape = self.graph.mesh, self.graph.shape
+        self.backend, self.lam = backend, float(lam)
+        self.geo_weight, self.border_margin = float(geo_weight), float(border_margin)
         self.local = bool(local)
         self.reach = None if reach is None else float(reach)
         self.touch_up = float(touch_up)
         self.reset()
-        self.last_update_s, self.last_cuts = 0.0, 0
+        self.last_update_s = 0.0
+
+    def reset(self):
+        raise NotImplementedError
+
+
+class MultiClickSegmenter(CutSegmenter):
+    """Interactive multi-object segmentation of one image: every pixel gets one label, 0 = background.
+
+    Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
+    ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
+    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5), so ``Features.click_kwargs()`` applies unchanged. Without
+    ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its label, but other
+    pixels may change to any label).
+
+    Attributes: ``labels`` int32 [H, W]; ``clicks`` list of ``LabelClick``; ``shape`` (H, W); ``n_objects`` (K, the
+    largest object label clicked); ``last_update_s``; ``last_cuts`` (min cuts of the last click).
+    """
+
+    def __init__(self, features, image: np.ndarray | None = None, **kwargs):
+        super().__init__(features, image, **kwargs)
+        self.last_cuts = 0
 
     @property
     def n_objects(self) -> int:

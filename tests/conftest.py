@@ -59,3 +59,17 @@ def no_host_reads(monkeypatch):
             yield
 
     return forbidden
+
+
+def two_object_scene(size=64, seed=0):
+    """A red disk and a blue square on a noisy grey background -> (image uint8 [H, W, 3], disk mask, square mask):
+    the click tests' scene."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disk = (yy - size * 0.4) ** 2 + (xx - size * 0.4) ** 2 < (size * 0.22) ** 2
+    square = (yy > size * 0.7) & (xx > size * 0.65) & (yy < size * 0.92) & (xx < size * 0.92)
+    img = np.full((size, size, 3), 128.0)
+    img[disk] = (200, 40, 40)
+    img[square] = (40, 40, 200)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), disk, square

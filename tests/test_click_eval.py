@@ -4,6 +4,7 @@ multi_protocol)."""
 import numpy as np
 import pytest
 
+from conftest import two_object_scene
 from featlib.click_metrics import compare_results, delta_gr, delta_sb, noc, nsr, paired_bootstrap, summarise
 from featlib.click_protocol import (
     ClickRun,
@@ -19,18 +20,7 @@ from featlib.interactive import ClickSegmenter
 from featlib.metrics import iou
 from featlib.multi_protocol import multi_objects, simulate_multi, simulate_single
 
-
-def scene(size=64, seed=0):
-    """A red disk and a blue square on a noisy grey background -> (image uint8 [H, W, 3], disk mask, square mask)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    disk = (yy - size * 0.4) ** 2 + (xx - size * 0.4) ** 2 < (size * 0.22) ** 2
-    square = (yy > size * 0.7) & (xx > size * 0.65) & (yy < size * 0.92) & (xx < size * 0.92)
-    img = np.full((size, size, 3), 128.0)
-    img[disk] = (200, 40, 40)
-    img[square] = (40, 40, 200)
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8), disk, square
+scene = two_object_scene  # (image, disk, square)
 
 
 def test_parse_clicker():

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import two_object_scene
 from featlib.distances import lab_features
 from featlib.graphcut import maxflow_available
 from featlib.interactive import ClickRun, ClickSegmenter, next_click, simulate_clicks
@@ -12,16 +13,8 @@ BACKENDS = ["scipy", pytest.param("pymaxflow", marks=_NO_MAXFLOW)]
 
 
 def scene(size=64, seed=0):
-    """A red disk and a blue square on a noisy grey background -> (image uint8 [H, W, 3], disk mask)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    disk = (yy - size * 0.4) ** 2 + (xx - size * 0.4) ** 2 < (size * 0.22) ** 2
-    square = (yy > size * 0.7) & (xx > size * 0.65) & (yy < size * 0.92) & (xx < size * 0.92)
-    img = np.full((size, size, 3), 128.0)
-    img[disk] = (200, 40, 40)
-    img[square] = (40, 40, 200)
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8), disk
+    """conftest.two_object_scene without the square -> (image uint8 [H, W, 3], disk mask)."""
+    return two_object_scene(size, seed)[:2]
 
 
 def multistride(img):
