@@ -164,7 +164,10 @@ def run_images(executor, jobs: list, image_fn, match_fn, matcher: str, cache: Co
 
     start()
     while futures:
-        for fut in wait(list(futures), return_when=FIRST_COMPLETED)[0]:
+        done = wait(list(futures), return_when=FIRST_COMPLETED)[0]
+        # in submission order, not the set's (address-dependent) order: a shared map's time goes to the image that
+        # asked first, the same on every run
+        for fut in [f for f in futures if f in done]:
             kind, payload = futures.pop(fut)
             if kind == "image":
                 register(payload, fut.result())
