@@ -18,7 +18,8 @@ once"), with L = 1 + (number of object labels clicked) labels instead of two:
   clicked nodes hard-constrained; one multi-label cut by alpha-expansion (Boykov, Veksler & Zabih 2001; each move
   one ``featlib.graphcut.min_cut``), within a factor 2 of the optimal energy.
 - ``featlib.click_update``: a click for label k applies only the 4-connected piece of pixels the cut takes FOR k that
-  holds the click, within the same trust box (``reach``) and touch-up disc as the binary update.
+  holds the click, within the same trust region (``reach``; seeded with ``seed_segments``) and touch-up disc as the
+  binary update.
 
 Guarantees (tested): every clicked pixel keeps its label after every later click; a click for label k changes only
 pixels to k (every pixel not labelled k after the click keeps its previous label); with one object label (K = 1)
@@ -37,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from featlib.click_energy import ClickCut
-from featlib.click_update import apply_click, check_click, check_policy, click_radius, trust_box
+from featlib.click_update import apply_click, check_click, check_policy, click_radius, seeded_trust, trust_box
+from featlib.cluster import gradient_hierarchy
 from featlib.region_graph import ImageGraph, check_image
 
 
@@ -71,6 +73,7 @@ class CutSegmenter:
         local: bool = True,
         reach: float | None = 3.0,
         touch_up: float = 4.5,
+        seed_segments: int | None = None,
     ):
         self.image, size = check_image(image)
         check_policy(reach, touch_up)
@@ -83,11 +86,27 @@ class CutSegmenter:
         self.local = bool(local)
         self.reach = None if reach is None else float(reach)
         self.touch_up = float(touch_up)
+        if seed_segments is not None and seed_segments < 1:
+            raise ValueError(f"seed_segments must be None or >= 1, got {seed_segments}")
+        self.seed_segments = seed_segments
+        # the partition seeds come from (click_update.seeded_trust): the histogram-gradient hierarchy of the image
+        # when there is one, else the mesh merging of the base regions; None: click-centred boxes (trust_box)
+        self.seed_map = None
+        if self.local and self.reach and seed_segments:
+            self.seed_map = (gradient_hierarchy(self.image).partition(n_segments=seed_segments)
+                             if self.image is not None else self.graph.segments(seed_segments))
         self.reset()
         self.last_update_s = 0.0
 
     def reset(self):
         raise NotImplementedError
+
+    def _trust(self, labels: np.ndarray, label, y: int, x: int) -> tuple[float, tuple | None, np.ndarray | None]:
+        """(r, box, within) of a click for ``label`` at (y, x) on ``labels`` (``featlib.click_update``)."""
+        r = click_radius(labels == label, y, x) if self.local else float("inf")
+        if self.seed_map is None:
+            return r, trust_box(y, x, r, self.reach, self.shape), None
+        return (r, *seeded_trust(labels, label, y, x, self.seed_map, self.reach))
 
 
 class MultiClickSegmenter(CutSegmenter):
@@ -95,9 +114,9 @@ class MultiClickSegmenter(CutSegmenter):
 
     Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
-    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5), so ``Features.click_kwargs()`` applies unchanged. Without
-    ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its label, but other
-    pixels may change to any label).
+    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None), so ``Features.click_kwargs()`` applies
+    unchanged. Without ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its
+    label, but other pixels may change to any label). ``seed_map``: the partition seeding the trust regions, or None.
 
     Attributes: ``labels`` int32 [H, W]; ``clicks`` list of ``LabelClick``; ``shape`` (H, W); ``n_objects`` (K, the
     largest object label clicked); ``last_update_s``; ``last_cuts`` (min cuts of the last click).
@@ -137,19 +156,18 @@ class MultiClickSegmenter(CutSegmenter):
         return self.labels
 
     def _update(self, click: LabelClick) -> np.ndarray:
-        """The labels after ``click``: cut (trust box when local) and policy."""
+        """The labels after ``click``: cut (trust region when local) and policy."""
         y, x, label = click.y, click.x, click.label
         last = {(c.y, c.x): c.label for c in self.clicks + [click]}  # a later click on a pixel replaces an earlier one
         active = np.array(sorted({0, *last.values()}), np.int32)  # label values in the cut; index 0 = background
         lut = np.full(max(int(active[-1]), int(self.labels.max())) + 1, -1, np.int16)
         lut[active] = np.arange(len(active))
-        r = click_radius(self.labels == label, y, x) if self.local else float("inf")
-        roi = trust_box(y, x, r, self.reach, self.shape)
+        r, roi, within = self._trust(self.labels, label, y, x)
         idx = self.cut.solve([(cy, cx, int(lut[lab])) for (cy, cx), lab in last.items()], len(active),
                              current=lut[self.labels], roi=roi)
         # pixels outside the free nodes keep their labels, also those no cut label stands for (index -1)
         cut = np.where(idx >= 0, active[np.maximum(idx, 0)], self.labels).astype(np.int32)
-        return apply_click(self.labels, cut, y, x, label, r, self.touch_up) if self.local else cut
+        return apply_click(self.labels, cut, y, x, label, r, self.touch_up, within) if self.local else cut
 
     def undo(self) -> np.ndarray:
         """Remove the last click (no-op without clicks) and restore the labels before it (exactly)."""

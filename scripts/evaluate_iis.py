@@ -302,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="trust-region factor (ClickSegmenter reach; 0: off; default: the features' own, 3 for Lab)")
     p.add_argument("--touch-up", type=float, default=None,
                    help="ClickSegmenter touch_up in px (0: off; default: the features' own, 4.5)")
+    p.add_argument("--seed-segments", type=int, default=None,
+                   help="segments of the partition that seeds the trust regions (ClickSegmenter seed_segments; "
+                        "e.g. 200; default and 0: the click-centred box)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds500: which BSDS500 split")
     p.add_argument("--holdout", type=int, default=0,
@@ -344,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.max_clicks < 1 or a.long_clicks < 0:
             raise ValueError("--max-clicks must be >= 1 and --long-clicks >= 0")
         cli.check_workers(a.workers)
+        if a.seed_segments is not None and a.seed_segments < 0:
+            raise ValueError(f"--seed-segments must be >= 0 (0: click-centred boxes), got {a.seed_segments}")
         if a.multi and dataset != "bsds500":
             raise ValueError("--multi needs --dataset bsds500 (whole-image annotations)")
         other = json.loads(a.compare[0].read_text()) if a.compare else None
@@ -354,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             kw["reach"] = a.reach or None
         if a.touch_up is not None:
             kw["touch_up"] = a.touch_up
+        if a.seed_segments is not None:
+            kw["seed_segments"] = a.seed_segments or None
         tag = "multi" if a.multi else "+".join(c.spec.replace(":", "") for c in clickers)
         out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{cli.slug(a.features)}_{tag}.json",
                               a.overwrite)

@@ -3,6 +3,7 @@ import pytest
 from scipy import ndimage
 
 from conftest import two_object_scene
+from featlib.click_update import SEED_DEPTH_CAP, seed_region
 from featlib.distances import lab_features
 from featlib.graphcut import maxflow_available
 from featlib.interactive import ClickRun, ClickSegmenter, next_click, simulate_clicks
@@ -159,10 +160,14 @@ def test_simulate_clicks_reaches_object():
         simulate_clicks(seg, disk[:10])
 
 
+@pytest.mark.parametrize("seeded", [False, True])
 @pytest.mark.parametrize("reach", [1.0, 3.0])
-def test_trust_region_bounds_late_changes(reach):
+def test_trust_region_bounds_late_changes(reach, seeded):
     img, disk = scene(96, seed=6)
-    seg = ClickSegmenter(lab_features(img), img, reach=reach)
+    seg = ClickSegmenter(lab_features(img), img, reach=reach, seed_segments=40 if seeded else None)
+    assert (seg.seed_map is not None) == seeded
+    if seeded:  # without an image: the mesh merging of the base regions, cut at the count asked for
+        assert len(np.unique(ClickSegmenter(lab_features(img), seed_segments=40).seed_map)) == 40
     # the last click is a positive click in the flat background: the cut would take all of it, the box limits it
     run_clicks = [(38, 38, True), (70, 75, True), (5, 90, False), (60, 20, True), (38, 60, False), (90, 5, True)]
     n_checked = 0
@@ -173,9 +178,13 @@ def test_trust_region_bounds_late_changes(reach):
         changed = np.argwhere(seg.mask != before)
         if len(seg.clicks) == 1 or not same.any() or same[y, x] or len(changed) == 0:
             continue
-        r = reach * max(ndimage.distance_transform_edt(~same)[y, x], 2.0)
-        # changes are whole regions meeting the box: allow one region width (spacing 4, regions <= ~2x spacing)
-        assert np.abs(changed - (y, x)).max() <= r + 8
+        r = max(ndimage.distance_transform_edt(~same)[y, x], 2.0)
+        if seeded:  # every change within (reach - 1) * depth of the click's seed, depth <= 2r (pixel-exact)
+            seed = seed_region(before, p, y, x, seg.seed_map)
+            pad = (reach - 1) * max(SEED_DEPTH_CAP * r, 2.0)
+            assert ndimage.distance_transform_edt(~seed)[seg.mask != before].max() <= pad
+        else:  # changes are whole regions meeting the box: allow one region width (spacing 4, regions <= ~2x)
+            assert np.abs(changed - (y, x)).max() <= reach * r + 8
         n_checked += 1
     assert n_checked >= 2
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from featlib.click_energy import alpha_expansion, potts_energy
-from featlib.click_update import apply_click, click_radius, trust_box
+from featlib.click_update import apply_click, click_radius, seed_region, seeded_trust, trust_box
 from featlib.distances import lab_features
 from featlib.graphcut import maxflow_available
 from featlib.interactive import ClickSegmenter
@@ -160,7 +160,7 @@ def test_bad_settings_raise():
 
 def test_trust_region_bounds_late_changes():
     img, gt = scene(96, seed=6)
-    seg = MultiClickSegmenter(lab_features(img), img, reach=1.0)
+    seg = MultiClickSegmenter(lab_features(img), img, reach=1.0, seed_segments=None)  # click-centred boxes
     n_checked = 0
     for y, x, k in [(33, 33, 1), (74, 70, 2), (20, 78, 3), (5, 5, 0), (60, 20, 1), (45, 60, 2), (90, 5, 3)]:
         before = seg.labels.copy()
@@ -258,3 +258,33 @@ def test_touch_up_disc_and_trust_box():
     assert new[y, x] == 1 and len(d2) > 1 and (d2 < r**2).all()
     assert trust_box(y, x, r, 2.0, (30, 30)) == (9, 22, 16, 29)
     assert trust_box(y, x, float("inf"), 2.0, (30, 30)) is None and trust_box(y, x, r, None, (30, 30)) is None
+
+
+def test_seeded_trust_region_is_the_same_for_every_click_in_the_seed_until_the_cap():
+    """Two segments (columns 0-14, 15-39); object 1 holds columns 0-5. A positive click in columns 6-14 has the seed
+    columns 6-14 (its segment minus the object), depth 9 px (column 14 to column 5), capped at 2 max(r, 2)."""
+    segments = np.zeros((30, 40), np.int32)
+    segments[:, 15:] = 1
+    labels = np.zeros((30, 40), np.int32)
+    labels[:, :6] = 1
+    seed = seed_region(labels, 1, 15, 10, segments)
+    assert seed[:, 6:15].all() and seed.sum() == 30 * 9
+    regions = {x: seeded_trust(labels, 1, 15, x, segments, reach=2.0) for x in range(6, 15)}
+    box, within = regions[12]
+    assert box == (0, 30, 0, 24)  # the seed's box grown by pad = (2 - 1) * 9
+    assert within[:, :24].all() and not within[:, 24:].any()  # column 23 is 9 px from the seed, 24 is 10
+    for x in (10, 11, 13, 14):  # r = x - 5 >= 4.5: 2r >= 9, the cap does not bind: the same region
+        assert regions[x][0] == box and (regions[x][1] == within).all()
+    small_box, small = regions[7]  # r = 2: depth capped at 4
+    assert small_box == (0, 30, 2, 19) and small.sum() < within.sum()
+    # the other label's click in the same place: its seed lies in its own label's complement
+    other = seed_region(labels, 0, 15, 3, segments)
+    assert other[:, :6].all() and not other[:, 6:].any()
+    # global cuts, as trust_box: no reach, no pixel of the label yet, the clicked pixel already has it
+    assert seeded_trust(labels, 1, 15, 10, segments, None) == (None, None)
+    assert seeded_trust(labels, 2, 15, 10, segments, 2.0) == (None, None)
+    assert seeded_trust(labels, 1, 15, 3, segments, 2.0) == (None, None)
+    # the policy changes nothing outside ``within``
+    cut = np.ones_like(labels)
+    new = apply_click(labels, cut, 15, 12, 1, 7.0, touch_up=0.0, within=within)
+    assert (new[:, :24] == 1).all() and (new[:, 24:] == 0).all()

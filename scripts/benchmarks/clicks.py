@@ -6,7 +6,8 @@ or a synthetic scene when ../shared is absent. Clicks follow the standard simula
 Measured after the one-off precompute (also reported): median wall time of ``add_click``; baseline: one
 ``skimage.segmentation.slic`` call (defaults) on the image, median of 3. Target: median click <= 0.4 x SLIC.
 Both max-flow backends run when PyMaxflow is installed (their masks are compared too), each with the default
-trust-region update and with a global cut on every click (``reach=None``).
+update (the trust box around the click), seeded trust regions (``seed_segments=200``; the precompute then includes
+the seeds' partition) and a global cut on every click (``reach=None``).
 
 Many objects (``featlib.multiclick.MultiClickSegmenter``): the same image with its 3 largest first-annotator segments
 as objects 1-3 (the rest background; synthetic: the 3 largest objects). Multi-label run: one click per object at its
@@ -137,10 +138,11 @@ def main(argv: list[str]) -> None:
     print(f"{'backend':10s} {'update':8s} {'precompute ms':>13s} {'median click ms':>15s} {'p90 ms':>7s} "
           f"{'ratio vs SLIC':>13s} {'final IoU':>9s}")
     for b in backends:
-        # default: trust-region clicks (cut solved in a box around the click); global: every click cuts the whole graph
-        for mode, reach in (("default", 3.0), ("global", None)):
+        # default: the trust box around the click; seeded: seeded trust regions (seed_segments=200); global: every
+        # click cuts the whole graph
+        for mode, reach, seeds in (("default", 3.0, None), ("seeded", 3.0, 200), ("global", None, None)):
             t0 = time.perf_counter()
-            seg = ClickSegmenter(feats, image, backend=b, reach=reach)
+            seg = ClickSegmenter(feats, image, backend=b, reach=reach, seed_segments=seeds)
             pre = time.perf_counter() - t0
             run = simulate_clicks(seg, gt, n_clicks=n_clicks)
             lat = np.asarray(run.latency_s)
@@ -149,7 +151,7 @@ def main(argv: list[str]) -> None:
             print(f"{b:10s} {mode:8s} {1000 * pre:13.1f} {1000 * med:15.1f} {1000 * np.percentile(lat, 90):7.1f} "
                   f"{med / slic_s:12.3f}x {run.ious[-1]:9.3f}")
     if len(backends) == 2:
-        for mode in ("default", "global"):
+        for mode in ("default", "seeded", "global"):
             same = np.mean(masks["scipy", mode] == masks["pymaxflow", mode])
             print(f"scipy vs PyMaxflow final masks ({mode}): {100 * same:.2f} % pixels equal")
     else:
