@@ -2,7 +2,7 @@
 
     r = click_radius(labels == k, y, x)                   # px from the click to the nearest pixel already labelled k
     roi = trust_box(y, x, r, reach=3.0, shape=(H, W))      # the box the cut is solved in, or None (global cut)
-    roi, within = seeded_trust(labels, k, y, x, segments, reach=3.0)   # or: seeded box + the pixels it may change
+    roi, within = seeded_trust(labels, k, y, x, r, segments, reach=3.0)   # or: seeded box + pixels it may change
     new = apply_click(labels, cut, y, x, k, r, touch_up=4.5, within=within)   # labels after the click (inputs kept)
 
 ``labels`` and ``cut`` are label maps [H, W] of one dtype: bool for a binary segmenter (True = object, a positive
@@ -71,24 +71,24 @@ def seed_region(labels: np.ndarray, label, y: int, x: int, segments: np.ndarray)
     return pieces == pieces[y, x]
 
 
-def seeded_trust(labels: np.ndarray, label, y: int, x: int, segments: np.ndarray, reach: float | None,
+def seeded_trust(labels: np.ndarray, label, y: int, x: int, r: float, segments: np.ndarray, reach: float | None,
                  depth_cap: float = SEED_DEPTH_CAP) -> tuple[tuple | None, np.ndarray | None]:
     """The trust region of a click from its seed (``seed_region``): (box, within), or (None, None) for a global cut.
 
-    depth = the largest distance from a seed pixel to the nearest pixel labelled ``label``, at most ``depth_cap *
-    max(r, 2)`` (r = ``click_radius``); pad = ``(reach - 1) * max(depth, 2)``. box: the seed's bounding box grown by
-    pad (the box the cut is solved in); within: bool [H, W], the pixels at most pad from the seed (the only ones the
-    click may change). For a disc-shaped error blob clicked at its centre this is ``trust_box``'s box; a click off
-    centre in the same seed gets the same region until the cap binds. Global (None, None) as ``trust_box``: no
-    ``reach``, or no pixel has the label yet, or the clicked pixel already has it.
+    depth = the largest distance from a seed pixel to the nearest pixel labelled ``label``, at most ``depth_cap * max(r,
+    2)`` (r = ``click_radius(labels == label, y, x)``); pad = ``(reach - 1) * max(depth, 2)``. box: the seed's bounding
+    box grown by pad (the box the cut is solved in); within: bool [H, W], the pixels at most pad from the seed (the only
+    ones the click may change). For a disc-shaped error blob clicked at its centre this is ``trust_box``'s box; a click
+    off centre in the same seed gets the same region until the cap binds. Global (None, None) as ``trust_box``: no
+    ``reach``, or r is inf (no pixel has the label yet, or the clicked pixel already has it).
     """
-    has = labels == label
-    if not reach or not has.any() or has[y, x]:
+    if not reach or not np.isfinite(r):
         return None, None
     h, w = labels.shape
+    has = labels == label
     seed = seed_region(labels, label, y, x, segments)
     ys, xs = np.nonzero(seed)
-    bound = depth_cap * max(click_radius(has, y, x), 2.0)
+    bound = depth_cap * max(r, 2.0)
     # depth within the cap needs only the labelled pixels within the cap of the seed's box (exact below the cap)
     c = int(np.ceil(bound)) + 1
     y0, y1, x0, x1 = max(0, ys.min() - c), min(h, ys.max() + c + 1), max(0, xs.min() - c), min(w, xs.max() + c + 1)

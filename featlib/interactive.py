@@ -75,15 +75,16 @@ class ClickSegmenter(CutSegmenter):
             the first click of each kind is global. None = always global. Default 3: on the tuning set (GrabCut
             sample + 8 BSDS objects, 40 clicks) summed IoU drops per object 0.77 (no limit) -> 0.065, NoC@90
             8.2 -> 8.9.
-        seed_segments: with ``local`` and ``reach``, seed the trust region instead: the click's seed is its
-            segment in a partition of the image into this many segments minus the pixels already of its label, and
-            every click inside one seed gets the same region (``featlib.click_update.seeded_trust``), so a click off
-            the error's centre is not given a smaller one. The partition: the histogram-gradient hierarchy
+        seed_segments: with ``local`` and ``reach``, seed the trust region instead: the click's seed is its segment in a
+            partition of the image into this many segments minus the pixels already of its label, and every click inside
+            one seed gets the same region (``featlib.click_update.seeded_trust``), so a click off the error's centre is
+            not given a smaller one. The partition: the histogram-gradient hierarchy
             (``featlib.cluster.gradient_hierarchy``) of ``image`` (~0.9 s at 481x321, once), or without an image the
-            mesh merging of the base regions. Default None: the click-centred box. 200 on 28 BSDS500 train objects
-            (Lab, 3 seeds): dt-click NoC@90 15.23 -> 14.61 and its excess over centre clicks +15.2 % -> +6.8 %,
-            jitter:10 +9.8 % -> +2.3 %, but clicks losing > 1 IoU point 1.7 % -> 3.2 % and centre clicks
-            13.21 -> 13.68 (docs/CLICKS.md "Robustness": the trade-off, and why it is not the default).
+            "mesh" grouping of the features (``featlib.cluster.hierarchy_from_mesh``). Default None: the click-centred
+            box. 200 on 28 BSDS500 train objects (Lab, 3 seeds): dt-click NoC@90 15.23 -> 14.61 and its excess over
+            centre clicks +15.2 % -> +6.8 %, jitter:10 +9.8 % -> +2.3 %, but clicks losing > 1 IoU point 1.7 % -> 3.2 %
+            and centre clicks 13.21 -> 13.68 (docs/CLICKS.md "Robustness": the trade-off, and why it is not the
+            default).
         touch_up: with ``local``, a click within this many px of the clicked label (r < touch_up) flips only pixels
             closer to it than r (the empty disc: for r = 1 the clicked pixel alone). Late clicks sit in 1-3 px slivers
             along the boundary, where flipping whole 4 px regions added more wrong pixels than right ones. 0 = off.

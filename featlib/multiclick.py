@@ -39,7 +39,7 @@ import numpy as np
 
 from featlib.click_energy import ClickCut
 from featlib.click_update import apply_click, check_click, check_policy, click_radius, seeded_trust, trust_box
-from featlib.cluster import gradient_hierarchy
+from featlib.cluster import gradient_hierarchy, hierarchy_from_mesh
 from featlib.region_graph import ImageGraph, check_image
 
 
@@ -90,11 +90,11 @@ class CutSegmenter:
             raise ValueError(f"seed_segments must be None or >= 1, got {seed_segments}")
         self.seed_segments = seed_segments
         # the partition seeds come from (click_update.seeded_trust): the histogram-gradient hierarchy of the image
-        # when there is one, else the mesh merging of the base regions; None: click-centred boxes (trust_box)
+        # when there is one, else the "mesh" grouping of the features' mesh; None: click-centred boxes (trust_box)
         self.seed_map = None
         if self.local and self.reach and seed_segments:
-            self.seed_map = (gradient_hierarchy(self.image).partition(n_segments=seed_segments)
-                             if self.image is not None else self.graph.segments(seed_segments))
+            h = gradient_hierarchy(self.image) if self.image is not None else hierarchy_from_mesh(self.mesh)
+            self.seed_map = h.partition(n_segments=seed_segments)
         self.reset()
         self.last_update_s = 0.0
 
@@ -106,7 +106,7 @@ class CutSegmenter:
         r = click_radius(labels == label, y, x) if self.local else float("inf")
         if self.seed_map is None:
             return r, trust_box(y, x, r, self.reach, self.shape), None
-        return (r, *seeded_trust(labels, label, y, x, self.seed_map, self.reach))
+        return (r, *seeded_trust(labels, label, y, x, r, self.seed_map, self.reach))
 
 
 class MultiClickSegmenter(CutSegmenter):

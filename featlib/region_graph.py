@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix, diags
-from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.sparse.csgraph import dijkstra
 
-from featlib.cluster import merge_regions
 from featlib.distances import distance_mesh, feature_dict
 from featlib.graphcut import contrast_weights, edge_watershed, region_adjacency
 
@@ -131,21 +130,6 @@ class ImageGraph:
         self._pix_i, self._pix_j, self._pix_w, self._pix_d = contrast_weights(self.mesh)
         self.base_regions = edge_watershed(self.mesh, region_spacing)
         self._graphs: dict[frozenset, RegionGraph] = {}
-        self._merges = None
-        self._segments: dict[int, np.ndarray] = {}
-
-    def segments(self, n_segments: int) -> np.ndarray:
-        """int32 [H, W]: the base regions merged into ``n_segments`` segments by mean mesh distance on their shared
-        borders (``featlib.cluster.merge_regions``, the "mesh" grouping's merging; built once, cut cached)."""
-        n_base = int(self.base_regions.max()) + 1
-        k = int(np.clip(n_base - n_segments, 0, n_base - 1))
-        if k not in self._segments:
-            if self._merges is None:  # build_hierarchy's merge settings (docs/PARTITIONS.md, the "mesh" grouping)
-                self._merges = merge_regions(self.base_regions, self.mesh, size_prior=64.0, contrast=0.01)[0]
-            m = self._merges[:k]
-            adj = coo_matrix((np.ones(len(m)), (m[:, 0], m[:, 1])), shape=(n_base, n_base))
-            self._segments[k] = connected_components(adj, directed=False)[1].astype(np.int32)[self.base_regions]
-        return self._segments[k]
 
     def graph(self, split: frozenset = frozenset()) -> RegionGraph:
         """Node graph with the base regions in ``split`` replaced by single-pixel nodes (cached)."""

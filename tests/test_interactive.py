@@ -166,7 +166,7 @@ def test_trust_region_bounds_late_changes(reach, seeded):
     img, disk = scene(96, seed=6)
     seg = ClickSegmenter(lab_features(img), img, reach=reach, seed_segments=40 if seeded else None)
     assert (seg.seed_map is not None) == seeded
-    if seeded:  # without an image: the mesh merging of the base regions, cut at the count asked for
+    if seeded:  # without an image: the "mesh" grouping of the features, cut at the count asked for
         assert len(np.unique(ClickSegmenter(lab_features(img), seed_segments=40).seed_map)) == 40
     # the last click is a positive click in the flat background: the cut would take all of it, the box limits it
     run_clicks = [(38, 38, True), (70, 75, True), (5, 90, False), (60, 20, True), (38, 60, False), (90, 5, True)]

@@ -269,7 +269,8 @@ def test_seeded_trust_region_is_the_same_for_every_click_in_the_seed_until_the_c
     labels[:, :6] = 1
     seed = seed_region(labels, 1, 15, 10, segments)
     assert seed[:, 6:15].all() and seed.sum() == 30 * 9
-    regions = {x: seeded_trust(labels, 1, 15, x, segments, reach=2.0) for x in range(6, 15)}
+    regions = {x: seeded_trust(labels, 1, 15, x, click_radius(labels == 1, 15, x), segments, reach=2.0)
+               for x in range(6, 15)}
     box, within = regions[12]
     assert box == (0, 30, 0, 24)  # the seed's box grown by pad = (2 - 1) * 9
     assert within[:, :24].all() and not within[:, 24:].any()  # column 23 is 9 px from the seed, 24 is 10
@@ -281,9 +282,11 @@ def test_seeded_trust_region_is_the_same_for_every_click_in_the_seed_until_the_c
     other = seed_region(labels, 0, 15, 3, segments)
     assert other[:, :6].all() and not other[:, 6:].any()
     # global cuts, as trust_box: no reach, no pixel of the label yet, the clicked pixel already has it
-    assert seeded_trust(labels, 1, 15, 10, segments, None) == (None, None)
-    assert seeded_trust(labels, 2, 15, 10, segments, 2.0) == (None, None)
-    assert seeded_trust(labels, 1, 15, 3, segments, 2.0) == (None, None)
+    assert seeded_trust(labels, 1, 15, 10, 5.0, segments, None) == (None, None)
+    assert click_radius(labels == 2, 15, 10) == float("inf")
+    assert seeded_trust(labels, 2, 15, 10, float("inf"), segments, 2.0) == (None, None)
+    assert click_radius(labels == 1, 15, 3) == float("inf")
+    assert seeded_trust(labels, 1, 15, 3, float("inf"), segments, 2.0) == (None, None)
     # the policy changes nothing outside ``within``
     cut = np.ones_like(labels)
     new = apply_click(labels, cut, 15, 12, 1, 7.0, touch_up=0.0, within=within)
