@@ -23,6 +23,7 @@ only modules above it, never below.
 - ``featlib.distances``    per-stride neighbour distances combined into one full-resolution distance mesh.
 - ``featlib.graphcut``     s-t min cut (scipy / PyMaxflow), boundary strength, edge watershed, region adjacency.
 - ``featlib.gradients``    oriented multi-scale histogram gradients (colour, texture, learned features): boundaries.
+- ``featlib.boundary_net`` a learned boundary map: a small CNN on those cues, trained on BSDS500 train boundaries.
 - ``featlib.spectral``     spectral globalisation of a boundary mesh on the superpixel graph (sPb on regions).
 - ``featlib.cluster``      merge hierarchy -> partitions at any granularity, baselines.
 - ``featlib.click_protocol`` click simulators (centre, dt, uniform, jitter, worst/best) and one object's trajectory.
@@ -69,9 +70,9 @@ _EXPORTS = {
 # In layer order (the docstring's list): tests/test_structure.py checks that imports only go up this list.
 _SUBMODULES = (
     "utils", "cli", "weights", "model", "brightness", "config", "pull", "relations", "loss", "data", "metrics",
-    "boundaries", "boundary_runs", "distances", "graphcut", "gradients", "spectral", "cluster", "click_protocol",
-    "click_metrics", "multi_protocol", "region_graph", "click_energy", "click_update", "multiclick", "interactive",
-    "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
+    "boundaries", "boundary_runs", "distances", "graphcut", "gradients", "boundary_net", "spectral", "cluster",
+    "click_protocol", "click_metrics", "multi_protocol", "region_graph", "click_energy", "click_update", "multiclick",
+    "interactive", "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
 )
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)

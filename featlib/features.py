@@ -60,9 +60,13 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 #              globalisation, ``cluster.gradient_hierarchy``: the default partitions) or "mesh" (neighbour distances
 #              of the features, ``cluster.build_hierarchy``: ~4x faster, the fast option);
 #   gradients  gradient_hierarchy keywords;  mesh  build_hierarchy keywords;  clicks  ClickSegmenter keywords.
-# Where each number comes from (held-out BSDS500 *train* images unless said): docs/PARTITIONS.md ("Histogram
-# gradients": seed spacing 8 vs 6 / 12, size prior 256 vs 64 / 1024, spectral weight 1 vs 0 / 0.5 / 1.5; "Learned
-# features": contrast 0.07, seed spacing 8, equal mesh) and docs/CLICKS.md (finest two strides, reach 2).
+# Where each number comes from (held-out BSDS500 *train* images unless said): docs/PARTITIONS.md ("Learned boundary
+# map": boundary_map "learned" with spectral 0 for colour -- covering ODS 0.652 / PRI 0.863 / VI 1.481 bits /
+# boundary F 0.750 vs "chi2" 0.642 / 0.840 / 1.505 / 0.697; spectral 0.5: 0.646 / F 0.743, 1: 0.644 / F 0.733;
+# size prior 128 / 512: 0.647 / 0.650; "Histogram gradients": seed spacing 8 vs 6 / 12, size prior 256 vs 64 / 1024,
+# spectral weight 1 vs 0 / 0.5 / 1.5 for "chi2"; "Learned features": contrast 0.07, seed spacing 8, equal mesh) and
+# docs/CLICKS.md (finest two strides, reach 2). FeatureNet sources keep "chi2" (their features join it as a cue;
+# the learned map reads colour cues only).
 # learned "mesh": build_hierarchy's defaults for FeatureNet features, chosen on the 20
 # held-out BSDS500 *train* images of the recipe's ablation model (docs/PARTITIONS.md "Learned features"): equal mesh
 # (covering ODS 0.574 vs 1/s 0.558, finest two 0.555, finest 0.530), contrast 0.07 (0: 0.534, 0.01: 0.574, 0.05:
@@ -82,19 +86,20 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 DEFAULTS: dict[str, dict] = {
     "colour": {
         "grouping": "gradients",
-        "gradients": {"seed_spacing": 8, "size_prior": 256.0, "spectral": 1.0},
+        "gradients": {"boundary_map": "learned", "seed_spacing": 8, "size_prior": 256.0, "spectral": 0.0},
         "mesh": {},  # build_hierarchy's own defaults, tuned on Lab (seed spacing 6, size prior 64, contrast 0.01)
         "clicks": {},  # ClickSegmenter's own defaults, tuned on Lab (reach 3, touch-up 4.5)
     },
     "learned": {
         "grouping": "gradients",
-        "gradients": {"seed_spacing": 8, "size_prior": 256.0, "spectral": 1.0, "feature_weight": 1.0},
+        "gradients": {"boundary_map": "chi2", "seed_spacing": 8, "size_prior": 256.0, "spectral": 1.0,
+                      "feature_weight": 1.0},
         "mesh": {"mesh_weights": "equal", "contrast": 0.07, "seed_spacing": 8},
         "clicks": {"mesh_weights": "finest two", "reach": 2.0},
     },
 }
 GROUPINGS = ("gradients", "mesh")
-_KEYS = {"gradients": {"seed_spacing", "size_prior", "spectral", "feature_weight", "cue_weights"},
+_KEYS = {"gradients": {"boundary_map", "seed_spacing", "size_prior", "spectral", "feature_weight", "cue_weights"},
          "mesh": {"mesh_weights", "seed_spacing", "size_prior", "contrast", "connectivity"}}
 
 
@@ -159,7 +164,8 @@ class Features:
         grouping, kw = self.hierarchy_settings(grouping, **overrides)
         if grouping == "mesh":
             return build_hierarchy(self.fn(image) if features is None else features, size=image.shape[:2], **kw)
-        if self.model is None:
+        if self.model is None or kw.get("boundary_map") == "learned":  # the learned map reads colour cues only
+            kw.pop("feature_weight", None)
             return gradient_hierarchy(image, **kw)
         return gradient_hierarchy(image, self.fn(image) if features is None else features, **kw)
 

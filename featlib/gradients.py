@@ -68,8 +68,7 @@ class OrientedGradients:
     @property
     def strength(self) -> np.ndarray:
         """Largest eigenvalue of the tensor: float32 [H, W] (chi^2 at the best orientation)."""
-        txx, txy, tyy = self.tensor
-        return ((txx + tyy) / 2 + np.sqrt(((txx - tyy) / 2) ** 2 + txy**2)).astype(np.float32)
+        return tensor_strength(self.tensor)
 
     @property
     def orientation(self) -> np.ndarray:
@@ -224,6 +223,24 @@ def feature_tensor(features, size: tuple[int, int]) -> np.ndarray:
     return out / len(feats)
 
 
+def tensor_strength(t: np.ndarray) -> np.ndarray:
+    """Largest eigenvalue of (Txx, Txy, Tyy) [3, ...]: float32 [...] (chi^2 at the best orientation)."""
+    txx, txy, tyy = t
+    return ((txx + tyy) / 2 + np.sqrt(((txx - tyy) / 2) ** 2 + txy**2)).astype(np.float32)
+
+
+def colour_cue_tensors(image: np.ndarray, names=None) -> dict[str, np.ndarray]:
+    """Every colour cue-scale tensor of an image uint8 [H, W, 3]: {"L3": float32 [3, H, W], "L5", "L10", "a5", ...,
+    "t20"} in that order (cue L, a, b, t; radii ``RADII``); ``names`` keeps only those (None: all 12)."""
+    out = {}
+    for cue, bins in colour_cues(image).items():
+        for r in RADII[cue]:
+            name = f"{cue}{r:g}"
+            if names is None or name in names:
+                out[name] = histogram_tensor(bins, r * SIGMA_PER_RADIUS)
+    return out
+
+
 def oriented_gradients(image: np.ndarray, features=None, weights: Mapping[str, float] | None = None,
                        feature_weight: float = 1.0) -> OrientedGradients:
     """The boundary tensor of one image: mean over colour cues x scales (``weights``: {"L3": w, ...}, default
@@ -236,12 +253,11 @@ def oriented_gradients(image: np.ndarray, features=None, weights: Mapping[str, f
         raise ValueError(f"image must be at least 2 x 2 pixels, got {image.shape[:2]}")
     acc = np.zeros((3, *image.shape[:2]), np.float32)
     total = 0.0
-    for cue, bins in colour_cues(image).items():
-        for r in RADII[cue]:
-            w = 1.0 if weights is None else float(weights.get(f"{cue}{r:g}", 0.0))
-            if w > 0:
-                acc += w * histogram_tensor(bins, r * SIGMA_PER_RADIUS)
-                total += w
+    names = None if weights is None else {k for k, w in weights.items() if float(w) > 0}
+    for name, t in colour_cue_tensors(image, names).items():
+        w = 1.0 if weights is None else float(weights[name])
+        acc += w * t
+        total += w
     if features is not None and feature_weight > 0:
         acc += feature_weight * feature_tensor(features, image.shape[:2])
         total += feature_weight

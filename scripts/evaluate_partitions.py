@@ -4,8 +4,9 @@
     python scripts/evaluate_partitions.py --dataset bsds500 --root ../shared/datasets/bsds500 --split val \
         --method hierarchy,slic,felzenszwalb --features lab-smooth --output outputs/partitions/val.json
 
-The hierarchy is the features' default grouping (``--grouping``: "gradients", oriented histogram gradients +
-spectral globalisation, the default partitions; "mesh", the fast grouping on neighbour distances; settings in
+The hierarchy is the features' default grouping (``--grouping``: "gradients", a boundary map merged by mean
+boundary strength -- for colour the learned map of featlib.boundary_net, ``--boundary-map chi2`` the equal-weight
+histogram gradients + spectral globalisation -- the default partitions; "mesh", the fast grouping on neighbour distances; settings in
 featlib.features.DEFAULTS). For each method a sweep of its granularity parameter (hierarchy: merge-height thresholds,
 one dataset-wide grid per grouping;
 SLIC: segment counts; Felzenszwalb: scale) gives per-image covering / PRI / VI; ODS takes the best dataset-wide
@@ -267,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grouping", choices=feature_registry.GROUPINGS, default=None,
                    help="gradients (histogram gradients + spectral, the default partitions) or mesh (neighbour "
                         "distances, the fast option); default: the features' (featlib.features.DEFAULTS)")
-    p.add_argument("--spectral", type=float, help="gradients grouping: spectral boundary weight (default 1)")
+    p.add_argument("--spectral", type=float,
+                   help="gradients grouping: spectral boundary weight (default: the features', 0 colour, 1 learned)")
+    p.add_argument("--boundary-map", choices=("learned", "chi2"), default=None,
+                   help="gradients grouping: learned (featlib.boundary_net, colour features' default) or chi2 (the "
+                        "equal-weight histogram gradients, plus learned features as a cue: FeatureNets' default)")
     cli.add_workers(p)
     cli.add_output(p, "outputs/partitions/<dataset>_<split>_<features>.json")
     p.add_argument("--no-boundary", action="store_true",
@@ -303,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             hier_kw["mesh_weights"] = a.mesh_weights
         if a.spectral is not None:
             hier_kw["spectral"] = a.spectral
+        if a.boundary_map is not None:
+            hier_kw["boundary_map"] = a.boundary_map
         # the grouping and its settings, resolved once (a bad combination fails here, not in every worker)
         hier_kw["grouping"], _ = feature_registry.load(a.features).hierarchy_settings(a.grouping, **hier_kw)
         out = cli.result_path(a.output, Path("outputs/partitions") / f"{dataset}_{a.split}_{cli.slug(a.features)}.json",

@@ -28,7 +28,7 @@ def check_boundary(b: dict, n_settings: int):
 
 
 def test_evaluate_partitions_end_to_end(tmp_path):
-    fake_bsds(tmp_path / "bsds")
+    fake_bsds(tmp_path / "bsds", size=(96, 128))  # the learned boundary map needs objects larger than its textures
     out = tmp_path / "res.json"
     res = run_script("--root", tmp_path / "bsds", "--workers", "1", "--output", out)
     assert res.returncode == 0, res.stderr[-2000:]

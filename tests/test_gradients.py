@@ -115,7 +115,9 @@ def test_features_entry_point_uses_each_sources_defaults():
         for grouping in ("gradients", "mesh"):
             part = f.hierarchy(img, grouping=grouping, seed_spacing=4).partition(n_segments=3)
             assert part.shape == lab.shape and part.max() == 2
-    assert covering(colour.hierarchy(img, seed_spacing=4).partition(n_segments=3), lab) > 0.95
+    assert covering(colour.hierarchy(img, seed_spacing=4, boundary_map="chi2").partition(n_segments=3), lab) > 0.95
+    # the default learned map is trained on "a boundary within 1 px" (a 3-px ridge): the cut may sit 1 px off
+    assert covering(colour.hierarchy(img, seed_spacing=4).partition(n_segments=3), lab) > 0.93
     with pytest.raises(ValueError, match="grouping"):
         colour.hierarchy(img, grouping="watershed")
     with pytest.raises(ValueError, match="uint8"):

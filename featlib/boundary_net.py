@@ -1,0 +1,173 @@
+"""A learned boundary map on the histogram-gradient cues: a small CNN trained on BSDS500 train boundaries.
+
+    p = boundary_probability(image)            # uint8 [H, W, 3] -> float32 [H, W] in [0, 1]
+    mesh = boundary_mesh(image)                # DistanceMesh for cluster.hierarchy_from_mesh
+    net = load_boundary_net()                  # the shipped weights (featlib/assets/boundary-bsds500.pt)
+    x = cue_stack(image)                       # float32 [18, H, W]: what the network reads
+
+Why (docs/PARTITIONS.md "Learned boundary map"): the histogram gradients of ``featlib.gradients`` rank boundaries by
+an *equal-weight* mean of 12 cue-scale chi^2 distances. Pb / gPb learn those weights per cue (and gPb per
+orientation) from BSDS train; structured edge forests learn from the same 200 photos which *patterns* of cues make a
+boundary and reach boundary F 0.74 there on CPU. This module is the smallest step in that direction that keeps the
+cues: a 4-layer fully-convolutional network (dilations 1, 2, 4, 8: a 31 x 31 px receptive field, ~30k weights)
+reads the 12 per-cue-scale strengths (sqrt of chi^2), the combined tensor (its strength and its orientation as
+cos 2θ, sin 2θ weighted by anisotropy) and Lab colour, and predicts for each pixel the fraction of annotators who
+drew a boundary within 1 px of it (binary cross-entropy on that soft target). A linear read-out of the raw inputs is
+added to the network's last layer, so the network starts as a learned cue weighting and learns context on top.
+
+Trained on BSDS500 train minus the 20 held-out images (``featlib.data.bsds.holdout_split``) by
+``scripts/train_boundary.py``; never on val or test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from skimage.color import rgb2lab
+
+from featlib.distances import DistanceMesh
+from featlib.gradients import colour_cue_tensors, tensor_strength
+
+ASSET = Path(__file__).parent / "assets" / "boundary-bsds500.pt"
+N_INPUTS = 18  # 12 cue-scale strengths, combined strength, cos 2θ, sin 2θ, L, a, b
+LAB_SCALE = np.array([100.0, 60.0, 60.0], np.float32)
+_ANISO_EPS = 1e-3
+
+
+def cue_stack(image: np.ndarray) -> np.ndarray:
+    """The network's input for an image uint8 [H, W, 3]: float32 [18, H, W].
+
+    Channels: sqrt of the 12 cue-scale chi^2 strengths (``gradients.colour_cue_tensors`` order: L3 L5 L10 a5 a10 a20
+    b5 b10 b20 t5 t10 t20), sqrt of the strength of their mean tensor, its orientation (Txx - Tyy) / tr and
+    2 Txy / tr (tr = Txx + Tyy + 1e-3), and L / 100, a / 60, b / 60."""
+    tensors = colour_cue_tensors(image)
+    strengths = [tensor_strength(t) for t in tensors.values()]
+    mean = sum(tensors.values()) / len(tensors)
+    txx, txy, tyy = mean
+    tr = txx + tyy + _ANISO_EPS
+    lab = rgb2lab(image).astype(np.float32).transpose(2, 0, 1) / LAB_SCALE[:, None, None]
+    chans = [np.sqrt(np.maximum(s, 0)) for s in strengths]
+    chans += [np.sqrt(np.maximum(tensor_strength(mean), 0)), (txx - tyy) / tr, 2 * txy / tr]
+    return np.concatenate([np.stack(chans), lab]).astype(np.float32)
+
+
+def flip_stack(x: np.ndarray) -> np.ndarray:
+    """The cue stack of the left-right mirrored image, from the stack [..., 18, H, W] (no recomputation): mirror
+    every channel and negate sin 2θ (the tensor's Txy changes sign)."""
+    out = x[..., ::-1].copy()
+    out[..., 14, :, :] *= -1
+    return out
+
+
+class BoundaryNet(nn.Module):
+    """Cue stack [B, 18, H, W] -> boundary logits [B, H, W].
+
+    body: 3 x 3 convolutions (``width`` channels, dilations ``dilations``, replicate padding, ReLU); head: a 1 x 1
+    convolution over [body output, inputs] (the linear cue weighting plus context)."""
+
+    def __init__(self, width: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8)):
+        super().__init__()
+        layers, c = [], N_INPUTS
+        for d in dilations:
+            layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d, padding_mode="replicate"), nn.ReLU()]
+            c = width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(width + N_INPUTS, 1, 1)
+        self.build_args = {"width": width, "dilations": list(dilations)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != N_INPUTS:
+            raise ValueError(f"BoundaryNet expects [B, {N_INPUTS}, H, W], got {tuple(x.shape)}")
+        return self.head(torch.cat([self.body(x), x], 1))[:, 0]
+
+
+def load_boundary_net(path: str | Path = ASSET) -> BoundaryNet:
+    """A BoundaryNet from a file written by ``save_boundary_net`` (``weights_only=True``), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no boundary network at {path}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or "state_dict" not in blob or "build_args" not in blob:
+        raise ValueError(f"{path}: not a boundary network file (expected keys state_dict, build_args)")
+    args = blob["build_args"]
+    net = BoundaryNet(int(args["width"]), tuple(int(d) for d in args["dilations"]))
+    net.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+    return net.eval()
+
+
+def save_boundary_net(net: BoundaryNet, path: str | Path, card: dict | None = None, overwrite: bool = False) -> Path:
+    """Write weights (float32), build arguments and a ``card`` (plain data) atomically; never over an existing file
+    unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    torch.save({"state_dict": {k: v.detach().float().cpu() for k, v in net.state_dict().items()},
+                "build_args": dict(net.build_args), "card": dict(card or {})}, tmp)
+    tmp.replace(path)
+    return path
+
+
+_SHIPPED: list[BoundaryNet] = []
+
+
+@torch.no_grad()
+def boundary_probability(image: np.ndarray, net: BoundaryNet | None = None) -> np.ndarray:
+    """Per-pixel boundary probability of an image uint8 [H, W, 3]: float32 [H, W] in [0, 1] (``net``: the shipped
+    one by default, loaded once)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < 2:
+        raise ValueError(f"image must be at least 2 x 2 pixels, got {image.shape[:2]}")
+    if net is None:
+        if not _SHIPPED:
+            _SHIPPED.append(load_boundary_net())
+        net = _SHIPPED[0]
+    x = torch.from_numpy(cue_stack(image))[None]
+    return torch.sigmoid(net.eval()(x))[0].numpy().astype(np.float32)
+
+
+def boundary_mesh(image: np.ndarray, net: BoundaryNet | None = None) -> DistanceMesh:
+    """The hierarchy's pixel-edge values: the mean probability of the two pixels of each 4-neighbour edge."""
+    e = boundary_probability(image, net)
+    return DistanceMesh(dy=0.5 * (e[1:] + e[:-1]), dx=0.5 * (e[:, 1:] + e[:, :-1]))
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def boundary_target(boundaries) -> np.ndarray:
+    """Annotators' boundary maps (bool [H, W] each) -> the soft target float32 [H, W]: the fraction of annotators
+    with a boundary pixel within 1 px (3 x 3 neighbourhood)."""
+    from scipy import ndimage
+
+    bnds = [np.asarray(b, bool) for b in boundaries]
+    if not bnds:
+        raise ValueError("no annotator boundary maps")
+    if any(b.shape != bnds[0].shape or b.ndim != 2 for b in bnds):
+        raise ValueError(f"boundary maps must share one [H, W] shape, got {[b.shape for b in bnds]}")
+    return np.mean([ndimage.maximum_filter(b, 3) for b in bnds], 0).astype(np.float32)
+
+
+def sample_crops(stacks, targets, rng: np.random.Generator, batch: int, size: int):
+    """A training batch: ``batch`` random ``size`` x ``size`` crops (each mirrored with probability 1/2) of random
+    images -> (inputs float32 [B, 18, size, size], targets float32 [B, size, size]) as tensors."""
+    xs, ys = [], []
+    for _ in range(batch):
+        k = int(rng.integers(len(stacks)))
+        x, y = stacks[k], targets[k]
+        h, w = y.shape
+        if h < size or w < size:
+            raise ValueError(f"image {k} ({h} x {w}) is smaller than the crop size {size}")
+        i, j = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+        xx, yy = np.asarray(x[:, i:i + size, j:j + size], np.float32), y[i:i + size, j:j + size]
+        if rng.random() < 0.5:
+            xx, yy = flip_stack(xx), yy[:, ::-1]
+        xs.append(np.ascontiguousarray(xx))
+        ys.append(np.ascontiguousarray(yy, dtype=np.float32))
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

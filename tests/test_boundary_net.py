@@ -1,0 +1,157 @@
+"""The learned boundary map: its inputs, the shipped weights, the hierarchy option and the training script."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_fake_bsds
+from featlib import boundary_net as bn
+from featlib.cluster import gradient_hierarchy
+from featlib.data.synthetic import make_scene
+from featlib.features import load
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_boundary.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("featlib_train_boundary", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(np.random.default_rng(3), (64, 80))
+
+
+def _diagonal_edge(h=40, w=48) -> np.ndarray:
+    yy, xx = np.indices((h, w))
+    img = np.where((xx - yy)[..., None] > 4, [200, 60, 40], [30, 90, 180]).astype(np.uint8)
+    return img
+
+
+def test_cue_stack_shape_and_range(scene):
+    x = bn.cue_stack(scene.image)
+    assert x.shape == (bn.N_INPUTS, 64, 80) and x.dtype == np.float32
+    assert np.isfinite(x).all()
+    assert (x[:13] >= 0).all() and (x[:13] < 2).all()  # sqrt of chi^2: ~1 for a step between disjoint histograms
+    assert (np.abs(x[13:15]) <= 1).all()
+
+
+def test_flip_stack_matches_the_mirrored_image():
+    img = _diagonal_edge()
+    x, xm = bn.cue_stack(img), bn.cue_stack(img[:, ::-1].copy())
+    f = bn.flip_stack(x)
+    colour = [*range(9), 15, 16, 17]  # L, a, b strengths and Lab (textons are re-clustered per image)
+    np.testing.assert_allclose(f[colour], xm[colour], atol=1e-4)
+    edge = x[0] > 0.5 * x[0].max()
+    # the edge runs diagonally: its orientation's sin 2θ has one sign, and the mirror's the other
+    assert np.sign(x[14][edge].mean()) == -np.sign(xm[14][edge[:, ::-1]].mean()) != 0
+    np.testing.assert_allclose(f[14][edge[:, ::-1]].mean(), xm[14][edge[:, ::-1]].mean(), rtol=0.05)
+
+
+def test_shipped_net_finds_the_scene_boundaries(scene):
+    net = bn.load_boundary_net()
+    assert net.build_args == {"width": 32, "dilations": [1, 2, 4, 8]}
+    blob = torch.load(bn.ASSET, weights_only=True)
+    assert "BSDS500 train" in blob["card"]["data"]
+    p = bn.boundary_probability(scene.image, net)
+    assert p.shape == (64, 80) and p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1
+    seg = scene.instances
+    edge = np.zeros(seg.shape, bool)
+    edge[1:] |= seg[1:] != seg[:-1]
+    edge[:, 1:] |= seg[:, 1:] != seg[:, :-1]
+    from scipy import ndimage
+    far = ~ndimage.binary_dilation(edge, iterations=4)
+    assert p[edge].mean() > 3 * p[far].mean()
+    mesh = bn.boundary_mesh(scene.image, net)
+    assert mesh.dy.shape == (63, 80) and mesh.dx.shape == (64, 79)
+
+
+def test_bad_inputs_are_value_errors():
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        bn.boundary_probability(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="2 x 2"):
+        bn.boundary_probability(np.zeros((1, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="expects"):
+        bn.BoundaryNet()(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="no annotator"):
+        bn.boundary_target([])
+    with pytest.raises(ValueError, match="share one"):
+        bn.boundary_target([np.zeros((4, 4), bool), np.zeros((4, 5), bool)])
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        bn.sample_crops([np.zeros((18, 8, 8))], [np.zeros((8, 8))], np.random.default_rng(0), 1, 16)
+
+
+def test_boundary_target_is_the_fraction_of_annotators_within_one_pixel():
+    a = np.zeros((7, 7), bool)
+    a[3, 3] = True
+    b = np.zeros((7, 7), bool)
+    t = bn.boundary_target([a, b])
+    assert t[2:5, 2:5].tolist() == [[0.5] * 3] * 3 and t.sum() == 4.5
+
+
+def test_sample_crops_mirror_the_orientation_channel():
+    x = np.zeros((18, 10, 12), np.float32)
+    x[14] = 1.0
+    x[0, :, :6] = 1.0
+    y = np.zeros((10, 12), np.float32)
+    xs, ys = bn.sample_crops([x], [y], np.random.default_rng(0), 16, 10)
+    assert xs.shape == (16, 18, 10, 10) and ys.shape == (16, 10, 10)
+    flipped = xs[:, 14, 0, 0] < 0
+    assert 0 < flipped.sum() < 16  # some crops were mirrored, some not
+
+
+def test_save_and_load_round_trip(tmp_path, scene):
+    torch.manual_seed(0)
+    net = bn.BoundaryNet(width=8, dilations=(1, 2))
+    path = bn.save_boundary_net(net, tmp_path / "b.pt", {"note": "test"})
+    with pytest.raises(FileExistsError):
+        bn.save_boundary_net(net, path)
+    back = bn.load_boundary_net(path)
+    np.testing.assert_array_equal(bn.boundary_probability(scene.image, net), bn.boundary_probability(scene.image, back))
+    torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a boundary network"):
+        bn.load_boundary_net(tmp_path / "bad.pt")
+    with pytest.raises(FileNotFoundError):
+        bn.load_boundary_net(tmp_path / "missing.pt")
+
+
+def test_hierarchy_option_and_colour_default(scene):
+    h = gradient_hierarchy(scene.image, boundary_map="learned", spectral=0.0)
+    lab = h.partition(n_segments=5)
+    assert lab.shape == (64, 80) and lab.max() + 1 == 5
+    with pytest.raises(ValueError, match="colour cues only"):
+        gradient_hierarchy(scene.image, {1: np.zeros((3, 64, 80), np.float32)}, boundary_map="learned")
+    with pytest.raises(ValueError, match="boundary_map"):
+        gradient_hierarchy(scene.image, boundary_map="sobel")
+    grouping, kw = load("lab").hierarchy_settings()
+    assert grouping == "gradients" and kw["boundary_map"] == "learned" and kw["spectral"] == 0
+    assert load("lab").hierarchy(scene.image).partition(n_segments=5).max() + 1 == 5
+
+
+def test_train_script_resumes_to_the_straight_run(tmp_path, monkeypatch):
+    tb = _script()
+
+    write_fake_bsds(tmp_path / "bsds", n=4, split="train", size=(48, 64))
+    common = ["--root", str(tmp_path / "bsds"), "--holdout", "1", "--steps", "4", "--batch", "2", "--crop", "40",
+              "--save-every", "2", "--eval-every", "2"]
+    assert tb.main([*common, "--output", str(tmp_path / "a.pt")]) == 0
+    assert tb.main([*common, "--output", str(tmp_path / "a.pt")]) == 2  # never over an existing result
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tb, "save_boundary_net", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tb.main([*common, "--output", str(tmp_path / "b.pt")])
+    assert (tmp_path / "b.pt.ckpt").is_file() and not (tmp_path / "b.pt").exists()
+    monkeypatch.undo()
+    assert tb.main([*common, "--output", str(tmp_path / "b.pt"), "--resume"]) == 0
+    assert not (tmp_path / "b.pt.ckpt").exists()
+    a, b = bn.load_boundary_net(tmp_path / "a.pt"), bn.load_boundary_net(tmp_path / "b.pt")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-5, atol=1e-6, msg=k)
