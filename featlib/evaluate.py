@@ -56,8 +56,9 @@ _RGB = load("rgb")  # the colour baseline of validate()
 # bsds500-b0-all, ~3500 with lab-smooth) to one segment. Fixed and dataset-wide, so ODS is one common threshold.
 HIER_THRESHOLDS = np.geomspace(0.01, 200, 48)
 # Per grouping (featlib.features.GROUPINGS): the gradient grouping's merge heights are mean histogram chi^2 (<= ~1)
-# plus the spectral boundary (<= 1) times the size factor (< 1): from the oversegmentation (~2500 regions at
-# 481 x 321) to one segment within [1e-3, 2]; 60 steps (the mesh grid's density per decade and more).
+# plus the spectral boundary (<= 1), or the learned map's mean boundary probability (< 1), times the size factor
+# (< 1): from the oversegmentation (~2500 regions at 481 x 321) to one segment within [1e-3, 2]; 60 steps (the mesh
+# grid's density per decade and more).
 THRESHOLDS = {"gradients": np.geomspace(1e-3, 2.0, 60), "mesh": HIER_THRESHOLDS}
 BASELINE = "lab-smooth"  # the partitions' colour baseline (featlib.features), beside every validation score
 _BASELINE = load(BASELINE)

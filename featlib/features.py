@@ -56,8 +56,8 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 # ------------------------------------------------------------------ every source's tuned defaults, one table
 
 # kind ("colour": lab, lab-smooth, rgb; "learned": every FeatureNet) -> what ``Features`` uses:
-#   grouping   how ``f.hierarchy(image)`` groups pixels: "gradients" (oriented histogram gradients + spectral
-#              globalisation, ``cluster.gradient_hierarchy``: the default partitions) or "mesh" (neighbour distances
+#   grouping   how ``f.hierarchy(image)`` groups pixels: "gradients" (a boundary map on oriented histogram gradients,
+#              ``cluster.gradient_hierarchy``: the default partitions) or "mesh" (neighbour distances
 #              of the features, ``cluster.build_hierarchy``: ~4x faster, the fast option);
 #   gradients  gradient_hierarchy keywords;  mesh  build_hierarchy keywords;  clicks  ClickSegmenter keywords.
 # Where each number comes from (held-out BSDS500 *train* images unless said): docs/PARTITIONS.md ("Learned boundary
