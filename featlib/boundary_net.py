@@ -118,9 +118,20 @@ _SHIPPED: list[BoundaryNet] = []
 
 
 @torch.no_grad()
-def boundary_probability(image: np.ndarray, net: BoundaryNet | None = None) -> np.ndarray:
+def probability_from_stack(x: np.ndarray, net: BoundaryNet, mirror: bool = True) -> np.ndarray:
+    """Cue stack float32 [18, H, W] -> boundary probability float32 [H, W]; ``mirror``: the mean of the image's and
+    its left-right mirror's predictions, mirrored back (exactly equivariant to mirroring the input)."""
+    p = torch.sigmoid(net.eval()(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]))[0].numpy()
+    if mirror:
+        pm = torch.sigmoid(net(torch.from_numpy(flip_stack(np.asarray(x, np.float32)))[None]))[0].numpy()
+        p = 0.5 * (p + pm[:, ::-1])
+    return p.astype(np.float32)
+
+
+def boundary_probability(image: np.ndarray, net: BoundaryNet | None = None, mirror: bool = True) -> np.ndarray:
     """Per-pixel boundary probability of an image uint8 [H, W, 3]: float32 [H, W] in [0, 1] (``net``: the shipped
-    one by default, loaded once)."""
+    one by default, loaded once; ``mirror``: average with the mirrored image's prediction, ~0.1 s more at 481 x 321:
+    held-out train covering ODS 0.657 vs 0.652, boundary F 0.754 vs 0.750, VI 1.454 vs 1.481 bits)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
@@ -130,13 +141,12 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | None = None) -> n
         if not _SHIPPED:
             _SHIPPED.append(load_boundary_net())
         net = _SHIPPED[0]
-    x = torch.from_numpy(cue_stack(image))[None]
-    return torch.sigmoid(net.eval()(x))[0].numpy().astype(np.float32)
+    return probability_from_stack(cue_stack(image), net, mirror)
 
 
-def boundary_mesh(image: np.ndarray, net: BoundaryNet | None = None) -> DistanceMesh:
+def boundary_mesh(image: np.ndarray, net: BoundaryNet | None = None, mirror: bool = True) -> DistanceMesh:
     """The hierarchy's pixel-edge values: the mean probability of the two pixels of each 4-neighbour edge."""
-    e = boundary_probability(image, net)
+    e = boundary_probability(image, net, mirror)
     return DistanceMesh(dy=0.5 * (e[1:] + e[:-1]), dx=0.5 * (e[:, 1:] + e[:, :-1]))
 
 

@@ -6,11 +6,11 @@
 
 The hierarchy is the features' default grouping (``--grouping``: "gradients", a boundary map merged by mean
 boundary strength -- for colour the learned map of featlib.boundary_net, ``--boundary-map chi2`` the equal-weight
-histogram gradients + spectral globalisation -- the default partitions; "mesh", the fast grouping on neighbour distances; settings in
-featlib.features.DEFAULTS). For each method a sweep of its granularity parameter (hierarchy: merge-height thresholds,
-one dataset-wide grid per grouping;
-SLIC: segment counts; Felzenszwalb: scale) gives per-image covering / PRI / VI; ODS takes the best dataset-wide
-setting, OIS the best setting per image (BSDS conventions; the hierarchy's region sweep and ODS / OIS are
+histogram gradients + spectral globalisation -- the default partitions; "mesh", the fast grouping on neighbour
+distances; settings in featlib.features.DEFAULTS). For each method a sweep of its granularity parameter
+(hierarchy: merge-height thresholds, one dataset-wide grid per grouping; SLIC: segment counts; Felzenszwalb:
+scale) gives per-image covering / PRI / VI; ODS takes the best dataset-wide setting, OIS the best setting per image
+(BSDS conventions; the hierarchy's region sweep and ODS / OIS are
 featlib.evaluate's hierarchy_sweep / summarise_sweeps, which training validation runs too). ASA,
 undersegmentation error and boundary recall are reported at matched segment counts.
 

@@ -5,9 +5,9 @@
 Rows: the default grouping of colour features (``featlib.features.load("lab").hierarchy``: the learned boundary map of
 ``featlib.boundary_net`` on the histogram-gradient cues, merged without spectral globalisation) and the equal-weight
 histogram gradients + spectral globalisation (``cluster.gradient_hierarchy`` with ``boundary_map="chi2"``, FeatureNet
-sources' default) on a BSDS-sized 481 x 321 crop and at 512^2; the fast grouping (neighbour-distance mesh, ``build_hierarchy``) on
-Lab and on FeatureNet(l0)-shaped features at 512^2. Targets: a default build <= 1 s per 481 x 321 image on one
-core (issue 20), the fast build <= 1x SLIC; a new cut <= 10 ms.
+sources' default) on a BSDS-sized 481 x 321 crop and at 512^2; the fast grouping (neighbour-distance mesh,
+``build_hierarchy``) on Lab and on FeatureNet(l0)-shaped features at 512^2. Targets: a default build <= 1 s per
+481 x 321 image on one core (issue 20), the fast build <= 1x SLIC; a new cut <= 10 ms.
 """
 
 from __future__ import annotations
