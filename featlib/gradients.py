@@ -88,8 +88,23 @@ class OrientedGradients:
 
     def mesh(self) -> DistanceMesh:
         """Pixel-edge values for the hierarchy: the mean strength of the two pixels of each 4-neighbour edge."""
-        e = self.strength
-        return DistanceMesh(dy=0.5 * (e[1:] + e[:-1]), dx=0.5 * (e[:, 1:] + e[:, :-1]))
+        return pixel_mesh(self.strength)
+
+
+def pixel_mesh(e: np.ndarray) -> DistanceMesh:
+    """A per-pixel boundary map float32 [H, W] -> the hierarchy's pixel-edge values: the mean of the two pixels of
+    each 4-neighbour edge (dy [H-1, W], dx [H, W-1])."""
+    return DistanceMesh(dy=0.5 * (e[1:] + e[:-1]), dx=0.5 * (e[:, 1:] + e[:, :-1]))
+
+
+def check_image(image) -> np.ndarray:
+    """The image as an array, or ValueError unless it is uint8 RGB [H, W, 3] of at least 2 x 2 pixels."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < 2:
+        raise ValueError(f"image must be at least 2 x 2 pixels, got {image.shape[:2]}")
+    return image
 
 
 def soft_bins(x: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
@@ -246,11 +261,7 @@ def oriented_gradients(image: np.ndarray, features=None, weights: Mapping[str, f
     """The boundary tensor of one image: mean over colour cues x scales (``weights``: {"L3": w, ...}, default
     equal), plus ``feature_weight`` x the learned-feature tensor when ``features`` are given (counted as one more
     cue-scale). ValueError on a bad image."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
-    if min(image.shape[:2]) < 2:
-        raise ValueError(f"image must be at least 2 x 2 pixels, got {image.shape[:2]}")
+    image = check_image(image)
     acc = np.zeros((3, *image.shape[:2]), np.float32)
     total = 0.0
     names = None if weights is None else {k for k, w in weights.items() if float(w) > 0}
