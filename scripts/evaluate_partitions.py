@@ -6,7 +6,8 @@
 
 The hierarchy is the features' default grouping (``--grouping``: "gradients", a boundary map merged by mean
 boundary strength -- for colour the learned map of featlib.boundary_net, ``--boundary-map chi2`` the equal-weight
-histogram gradients + spectral globalisation -- the default partitions; "mesh", the fast grouping on neighbour
+histogram gradients + spectral globalisation, ``--boundary-scales 1,0.5`` the accurate two-scale learned map --
+the default partitions; "mesh", the fast grouping on neighbour
 distances; settings in featlib.features.DEFAULTS). For each method a sweep of its granularity parameter
 (hierarchy: merge-height thresholds, one dataset-wide grid per grouping; SLIC: segment counts; Felzenszwalb:
 scale) gives per-image covering / PRI / VI; ODS takes the best dataset-wide setting, OIS the best setting per image
@@ -63,6 +64,7 @@ from tqdm.auto import tqdm
 
 from featlib import boundaries, boundary_runs, cli
 from featlib import features as feature_registry
+from featlib.boundary_net import check_scales
 from featlib.data.bsds import bsds_ids, holdout_split, load_record, read_ground_truth
 from featlib.distances import distance_mesh, resolve_mesh_weights
 from featlib.evaluate import SWEEP_COLUMNS, THRESHOLDS, hierarchy_partitions, summarise_sweeps, sweep_scores
@@ -273,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boundary-map", choices=("learned", "chi2"), default=None,
                    help="gradients grouping: learned (featlib.boundary_net, colour features' default) or chi2 (the "
                         "equal-weight histogram gradients, plus learned features as a cue: FeatureNets' default)")
+    p.add_argument("--boundary-scales", default=None, metavar="S[,S...]",
+                   help="gradients grouping, learned map: average the map over the image resized by these factors "
+                        "(default 1; '1,0.5': the accurate option, ~0.3 s more per 481x321 image)")
     cli.add_workers(p)
     cli.add_output(p, "outputs/partitions/<dataset>_<split>_<features>.json")
     p.add_argument("--no-boundary", action="store_true",
@@ -310,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             hier_kw["spectral"] = a.spectral
         if a.boundary_map is not None:
             hier_kw["boundary_map"] = a.boundary_map
+        if a.boundary_scales is not None:
+            try:
+                scales = [float(v) for v in a.boundary_scales.split(",")]
+            except ValueError:
+                raise ValueError(f"--boundary-scales takes numbers like 1,0.5, got {a.boundary_scales!r}") from None
+            hier_kw["boundary_scales"] = list(check_scales(scales))
         # the grouping and its settings, resolved once (a bad combination fails here, not in every worker)
         hier_kw["grouping"], _ = feature_registry.load(a.features).hierarchy_settings(a.grouping, **hier_kw)
         out = cli.result_path(a.output, Path("outputs/partitions") / f"{dataset}_{a.split}_{cli.slug(a.features)}.json",

@@ -144,6 +144,37 @@ def test_hierarchy_option_and_colour_default(scene):
     assert load("lab").hierarchy(scene.image).partition(n_segments=5).max() + 1 == 5
 
 
+def test_multiscale_map_averages_a_coarser_view(scene):
+    net = bn.load_boundary_net()
+    one = bn.boundary_probability(scene.image, net)
+    np.testing.assert_array_equal(bn.boundary_probability(scene.image, net, scales=[1]), one)
+    two = bn.boundary_probability(scene.image, net, scales=(1.0, 0.5))
+    assert two.shape == one.shape and two.dtype == np.float32 and 0 <= two.min() and two.max() <= 1
+    assert not np.allclose(two, one, atol=1e-3) and np.corrcoef(one.ravel(), two.ravel())[0, 1] > 0.8
+    edge = np.zeros(scene.instances.shape, bool)
+    edge[1:] |= scene.instances[1:] != scene.instances[:-1]
+    edge[:, 1:] |= scene.instances[:, 1:] != scene.instances[:, :-1]
+    from scipy import ndimage
+    far = ~ndimage.binary_dilation(edge, iterations=4)
+    assert two[edge].mean() > 3 * two[far].mean()  # the half-scale view still puts the boundaries where they are
+    tiny = bn.boundary_probability(scene.image, net, scales=(1.0, 0.05))  # 3 x 4 px would be too small: 16 px
+    assert tiny.shape == (64, 80) and np.isfinite(tiny).all()
+    h = gradient_hierarchy(scene.image, boundary_map="learned", spectral=0.0, boundary_scales=(1.0, 0.5))
+    assert h.partition(n_segments=5).max() + 1 == 5
+    assert load("lab").hierarchy_settings(boundary_scales=(1.0, 0.5))[1]["boundary_scales"] == (1.0, 0.5)
+
+
+@pytest.mark.parametrize("scales", [(), (0.0,), (1.5,), (1.0, 1.0), ("half",), 0.5])
+def test_bad_scales_are_value_errors(scene, scales):
+    with pytest.raises(ValueError, match="scales"):
+        bn.boundary_probability(scene.image, scales=scales)
+
+
+def test_chi2_map_is_one_scale(scene):
+    with pytest.raises(ValueError, match="boundary_map='learned'"):
+        gradient_hierarchy(scene.image, boundary_map="chi2", boundary_scales=(1.0, 0.5))
+
+
 def test_train_script_resumes_to_the_straight_run(tmp_path, monkeypatch):
     tb = _script()
 

@@ -81,6 +81,9 @@ def test_holdout_scores_only_the_held_out_train_images(tmp_path):
     assert bad.returncode == 2 and "--split train" in bad.stderr
     bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--mesh-weights", "coarsest", "--output", out)
     assert bad.returncode == 2 and "unknown mesh weights" in bad.stderr
+    for scales, msg in (("1,half", "numbers like"), ("1,2", "in (0, 1]")):
+        bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-scales", scales, "--output", out)
+        assert bad.returncode == 2 and msg in bad.stderr, bad.stderr
 
 
 def _scores(path: Path) -> dict:

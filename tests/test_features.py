@@ -101,4 +101,5 @@ def test_readme_quick_tour_runs_as_written():
     scope: dict = {}
     exec(compile(block.group(1), "README quick tour", "exec"), scope)
     assert scope["labels"].max() + 1 == 30 and scope["seg"].mask.any()
+    assert scope["acc"].partition(n_segments=30).shape == scope["labels"].shape
     assert set(np.unique(scope["multi"].labels)) <= {0, 1} and scope["multi"].labels[200, 300] == 1
