@@ -34,6 +34,17 @@ def _diagonal_edge(h=40, w=48) -> np.ndarray:
     return img
 
 
+def _edges_and_far(scene):
+    """(pixels on an instance boundary, pixels more than 4 px from any) of a synthetic scene, bool [H, W] each."""
+    from scipy import ndimage
+
+    seg = scene.instances
+    edge = np.zeros(seg.shape, bool)
+    edge[1:] |= seg[1:] != seg[:-1]
+    edge[:, 1:] |= seg[:, 1:] != seg[:, :-1]
+    return edge, ~ndimage.binary_dilation(edge, iterations=4)
+
+
 def test_cue_stack_shape_and_range(scene):
     x = bn.cue_stack(scene.image)
     assert x.shape == (bn.N_INPUTS, 64, 80) and x.dtype == np.float32
@@ -61,12 +72,7 @@ def test_shipped_net_finds_the_scene_boundaries(scene):
     assert "BSDS500 train" in blob["card"]["data"]
     p = bn.boundary_probability(scene.image, net)
     assert p.shape == (64, 80) and p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1
-    seg = scene.instances
-    edge = np.zeros(seg.shape, bool)
-    edge[1:] |= seg[1:] != seg[:-1]
-    edge[:, 1:] |= seg[:, 1:] != seg[:, :-1]
-    from scipy import ndimage
-    far = ~ndimage.binary_dilation(edge, iterations=4)
+    edge, far = _edges_and_far(scene)
     assert p[edge].mean() > 3 * p[far].mean()
     mesh = bn.boundary_mesh(scene.image, net)
     assert mesh.dy.shape == (63, 80) and mesh.dx.shape == (64, 79)
@@ -151,11 +157,7 @@ def test_multiscale_map_averages_a_coarser_view(scene):
     two = bn.boundary_probability(scene.image, net, scales=(1.0, 0.5))
     assert two.shape == one.shape and two.dtype == np.float32 and 0 <= two.min() and two.max() <= 1
     assert not np.allclose(two, one, atol=1e-3) and np.corrcoef(one.ravel(), two.ravel())[0, 1] > 0.8
-    edge = np.zeros(scene.instances.shape, bool)
-    edge[1:] |= scene.instances[1:] != scene.instances[:-1]
-    edge[:, 1:] |= scene.instances[:, 1:] != scene.instances[:, :-1]
-    from scipy import ndimage
-    far = ~ndimage.binary_dilation(edge, iterations=4)
+    edge, far = _edges_and_far(scene)
     assert two[edge].mean() > 3 * two[far].mean()  # the half-scale view still puts the boundaries where they are
     tiny = bn.boundary_probability(scene.image, net, scales=(1.0, 0.05))  # 3 x 4 px would be too small: 16 px
     assert tiny.shape == (64, 80) and np.isfinite(tiny).all()
