@@ -5,6 +5,8 @@
     mesh = boundary_mesh(image)                # DistanceMesh for cluster.hierarchy_from_mesh
     net = load_boundary_net()                  # the shipped weights (featlib/assets/boundary-bsds500.pt)
     x = cue_stack(image)                       # float32 [18, H, W]: what the network reads
+    p = boundary_probability(image, features=f(image))   # + a FeatureNet's features (f = features.load(...)):
+    #   the network trained on them, featlib/assets/boundary-bsds500-b0-all.pt (docs/PARTITIONS.md)
 
 Why (docs/PARTITIONS.md, "a learned boundary map"): the histogram gradients of ``featlib.gradients`` rank boundaries by
 an *equal-weight* mean of 12 cue-scale chi^2 distances. Pb / gPb learn those weights per cue (and gPb per
@@ -20,6 +22,11 @@ Trained on BSDS500 train minus the 20 held-out images (``featlib.data.bsds.holdo
 ``scripts/train_boundary.py``; never on val or test. On those 20 held-out images, merged as the hierarchy merges
 (spectral 0): covering ODS 0.652 vs 0.642, PRI 0.863 vs 0.840, VI 1.481 vs 1.505 bits, boundary ODS F 0.750 vs 0.697
 for the equal-weight chi^2 map with spectral globalisation.
+
+With a FeatureNet's features the network reads one more channel per stride (``feature_channels``); the shipped
+``FEATURE_ASSET`` was trained that way on *cross-fitted* features (each photo read by a FeatureNet trained without it,
+``scripts/train_boundary.py --features``) and is the ``bsds500-b0-all`` source's default: held-out covering ODS 0.676
+vs 0.654 for the same script on colour alone, VI 1.375 vs 1.444 bits, boundary F 0.759 vs 0.760.
 """
 
 from __future__ import annotations
@@ -34,21 +41,30 @@ from skimage.color import rgb2lab
 from skimage.transform import resize
 
 from featlib.distances import DistanceMesh
-from featlib.gradients import check_image, colour_cue_tensors, pixel_mesh, tensor_strength
+from featlib.gradients import check_image, colour_cue_tensors, feature_tensors, pixel_mesh, tensor_strength
 
 ASSET = Path(__file__).parent / "assets" / "boundary-bsds500.pt"
+FEATURE_ASSET = Path(__file__).parent / "assets" / "boundary-bsds500-b0-all.pt"  # reads colour + FeatureNet cues
 N_INPUTS = 18  # 12 cue-scale strengths, combined strength, cos 2θ, sin 2θ, L, a, b
 LAB_SCALE = np.array([100.0, 60.0, 60.0], np.float32)
 _ANISO_EPS = 1e-3
 MIN_SIDE = 16  # px: the shortest side a resized image may have
 
 
-def cue_stack(image: np.ndarray) -> np.ndarray:
-    """The network's input for an image uint8 [H, W, 3]: float32 [18, H, W].
+def feature_channels(features, size: tuple[int, int]) -> np.ndarray:
+    """Learned features {s: [C_s, h_s, w_s]} -> float32 [S, H, W] at ``size``: per stride (ascending), sqrt of the
+    strength of its mean-difference tensor (``gradients.feature_tensors``), i.e. how far the mean features of the two
+    halves of a disc around each pixel lie apart at the best orientation."""
+    return np.stack([np.sqrt(np.maximum(tensor_strength(t), 0)) for t in feature_tensors(features, size).values()])
+
+
+def cue_stack(image: np.ndarray, features=None) -> np.ndarray:
+    """The network's input for an image uint8 [H, W, 3]: float32 [18, H, W], or [18 + S, H, W] with ``features``.
 
     Channels: sqrt of the 12 cue-scale chi^2 strengths (``gradients.colour_cue_tensors`` order: L3 L5 L10 a5 a10 a20
     b5 b10 b20 t5 t10 t20), sqrt of the strength of their mean tensor, its orientation (Txx - Tyy) / tr and
-    2 Txy / tr (tr = Txx + Tyy + 1e-3), and L / 100, a / 60, b / 60."""
+    2 Txy / tr (tr = Txx + Tyy + 1e-3), and L / 100, a / 60, b / 60; then, given a FeatureNet's ``features``
+    {s: [C_s, ceil(H / s), ceil(W / s)]}, one ``feature_channels`` channel per stride."""
     tensors = colour_cue_tensors(image)
     strengths = [tensor_strength(t) for t in tensors.values()]
     mean = sum(tensors.values()) / len(tensors)
@@ -57,36 +73,44 @@ def cue_stack(image: np.ndarray) -> np.ndarray:
     lab = rgb2lab(image).astype(np.float32).transpose(2, 0, 1) / LAB_SCALE[:, None, None]
     chans = [np.sqrt(np.maximum(s, 0)) for s in strengths]
     chans += [np.sqrt(np.maximum(tensor_strength(mean), 0)), (txx - tyy) / tr, 2 * txy / tr]
-    return np.concatenate([np.stack(chans), lab]).astype(np.float32)
+    parts = [np.stack(chans), lab]
+    if features is not None:
+        parts.append(feature_channels(features, image.shape[:2]))
+    return np.concatenate(parts).astype(np.float32)
 
 
 def flip_stack(x: np.ndarray) -> np.ndarray:
-    """The cue stack of the left-right mirrored image, from the stack [..., 18, H, W] (no recomputation): mirror
-    every channel and negate sin 2θ (the tensor's Txy changes sign)."""
+    """The cue stack of the left-right mirrored image, from the stack [..., C, H, W] (no recomputation): mirror
+    every channel and negate sin 2θ, channel 14 (the tensor's Txy changes sign; feature strengths do not)."""
     out = x[..., ::-1].copy()
     out[..., 14, :, :] *= -1
     return out
 
 
 class BoundaryNet(nn.Module):
-    """Cue stack [B, 18, H, W] -> boundary logits [B, H, W].
+    """Cue stack [B, n_inputs, H, W] -> boundary logits [B, H, W] (n_inputs: 18 colour cues, + one per stride
+    when the network reads a FeatureNet's features).
 
     body: 3 x 3 convolutions (``width`` channels, dilations ``dilations``, replicate padding, ReLU); head: a 1 x 1
     convolution over [body output, inputs] (the linear cue weighting plus context)."""
 
-    def __init__(self, width: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8)):
+    def __init__(self, width: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8), n_inputs: int = N_INPUTS):
         super().__init__()
-        layers, c = [], N_INPUTS
+        if n_inputs < N_INPUTS:
+            raise ValueError(f"n_inputs must be >= {N_INPUTS} (the colour cues), got {n_inputs}")
+        self.n_inputs = n_inputs
+        layers, c = [], n_inputs
         for d in dilations:
             layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d, padding_mode="replicate"), nn.ReLU()]
             c = width
         self.body = nn.Sequential(*layers)
-        self.head = nn.Conv2d(width + N_INPUTS, 1, 1)
-        self.build_args = {"width": width, "dilations": list(dilations)}
+        self.head = nn.Conv2d(width + n_inputs, 1, 1)
+        self.build_args = {"width": width, "dilations": list(dilations), "n_inputs": n_inputs}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != N_INPUTS:
-            raise ValueError(f"BoundaryNet expects [B, {N_INPUTS}, H, W], got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"BoundaryNet expects [B, {self.n_inputs}, H, W] ({self.n_inputs - N_INPUTS} feature "
+                             f"channels), got {tuple(x.shape)}")
         return self.head(torch.cat([self.body(x), x], 1))[:, 0]
 
 
@@ -99,7 +123,7 @@ def load_boundary_net(path: str | Path = ASSET) -> BoundaryNet:
     if not isinstance(blob, dict) or "state_dict" not in blob or "build_args" not in blob:
         raise ValueError(f"{path}: not a boundary network file (expected keys state_dict, build_args)")
     args = blob["build_args"]
-    net = BoundaryNet(int(args["width"]), tuple(int(d) for d in args["dilations"]))
+    net = BoundaryNet(int(args["width"]), tuple(int(d) for d in args["dilations"]), int(args.get("n_inputs", N_INPUTS)))
     net.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
     return net.eval()
 
@@ -118,12 +142,24 @@ def save_boundary_net(net: BoundaryNet, path: str | Path, card: dict | None = No
     return path
 
 
-_SHIPPED: list[BoundaryNet] = []
+_LOADED: dict[tuple[Path, float], BoundaryNet] = {}
+
+
+def cached_net(path: str | Path | None = None, features: bool = False) -> BoundaryNet:
+    """A network file, loaded once per (path, modification time): ``path``, or the shipped one -- colour cues only,
+    or with ``features`` the one that also reads the ``bsds500-b0-all`` FeatureNet's (``FEATURE_ASSET``)."""
+    path = Path(path if path is not None else FEATURE_ASSET if features else ASSET).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no boundary network at {path}")
+    key = (path, path.stat().st_mtime)
+    if key not in _LOADED:
+        _LOADED[key] = load_boundary_net(path)
+    return _LOADED[key]
 
 
 @torch.no_grad()
 def probability_from_stack(x: np.ndarray, net: BoundaryNet, mirror: bool = True) -> np.ndarray:
-    """Cue stack float32 [18, H, W] -> boundary probability float32 [H, W]; ``mirror``: the mean of the image's and
+    """Cue stack float32 [C, H, W] -> boundary probability float32 [H, W]; ``mirror``: the mean of the image's and
     its left-right mirror's predictions, mirrored back (exactly equivariant to mirroring the input)."""
     p = torch.sigmoid(net.eval()(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]))[0].numpy()
     if mirror:
@@ -150,34 +186,42 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
     return (resize(image, size, anti_aliasing=True) * 255).round().astype(np.uint8)
 
 
-def boundary_probability(image: np.ndarray, net: BoundaryNet | None = None, mirror: bool = True,
-                         scales=(1.0,)) -> np.ndarray:
-    """Per-pixel boundary probability of an image uint8 [H, W, 3]: float32 [H, W] in [0, 1] (``net``: the shipped
-    one by default, loaded once; ``mirror``: average with the mirrored image's prediction, ~0.1 s more at 481 x 321:
-    held-out train covering ODS 0.657 vs 0.652, boundary F 0.754 vs 0.750, VI 1.454 vs 1.481 bits).
+def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
+                         scales=(1.0,), features=None) -> np.ndarray:
+    """Per-pixel boundary probability of an image uint8 [H, W, 3]: float32 [H, W] in [0, 1] (``net``: a network or
+    its file, default the shipped one, loaded once (``cached_net``); ``mirror``: average with the mirrored image's
+    prediction, ~0.1 s more at 481 x 321: held-out train covering ODS 0.657 vs 0.652, boundary F 0.754 vs 0.750,
+    VI 1.454 vs 1.481 bits).
 
     ``scales``: the mean of the predictions on the image resized by each factor (anti-aliased, the cues recomputed
     there), each brought back to [H, W] bilinearly. ``(1.0, 0.5)`` (the ``accurate`` option; ~0.3 s more at
     481 x 321): held-out train covering ODS 0.675 vs 0.657, PRI 0.873 vs 0.866, VI 1.405 vs 1.454 bits, boundary F
-    0.750 vs 0.754 (docs/PARTITIONS.md)."""
+    0.750 vs 0.754 (docs/PARTITIONS.md).
+
+    ``features``: a FeatureNet's features of ``image`` {s: [C_s, ceil(H / s), ceil(W / s)]}, read as one more channel
+    per stride (``feature_channels``) by a network trained on them (default: ``FEATURE_ASSET``); one scale only."""
     image = check_image(image)
     scales = check_scales(scales)
-    if net is None:
-        if not _SHIPPED:
-            _SHIPPED.append(load_boundary_net())
-        net = _SHIPPED[0]
+    if features is not None and scales != (1.0,):
+        raise ValueError(f"features are read at the image's own scale only: scales must be (1.0,), got {scales!r}")
+    if not isinstance(net, BoundaryNet):
+        net = cached_net(net, features is not None)
     h, w = image.shape[:2]
     out = np.zeros((h, w), np.float32)
     for s in scales:
-        p = probability_from_stack(cue_stack(image if s == 1 else _resized(image, s)), net, mirror)
+        x = cue_stack(image if s == 1 else _resized(image, s), features)
+        if x.shape[0] != net.n_inputs:
+            raise ValueError(f"the boundary network reads {net.n_inputs} channels ({net.n_inputs - N_INPUTS} from "
+                             f"features), the cue stack has {x.shape[0]} ({x.shape[0] - N_INPUTS} from features)")
+        p = probability_from_stack(x, net, mirror)
         out += p if p.shape == (h, w) else resize(p, (h, w), order=1, anti_aliasing=False).astype(np.float32)
     return out / len(scales)
 
 
-def boundary_mesh(image: np.ndarray, net: BoundaryNet | None = None, mirror: bool = True,
-                  scales=(1.0,)) -> DistanceMesh:
+def boundary_mesh(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
+                  scales=(1.0,), features=None) -> DistanceMesh:
     """The hierarchy's pixel-edge values: the mean probability of the two pixels of each 4-neighbour edge."""
-    return pixel_mesh(boundary_probability(image, net, mirror, scales))
+    return pixel_mesh(boundary_probability(image, net, mirror, scales, features))
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -196,7 +240,7 @@ def boundary_target(boundaries) -> np.ndarray:
 
 def sample_crops(stacks, targets, rng: np.random.Generator, batch: int, size: int):
     """A training batch: ``batch`` random ``size`` x ``size`` crops (each mirrored with probability 1/2) of random
-    images -> (inputs float32 [B, 18, size, size], targets float32 [B, size, size]) as tensors."""
+    images -> (inputs float32 [B, C, size, size], targets float32 [B, size, size]) as tensors."""
     xs, ys = [], []
     for _ in range(batch):
         k = int(rng.integers(len(stacks)))

@@ -193,7 +193,9 @@ def run_images(executor, jobs: list, image_fn, match_fn, matcher: str, cache: Co
 def resume(path: Path | str, settings: dict, overwrite: bool = False) -> dict:
     """{image id: result} already in the per-image JSONL ``path`` (a settings line, then one JSON line per image)
     when its settings equal ``settings``; a new (or, with ``overwrite``, a replaced) file gets the settings line.
-    A file of other settings without ``overwrite`` is a ValueError; a last line cut short is dropped."""
+    A file of other settings without ``overwrite`` is a ValueError; a last line cut short is dropped.
+    ``overwrite`` always starts afresh, even over results of the same settings: the settings name the options, not
+    the code or a network file's contents, so a run asked to replace its results must not hand back old ones."""
     path = Path(path)
     lines = path.read_text().splitlines() if path.is_file() else []
     try:
@@ -203,7 +205,7 @@ def resume(path: Path | str, settings: dict, overwrite: bool = False) -> dict:
     if path.is_file() and not same and not overwrite:
         raise ValueError(f"{path} holds per-image results of other settings; remove it, choose another --output "
                          "or pass --overwrite")
-    if not same:
+    if not same or overwrite:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"settings": settings}) + "\n")
         return {}

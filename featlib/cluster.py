@@ -305,24 +305,26 @@ def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior
 
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
                        size_prior: float = 256.0, spectral: float = 1.0, feature_weight: float = 1.0,
-                       cue_weights=None, boundary_scales=(1.0,)) -> Hierarchy:
+                       cue_weights=None, boundary_scales=(1.0,), boundary_net=None) -> Hierarchy:
     """The hierarchy on a boundary map of ``image`` uint8 [H, W, 3], merged by mean boundary strength (no internal
     contrast term: histogram differences are already relative to the texture), after spectral globalisation when
     ``spectral > 0``.
 
     boundary_map: "chi2" -- the equal-weight oriented histogram gradients (``featlib.gradients``), plus learned
-    ``features`` {s: [C, h, w]} as one more cue when given; "learned" -- the shipped ``featlib.boundary_net`` on
-    the same cues (trained on BSDS500 train boundaries; takes no ``features`` or ``cue_weights``), averaged over
-    the image resized by each of ``boundary_scales`` (``boundary_net.boundary_probability``; (1.0, 0.5) is the
-    ``accurate`` option). Defaults chosen on 20 held-out BSDS500 train images (docs/PARTITIONS.md)."""
+    ``features`` {s: [C, h, w]} as one more cue when given; "learned" -- ``featlib.boundary_net`` on the same cues
+    (trained on BSDS500 train boundaries; no ``cue_weights``), averaged over the image resized by each of
+    ``boundary_scales`` (``boundary_net.boundary_probability``; (1.0, 0.5) is the ``accurate`` option); with
+    ``features`` the network that also reads them (one scale). ``boundary_net``: a network file
+    (``scripts/train_boundary.py``) instead of the shipped one. Defaults chosen on 20 held-out BSDS500 train images
+    (docs/PARTITIONS.md)."""
     if boundary_map == "learned":
-        if features is not None or cue_weights is not None:
-            raise ValueError("boundary_map='learned' reads colour cues only: pass no features or cue_weights "
-                             "(use boundary_map='chi2' to add learned features as a cue)")
-        mesh = boundary_mesh(image, scales=boundary_scales)
+        if cue_weights is not None:
+            raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
+        mesh = boundary_mesh(image, boundary_net, scales=boundary_scales, features=features)
     elif boundary_map == "chi2":
-        if check_scales(boundary_scales) != (1.0,):
-            raise ValueError(f"boundary_scales {boundary_scales!r} needs boundary_map='learned' (chi2 is one scale)")
+        if check_scales(boundary_scales) != (1.0,) or boundary_net is not None:
+            raise ValueError(f"boundary_scales {boundary_scales!r} and boundary_net {boundary_net!r} need "
+                             "boundary_map='learned' (chi2 is one scale and has no network)")
         mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
     else:
         raise ValueError(f"boundary_map must be 'chi2' or 'learned', got {boundary_map!r}")

@@ -62,6 +62,8 @@ class TrainConfig:
     num_workers: int = 0
     # BSDS500 training (data=bsds500): defaults = the old behaviour; the recipe is configs/bsds500.yaml
     holdout: int = 0                       # train images kept out of training and validated on instead of val (tuning)
+    cross_fit: list | None = None          # [k, n]: also leave out fold k of n of the rest (data.bsds.fold_split), so
+    #                                        features on those images are out of sample (training the boundary net)
     crop_scale: list | None = None         # [lo, hi] resize of the photo's own pixels; None = fit the photo into S
     annotators: str = "one"                # "one" drawn per sample | "all" as overlapping instances
     colour_jitter: float = 0.0             # brightness/contrast/saturation/gain, each up to ±this
@@ -211,6 +213,11 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"annotators must be one|all, got {cfg.annotators!r}")
     if cfg.crop_scale is not None and not (len(cfg.crop_scale) == 2 and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1]):
         raise ConfigError(f"crop_scale must be [lo, hi] with 0 < lo <= hi, got {cfg.crop_scale!r}")
+    if cfg.cross_fit is not None and not (len(cfg.cross_fit) == 2 and cfg.cross_fit[1] >= 2
+                                          and 0 <= cfg.cross_fit[0] < cfg.cross_fit[1]):
+        raise ConfigError(f"cross_fit must be [k, n] with n >= 2 and 0 <= k < n, got {cfg.cross_fit!r}")
+    if cfg.cross_fit is not None and cfg.data != "bsds500":
+        raise ConfigError(f"cross_fit needs data=bsds500, got data={cfg.data!r}")
     if not 0 <= cfg.colour_jitter < 1 or cfg.holdout < 0:
         raise ConfigError("colour_jitter must be in [0, 1) and holdout >= 0")
     if cfg.prefetch_factor < 1 or cfg.num_workers < 0:

@@ -24,6 +24,8 @@ Each name has one meaning:
   variant (every annotator's segments as overlapping instances). On held-out train images, and then on val, the first
   is better for clicks and the second for partitions: notebooks and scripts default to each where it is better. fp16
   weights in ``featlib/assets/``; data, steps, scores and research-only terms in docs/MODEL_CARD.md.
+  ``bsds500-b0-all``'s hierarchy reads its features through its own boundary network (``DEFAULTS["bsds500-b0-all"]``,
+  ``boundary_net.FEATURE_ASSET``); every other FeatureNet joins the chi^2 gradients as one more cue.
 - any other spec is a path to a featlib model checkpoint (``model.pt`` or a run directory holding one).
 
 An unknown name that is not an existing path is a ValueError listing the valid names.
@@ -55,7 +57,8 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 
 # ------------------------------------------------------------------ every source's tuned defaults, one table
 
-# kind ("colour": lab, lab-smooth, rgb; "learned": every FeatureNet) -> what ``Features`` uses:
+# kind ("colour": lab, lab-smooth, rgb; "learned": every FeatureNet; "bsds500-b0-all": the shipped partitions model,
+# whose own boundary network was trained on its kind of features) -> what ``Features`` uses:
 #   grouping   how ``f.hierarchy(image)`` groups pixels: "gradients" (a boundary map on oriented histogram gradients,
 #              ``cluster.gradient_hierarchy``: the default partitions) or "mesh" (neighbour distances
 #              of the features, ``cluster.build_hierarchy``: ~4x faster, the fast option);
@@ -100,9 +103,15 @@ DEFAULTS: dict[str, dict] = {
         "clicks": {"mesh_weights": "finest two", "reach": 2.0},
     },
 }
+# "bsds500-b0-all": the learned boundary map that also reads the model's features (boundary_net.FEATURE_ASSET,
+# trained on cross-fitted features of the same recipe; docs/PARTITIONS.md "Learned features on the learned map"),
+# merged as colour's (spectral 0). On the 20 held-out train images, with a fold model's features: covering ODS
+# 0.676 vs 0.654 for the same script's colour-only network (0.657 shipped), VI 1.375 vs 1.444 bits, boundary F (lap)
+# 0.759 vs 0.760; chi2 + the learned cue had given 0.636. Its other rows are every FeatureNet's.
+DEFAULTS["bsds500-b0-all"] = {**DEFAULTS["learned"], "gradients": {**DEFAULTS["colour"]["gradients"]}}
 GROUPINGS = ("gradients", "mesh")
 _KEYS = {"gradients": {"boundary_map", "seed_spacing", "size_prior", "spectral", "feature_weight", "cue_weights",
-                       "boundary_scales"},
+                       "boundary_scales", "boundary_net"},
          "mesh": {"mesh_weights", "seed_spacing", "size_prior", "contrast", "connectivity"}}
 
 
@@ -117,7 +126,7 @@ class Features:
         seg = f.click_segmenter(image, labels=True)   # MultiClickSegmenter (many objects)
 
     ``model`` is the FeatureNet behind it (None for colour features); ``device`` where it runs; ``kind`` its row of
-    ``DEFAULTS`` ("colour" or "learned").
+    ``DEFAULTS`` ("colour", "learned", or "bsds500-b0-all" for the shipped partitions model).
     """
 
     name: str
@@ -157,7 +166,12 @@ class Features:
             kw = dict(self.defaults["gradients"])
             if self.model is None:
                 kw.pop("feature_weight", None)
-        return grouping, {**kw, **overrides}
+        kw = {**kw, **overrides}
+        if grouping == "gradients" and kw.get("boundary_map") != "learned":  # as gradient_hierarchy would, up front
+            if kw.get("boundary_net") is not None or tuple(kw.get("boundary_scales", (1.0,))) != (1.0,):
+                raise ValueError("boundary_net and boundary_scales need boundary_map='learned' (chi2 is one scale "
+                                 "and has no network)")
+        return grouping, kw
 
     def hierarchy(self, image: np.ndarray, grouping: str | None = None, features=None, **overrides) -> Hierarchy:
         """The merge hierarchy of one image uint8 [H, W, 3] with this source's defaults (``overrides`` win).
@@ -167,9 +181,10 @@ class Features:
         grouping, kw = self.hierarchy_settings(grouping, **overrides)
         if grouping == "mesh":
             return build_hierarchy(self.fn(image) if features is None else features, size=image.shape[:2], **kw)
-        if self.model is None or kw.get("boundary_map") == "learned":  # the learned map reads colour cues only
-            kw.pop("feature_weight", None)
+        if self.model is None:
             return gradient_hierarchy(image, **kw)
+        if kw.get("boundary_map") == "learned":  # the network weighs the feature channels itself
+            kw.pop("feature_weight", None)
         return gradient_hierarchy(image, self.fn(image) if features is None else features, **kw)
 
     def click_segmenter(self, image: np.ndarray, labels: bool = False, features=None, **overrides):
@@ -231,7 +246,9 @@ def _shipped(name: str) -> Callable[..., Features]:
         path = ASSETS / SHIPPED[name]
         if not path.is_file():
             raise FileNotFoundError(f"shipped weights of {name!r} are missing: {path} (a git checkout has them)")
-        return _model_features(name, load_model_checkpoint(path), device)
+        f = _model_features(name, load_model_checkpoint(path), device)
+        f.kind = name if name in DEFAULTS else f.kind
+        return f
 
     return factory
 
@@ -286,7 +303,9 @@ def with_colour(base: Features, colour: Features) -> Features:
         feats[s] = np.concatenate([feats[s], c.astype(feats[s].dtype)], axis=0)
         return feats
 
-    return Features(f"{base.name}+{colour.name}", fn, base.model, base.device, base.kind)
+    # a source-specific row (a boundary network trained on the model's own features) does not carry over
+    return Features(f"{base.name}+{colour.name}", fn, base.model, base.device,
+                    "learned" if base.model is not None else base.kind)
 
 
 def load(spec: str | Path, device: str | torch.device = "cpu") -> Features:

@@ -223,19 +223,26 @@ def _histogram_tensor(bins: np.ndarray, sigma: float, exact: bool = False) -> np
     return t * (np.pi * sigma**2 / 2)
 
 
-def feature_tensor(features, size: tuple[int, int]) -> np.ndarray:
-    """Mean-difference tensor of learned features, averaged over strides -> float32 [3, H, W] at ``size``."""
+def feature_tensors(features, size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Mean-difference tensor of learned features per stride -> {s: float32 [3, H, W]} at ``size`` (strides
+    ascending): each stride's on its own grid (sigma = 1 cell), bilinearly upsampled."""
     feats = feature_dict(features)
     h, w = size
-    out = np.zeros((3, h, w), np.float32)
-    for s, f in feats.items():
+    out = {}
+    for s, f in sorted(feats.items()):
         g = ndimage.gaussian_filter(f, (0, 1.0, 1.0))
         gy, gx = np.gradient(g, axis=(1, 2))
         t = np.stack([(gx * gx).sum(0), (gx * gy).sum(0), (gy * gy).sum(0)]) * (2 * np.pi / f.shape[0])
         if s != 1 or t.shape[1:] != (h, w):
             t = ndimage.zoom(t, (1, h / t.shape[1], w / t.shape[2]), order=1, grid_mode=True, mode="nearest")
-        out += t[:, :h, :w]
-    return out / len(feats)
+        out[s] = t[:, :h, :w].astype(np.float32)
+    return out
+
+
+def feature_tensor(features, size: tuple[int, int]) -> np.ndarray:
+    """Mean-difference tensor of learned features, averaged over strides -> float32 [3, H, W] at ``size``."""
+    tensors = feature_tensors(features, size)
+    return sum(tensors.values()) / len(tensors)
 
 
 def tensor_strength(t: np.ndarray) -> np.ndarray:

@@ -80,7 +80,8 @@ def main(argv: list[str]) -> None:
     fig = partitions_figure(photo, {"bsds500-b0-all": feature_registry.load("bsds500-b0-all"),
                                     "Lab colour": feature_registry.load("lab-smooth")},
                             counts=(8, 32, 128), title="a bundled photo (skimage coffee): the shipped partitions model "
-                            "(trained on BSDS500 train) vs Lab colour, same hierarchy and segment counts")
+                            "(trained on BSDS500 train) vs Lab colour, each with its default grouping, same segment "
+                            "counts")
     fig.savefig(Path(cfg.output_dir) / "photo_partitions.png", dpi=90)
     print(f"figures: {Path(cfg.output_dir) / 'demo.png'}, {Path(cfg.output_dir) / 'photo_partitions.png'}; "
           f"TensorBoard: tensorboard --logdir {cfg.output_dir}")

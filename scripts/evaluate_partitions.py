@@ -31,8 +31,8 @@ How the boundary benchmark runs (it is most of the run time: correspondPixels, ~
   beside RESULT.json (``--boundary-cache``): a map that any earlier run matched on the same image (SLIC and
   Felzenszwalb baselines always, the hierarchy's coarse maps across settings) is not matched again;
 - each finished image is appended to RESULT.jsonl (a settings line, then one line per image): the same command after
-  an interruption resumes where it stopped; a RESULT.jsonl of other settings is refused (``--overwrite`` starts it
-  afresh). After changing code that the per-image results depend on, remove it;
+  an interruption resumes where it stopped; a RESULT.jsonl of other settings is refused. ``--overwrite`` starts it
+  afresh whatever its settings: pass it after changing code or a network file the per-image results depend on;
 - ``--matcher lap`` (the same matching solved optimally: ~3.5x less CPU, ODS F within 1e-4 on BSDS500 val) and
   ``--matcher dt`` (APPROXIMATE distance-transform matching, F +0.03) are for tuning; the JSON records the matcher
   ("boundary_matcher") and reported numbers use bsds.
@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default 1; '1,0.5': the accurate option, ~0.3 s more per 481x321 image)")
     cli.add_workers(p)
     cli.add_output(p, "outputs/partitions/<dataset>_<split>_<features>.json")
+    p.add_argument("--boundary-net", default=None, metavar="PATH",
+                   help="with the learned map: this network file (scripts/train_boundary.py), not the shipped one")
     p.add_argument("--no-boundary", action="store_true",
                    help="skip the BSDS boundary benchmark (ODS F / OIS F / AP; most of the run time)")
     p.add_argument("--distance-map", action="store_true",
@@ -321,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError:
                 raise ValueError(f"--boundary-scales takes numbers like 1,0.5, got {a.boundary_scales!r}") from None
             hier_kw["boundary_scales"] = list(check_scales(scales))
+        if a.boundary_net is not None:
+            if not Path(a.boundary_net).is_file():
+                raise ValueError(f"--boundary-net: no file at {a.boundary_net}")
+            hier_kw["boundary_net"] = str(Path(a.boundary_net).resolve())
         # the grouping and its settings, resolved once (a bad combination fails here, not in every worker)
         hier_kw["grouping"], _ = feature_registry.load(a.features).hierarchy_settings(a.grouping, **hier_kw)
         out = cli.result_path(a.output, Path("outputs/partitions") / f"{dataset}_{a.split}_{cli.slug(a.features)}.json",

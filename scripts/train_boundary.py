@@ -3,6 +3,7 @@
 
     python scripts/train_boundary.py --root ../shared/datasets/bsds500 --output outputs/boundary/net.pt
     python scripts/train_boundary.py ... --resume          # continue from outputs/boundary/net.pt.ckpt
+    python scripts/train_boundary.py ... --features runs/fold0,runs/fold1   # + FeatureNet cues, cross-fitted
 
 The shipped ``featlib/assets/boundary-bsds500.pt`` is this recipe's defaults (4000 steps, ~19 min on 2 CPU threads;
 its card says so): BSDS500 train minus the ``--holdout`` images (``featlib.data.bsds.holdout_split``: the 20 on
@@ -11,6 +12,13 @@ which every grouping default was chosen), every annotator's boundaries as one so
 crop's interior (16 px margin: the receptive field's radius is 15), AdamW 2e-3 with a one-cycle schedule. The
 held-out images' cross-entropy is printed every ``--eval-every`` steps. (The shipped weights were trained by this
 loop's prototype on cue stacks cached in float16 before normalisation: the same recipe, not the same bits.)
+
+``--features``: the network also reads a FeatureNet's features (``boundary_net.feature_channels``, one channel per
+stride). A model's features on the photos it trained on are better than on any new photo, so a network trained on
+them would learn to trust them too much; with N models (N >= 2) the training images are split into N interleaved
+folds (``featlib.data.bsds.fold_split``, as the FeatureNets' ``cross_fit: [k, N]`` config split them) and fold k's
+features come from model k, which never saw them (cross-fitting); the held-out images' from the first model. One
+model is used for every image (say why in your notes).
 
 Every ``--save-every`` steps a checkpoint (weights, optimiser, schedule, RNG state, step) is written atomically
 beside the output; ``--resume`` continues from it. The output is never overwritten unless ``--overwrite``.
@@ -30,17 +38,20 @@ from tqdm.auto import tqdm
 
 from featlib.boundary_net import BoundaryNet, boundary_target, cue_stack, sample_crops, save_boundary_net
 from featlib.cli import fail
-from featlib.data.bsds import bsds_ids, holdout_split, load_record
+from featlib.data.bsds import bsds_ids, fold_split, holdout_split, load_record
+from featlib.features import load as load_features
 
 MARGIN = 16  # px of each crop left out of the loss (replicate padding there is not what a full image sees)
 
 
-def load_split(root: str, ids: list[str], desc: str):
-    """(cue stacks float16 [18, H, W], targets float32 [H, W]) of BSDS500 train images ``ids``."""
+def load_split(root: str, ids: list[str], desc: str, source_of=None):
+    """(cue stacks float16 [C, H, W], targets float32 [H, W]) of BSDS500 train images ``ids``; ``source_of(id)``:
+    the ``Features`` whose features join the stack (None: colour cues only)."""
     xs, ys = [], []
     for i in tqdm(ids, desc=desc):
         r = load_record(root, "train", i)
-        xs.append(cue_stack(r.image).astype(np.float16))
+        src = source_of(i) if source_of else None
+        xs.append(cue_stack(r.image, None if src is None else src(r.image)).astype(np.float16))
         ys.append(boundary_target(r.boundaries))
     return xs, ys
 
@@ -73,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--holdout", type=int, default=20, help="train images left out (held_out_bce reads them)")
     p.add_argument("--limit", type=int, help="only the first N training images (smoke runs)")
+    p.add_argument("--features", help="FeatureNet(s) whose features the network also reads: a name or run "
+                   "directory, or N >= 2 comma-separated, model k trained without fold k of N (cross-fitting)")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -90,16 +103,23 @@ def main(argv: list[str] | None = None) -> int:
         if a.resume and not ckpt.is_file():
             raise ValueError(f"--resume: no checkpoint at {ckpt}")
         train_ids, held_ids = holdout_split(bsds_ids(a.root, "train"), a.holdout)
+        specs = a.features.split(",") if a.features else []
+        sources = [load_features(spec) for spec in specs]
+        if any(src.model is None for src in sources):
+            raise ValueError(f"--features must name FeatureNets (colour cues are already read), got {a.features}")
+        fold_of = {i: k for k in range(len(specs)) for i in fold_split(train_ids, k, len(specs))[1]} \
+            if len(specs) >= 2 else {}
     except (ValueError, FileNotFoundError) as e:
         return fail(e)
     if a.limit:
         train_ids, held_ids = train_ids[:a.limit], held_ids[:max(1, a.limit // 4)]
-    xs, ys = load_split(a.root, train_ids, "train cues")
-    hx, hy = load_split(a.root, held_ids, "held-out cues")
+    source_of = (lambda i: sources[fold_of.get(i, 0)]) if sources else None
+    xs, ys = load_split(a.root, train_ids, "train cues", source_of)
+    hx, hy = load_split(a.root, held_ids, "held-out cues", source_of)
 
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
-    net = BoundaryNet()
+    net = BoundaryNet(n_inputs=xs[0].shape[0])
     opt = torch.optim.AdamW(net.parameters(), a.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.steps, pct_start=0.05)
     step = 0
@@ -126,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             _save_ckpt(ckpt, net, opt, sched, rng, step + 1)
     card = {"data": f"BSDS500 train minus {a.holdout} held-out ({len(train_ids)} photos, every annotator)",
             "steps": a.steps, "batch": f"{a.batch} crops of {a.crop}", "lr": a.lr, "seed": a.seed,
-            "held_out_bce": held_out_bce(net, hx, hy)}
+            "held_out_bce": held_out_bce(net, hx, hy),
+            "features": specs and {"models": specs, "cross_fit": len(specs) >= 2}}
     save_boundary_net(net, a.output, card, overwrite=a.overwrite)
     ckpt.unlink(missing_ok=True)
     print(f"wrote {a.output} (held-out BCE {card['held_out_bce']:.4f})")

@@ -67,7 +67,7 @@ def test_flip_stack_matches_the_mirrored_image():
 
 def test_shipped_net_finds_the_scene_boundaries(scene):
     net = bn.load_boundary_net()
-    assert net.build_args == {"width": 32, "dilations": [1, 2, 4, 8]}
+    assert net.build_args == {"width": 32, "dilations": [1, 2, 4, 8], "n_inputs": bn.N_INPUTS}
     blob = torch.load(bn.ASSET, weights_only=True)
     assert "BSDS500 train" in blob["card"]["data"]
     p = bn.boundary_probability(scene.image, net)
@@ -141,8 +141,8 @@ def test_hierarchy_option_and_colour_default(scene):
     h = gradient_hierarchy(scene.image, boundary_map="learned", spectral=0.0)
     lab = h.partition(n_segments=5)
     assert lab.shape == (64, 80) and lab.max() + 1 == 5
-    with pytest.raises(ValueError, match="colour cues only"):
-        gradient_hierarchy(scene.image, {1: np.zeros((3, 64, 80), np.float32)}, boundary_map="learned")
+    with pytest.raises(ValueError, match="cue_weights"):
+        gradient_hierarchy(scene.image, boundary_map="learned", cue_weights={"L3": 1.0})
     with pytest.raises(ValueError, match="boundary_map"):
         gradient_hierarchy(scene.image, boundary_map="sobel")
     grouping, kw = load("lab").hierarchy_settings()
@@ -198,3 +198,66 @@ def test_train_script_resumes_to_the_straight_run(tmp_path, monkeypatch):
     a, b = bn.load_boundary_net(tmp_path / "a.pt"), bn.load_boundary_net(tmp_path / "b.pt")
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(va, vb, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def _feats(scene, strides=(1, 2, 4, 8, 16)):
+    """Scene features {s: [3, ceil(H/s), ceil(W/s)]}: a random colour per instance, sampled every s px."""
+    rgb = np.random.default_rng(0).random((int(scene.instances.max()) + 1, 3)).astype(np.float32)[scene.instances]
+    return {s: np.ascontiguousarray(rgb[::s, ::s].transpose(2, 0, 1)) for s in strides}
+
+
+def test_feature_channels_join_the_stack_and_a_feature_net_reads_them(scene, tmp_path):
+    feats = _feats(scene)
+    ch = bn.feature_channels(feats, (64, 80))
+    assert ch.shape == (5, 64, 80) and ch.dtype == np.float32
+    edge, far = _edges_and_far(scene)
+    assert (ch[:, edge].mean(1) > ch[:, far].mean(1)).all()  # every stride's channel marks the segments' edges,
+    assert (ch[:3, edge].mean(1) > 3 * ch[:3, far].mean(1)).all()  # sharply where its cells are small (s <= 4)
+    x = bn.cue_stack(scene.image, feats)
+    np.testing.assert_array_equal(x[: bn.N_INPUTS], bn.cue_stack(scene.image))
+    np.testing.assert_array_equal(x[bn.N_INPUTS:], ch)
+    torch.manual_seed(0)
+    path = bn.save_boundary_net(bn.BoundaryNet(8, (1, 2), n_inputs=bn.N_INPUTS + 5), tmp_path / "f.pt")
+    net = bn.load_boundary_net(path)
+    assert net.n_inputs == bn.N_INPUTS + 5 and bn.cached_net(path) is bn.cached_net(str(path))
+    p = bn.boundary_probability(scene.image, str(path), features=feats)
+    assert p.shape == (64, 80) and np.isfinite(p).all()
+    h = gradient_hierarchy(scene.image, feats, boundary_map="learned", spectral=0.0, boundary_net=path)
+    assert h.partition(n_segments=5).max() + 1 == 5
+    with pytest.raises(ValueError, match="reads 23 channels"):  # a 2-stride model's features, a 5-stride network
+        bn.boundary_probability(scene.image, net, features=_feats(scene, (1, 2)))
+    with pytest.raises(ValueError, match="reads 18 channels"):  # the colour network given features
+        bn.boundary_probability(scene.image, bn.load_boundary_net(), features=feats)
+    with pytest.raises(ValueError, match="own scale only"):
+        bn.boundary_probability(scene.image, net, features=feats, scales=(1.0, 0.5))
+    with pytest.raises(ValueError, match="need boundary_map='learned'"):
+        gradient_hierarchy(scene.image, feats, boundary_net=path)
+    with pytest.raises(FileNotFoundError, match="no boundary network"):
+        bn.boundary_probability(scene.image, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="n_inputs"):
+        bn.BoundaryNet(n_inputs=3)
+
+
+def test_train_script_reads_cross_fitted_features(tmp_path, capsys):
+    tb = _script()
+    write_fake_bsds(tmp_path / "bsds", n=5, split="train", size=(48, 64))
+    common = ["--root", str(tmp_path / "bsds"), "--holdout", "1", "--steps", "2", "--batch", "2", "--crop", "40"]
+    used = []
+    real = tb.load_features
+
+    def spy(spec):
+        src = real(spec)
+        fn = src.fn
+        src.fn = lambda image: used.append(spec) or fn(image)
+        return src
+    tb.load_features = spy
+    try:
+        assert tb.main([*common, "--output", str(tmp_path / "f.pt"), "--features", "untrained-b0,untrained-b1"]) == 0
+    finally:
+        tb.load_features = real
+    assert sorted(used) == ["untrained-b0"] * 3 + ["untrained-b1"] * 2  # folds of 2 + 2 images, held-out: the first
+    blob = torch.load(tmp_path / "f.pt", weights_only=True)
+    assert blob["build_args"]["n_inputs"] == bn.N_INPUTS + 5
+    assert blob["card"]["features"] == {"models": ["untrained-b0", "untrained-b1"], "cross_fit": True}
+    assert tb.main([*common, "--output", str(tmp_path / "g.pt"), "--features", "lab"]) == 2
+    assert "must name FeatureNets" in capsys.readouterr().err

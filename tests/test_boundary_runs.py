@@ -89,3 +89,8 @@ def test_resume_hands_back_finished_images_of_the_same_settings_only(tmp_path):
         br.resume(path, {**settings, "split": "test"})
     assert br.resume(path, {**settings, "split": "test"}, overwrite=True) == {}
     assert len(path.read_text().splitlines()) == 1
+    with path.open("a") as f:
+        f.write(json.dumps({"id": "a", "x": 1}) + "\n")
+    assert br.resume(path, {**settings, "split": "test"}) == {"a": {"id": "a", "x": 1}}
+    assert br.resume(path, {**settings, "split": "test"}, overwrite=True) == {}  # same settings: afresh all the same
+    assert len(path.read_text().splitlines()) == 1

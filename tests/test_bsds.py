@@ -10,6 +10,7 @@ from featlib.data.bsds import (
     bsds_ids,
     bsds_instances,
     colour_jitter,
+    fold_split,
     holdout_split,
     load_bsds,
     read_ground_truth,
@@ -59,6 +60,21 @@ def test_holdout_split_is_disjoint_spread_and_complete():
     assert holdout_split(ids, 0) == (ids, [])
     with pytest.raises(ValueError, match="leaves no training"):
         holdout_split(ids, 200)
+
+
+def test_fold_split_partitions_the_ids_into_interleaved_folds():
+    ids = [f"{i:03d}" for i in range(181)]
+    folds = [fold_split(ids, k, 2) for k in (0, 1)]
+    for train, fold in folds:
+        assert not set(train) & set(fold) and set(train) | set(fold) == set(ids)
+    assert set(folds[0][1]) | set(folds[1][1]) == set(ids) and not set(folds[0][1]) & set(folds[1][1])
+    assert len(folds[0][1]) == 91 and len(folds[1][1]) == 90 and folds[1][0] == folds[0][1]
+    assert [ids.index(i) for i in fold_split(ids, 1, 3)[1][:3]] == [1, 4, 7]  # every n-th: spans the id range
+    for k, n in ((2, 2), (-1, 2), (0, 1)):
+        with pytest.raises(ValueError, match="fold must be"):
+            fold_split(ids, k, n)
+    with pytest.raises(ValueError, match="at least 5 images"):
+        fold_split(ids[:4], 0, 5)
 
 
 @pytest.fixture(scope="module")

@@ -30,3 +30,20 @@ def test_yaml_files_keep_typed_text_for_str_keys(tmp_path):
     assert load_config(tmp_path / "saved.yaml") == cfg
     (tmp_path / "empty.yaml").write_text("")
     assert load_config(tmp_path / "empty.yaml", ["mixed_precision=no"]).mixed_precision == "no"
+
+
+def test_cross_fit_is_a_fold_of_bsds500_training_images(tmp_path):
+    from conftest import write_fake_bsds
+    from featlib.data.loaders import build_dataset
+
+    write_fake_bsds(tmp_path / "bsds", n=7, split="train", size=(48, 64))
+    base = ["data=bsds500", f"data_root={tmp_path / 'bsds'}", "holdout=1"]
+    full = build_dataset(load_config(None, base)).ids
+    folds = [build_dataset(load_config(None, [*base, f"cross_fit=[{k}, 2]"])).ids for k in (0, 1)]
+    assert len(full) == 6 and [len(f) for f in folds] == [3, 3]
+    assert not set(folds[0]) & set(folds[1]) and set(folds[0]) | set(folds[1]) == set(full)
+    for bad in ("[2, 2]", "[0, 1]", "[0]"):
+        with pytest.raises(ConfigError, match="cross_fit must be"):
+            load_config(None, [*base, f"cross_fit={bad}"])
+    with pytest.raises(ConfigError, match="cross_fit needs data=bsds500"):
+        load_config(None, ["cross_fit=[0, 2]"])

@@ -84,6 +84,13 @@ def test_holdout_scores_only_the_held_out_train_images(tmp_path):
     for scales, msg in (("1,half", "numbers like"), ("1,2", "in (0, 1]")):
         bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-scales", scales, "--output", out)
         assert bad.returncode == 2 and msg in bad.stderr, bad.stderr
+    bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-net", tmp_path / "no.pt",
+                     "--output", out)
+    assert bad.returncode == 2 and "--boundary-net: no file" in bad.stderr, bad.stderr
+    bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-net",
+                     Path(__file__).resolve().parents[1] / "featlib" / "assets" / "boundary-bsds500.pt",
+                     "--boundary-map", "chi2", "--output", out)
+    assert bad.returncode == 2 and "need boundary_map='learned'" in bad.stderr, bad.stderr  # before any image
 
 
 def _scores(path: Path) -> dict:

@@ -86,6 +86,19 @@ def holdout_split(ids: list[str], holdout: int) -> tuple[list[str], list[str]]:
     return [i for i in ids if i not in held], [i for i in ids if i in held]
 
 
+def fold_split(ids: list[str], fold: int, n_folds: int) -> tuple[list[str], list[str]]:
+    """(training ids, fold ids) for cross-fitting: fold ``fold`` of ``n_folds`` is every ``n_folds``-th id from
+    position ``fold`` (interleaved, so each fold spans the id range); the model of fold k trains on the others, and
+    its features on fold k's images are out of sample (what a learner stacked on them, e.g. the boundary network,
+    must see in training)."""
+    if not (n_folds >= 2 and 0 <= fold < n_folds):
+        raise ValueError(f"fold must be in [0, n_folds) with n_folds >= 2, got fold {fold} of {n_folds}")
+    if n_folds > len(ids):
+        raise ValueError(f"{n_folds} folds need at least {n_folds} images, got {len(ids)}")
+    held = set(ids[fold::n_folds])
+    return [i for i in ids if i not in held], [i for i in ids if i in held]
+
+
 def colour_jitter(image: torch.Tensor, strength: float, rng: np.random.Generator) -> torch.Tensor:
     """Brightness, contrast, saturation and per-channel gain, each by up to ±``strength`` (image [3, H, W] in [0, 1]).
 

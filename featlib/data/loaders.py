@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from featlib.config import ConfigError, TrainConfig
-from featlib.data.bsds import BSDSTrain, bsds_ids, holdout_split, load_record
+from featlib.data.bsds import BSDSTrain, bsds_ids, fold_split, holdout_split, load_record
 from featlib.data.sa1b import collate, sa1b_dataset
 from featlib.data.synthetic import SA1B_LIKE, ensure_scenes, load_scene
 from featlib.utils import shared_dir
@@ -65,6 +65,8 @@ def build_dataset(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
         return sa1b_dataset(train, min_component_area=cfg.min_component_area, **common)
     if cfg.data == "bsds500":
         train_ids, _ = holdout_split(bsds_ids(cfg.data_root, "train"), cfg.holdout)
+        if cfg.cross_fit is not None:
+            train_ids, _ = fold_split(train_ids, *cfg.cross_fit)
         return BSDSTrain(cfg.data_root, "train", ids=train_ids, scale=cfg.crop_scale, annotators=cfg.annotators,
                          jitter=cfg.colour_jitter, **common)
     ds = sa1b_dataset(cfg.data, min_component_area=cfg.min_component_area, **common)
