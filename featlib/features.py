@@ -171,6 +171,8 @@ class Features:
             if kw.get("boundary_net") is not None or tuple(kw.get("boundary_scales", (1.0,))) != (1.0,):
                 raise ValueError("boundary_net and boundary_scales need boundary_map='learned' (chi2 is one scale "
                                  "and has no network)")
+        if grouping == "gradients" and self.model is not None and tuple(kw.get("boundary_scales", (1.0,))) != (1.0,):
+            raise ValueError(f"{self.name}: a map that reads features is one scale (boundary_scales is for colour)")
         return grouping, kw
 
     def hierarchy(self, image: np.ndarray, grouping: str | None = None, features=None, **overrides) -> Hierarchy:

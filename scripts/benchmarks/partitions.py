@@ -6,7 +6,9 @@ Rows: the default grouping of colour features (``featlib.features.load("lab").hi
 ``featlib.boundary_net`` on the histogram-gradient cues, merged without spectral globalisation), the same map
 averaged with the half-size image's (``boundary_scales=(1.0, 0.5)``, the accurate option; BSDS size only) and the
 equal-weight histogram gradients + spectral globalisation (``cluster.gradient_hierarchy`` with ``boundary_map="chi2"``,
-FeatureNet sources' default) on a BSDS-sized 481 x 321 crop and at 512^2; the fast grouping (neighbour-distance mesh,
+FeatureNet sources' default) on a BSDS-sized 481 x 321 crop and at 512^2; the shipped partitions model's whole build
+(``features.load("bsds500-b0-all").hierarchy``: its forward pass, then the map that also reads its features; BSDS
+size only); the fast grouping (neighbour-distance mesh,
 ``build_hierarchy``) on Lab and on FeatureNet(l0)-shaped features at 512^2. Targets: a default build <= 1 s per
 481 x 321 image on one core (issue 20), the fast build <= 1x SLIC; a new cut <= 10 ms.
 """
@@ -52,6 +54,9 @@ def main(argv: list[str]) -> None:
     t_grad_b, hg = best(lambda: lab.hierarchy(bsds), repeats)
     t_acc_b, _ = best(lambda: lab.hierarchy(bsds, boundary_scales=(1.0, 0.5)), repeats)
     t_chi_b, _ = best(lambda: gradient_hierarchy(bsds, boundary_map="chi2", spectral=1.0), repeats)
+    b0all = load_features("bsds500-b0-all")
+    b0all.hierarchy(img[:32, :32])  # load its boundary network once, outside the timings
+    t_b0_b, _ = best(lambda: b0all.hierarchy(bsds), repeats)
     t_slic, _ = best(lambda: slic(img, n_segments=300, compactness=10, start_label=0), repeats)
     t_grad, _ = best(lambda: lab.hierarchy(img), repeats)
     t_chi, _ = best(lambda: gradient_hierarchy(img, boundary_map="chi2", spectral=1.0), repeats)
@@ -76,6 +81,7 @@ def main(argv: list[str]) -> None:
     row("hierarchy, learned map (default)", t_grad_b, t_slic_b, f"({hg.n_regions} initial regions)")
     row("hierarchy, learned map at scales 1 + 0.5", t_acc_b, t_slic_b, "(the accurate option)")
     row("hierarchy, chi2 gradients + spectral", t_chi_b, t_slic_b)
+    row("bsds500-b0-all: forward + its learned map", t_b0_b, t_slic_b, "(the shipped partitions model)")
     cut_row(gcuts)
     print(f"image {size}x{size}; best of {repeats}")
     row("SLIC (300 segments)", t_slic, t_slic)
