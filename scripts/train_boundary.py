@@ -17,8 +17,8 @@ loop's prototype on cue stacks cached in float16 before normalisation: the same 
 stride). A model's features on the photos it trained on are better than on any new photo, so a network trained on
 them would learn to trust them too much; with N models (N >= 2) the training images are split into N interleaved
 folds (``featlib.data.bsds.fold_split``, as the FeatureNets' ``cross_fit: [k, N]`` config split them) and fold k's
-features come from model k, which never saw them (cross-fitting); the held-out images' from the first model. One
-model is used for every image (say why in your notes).
+features come from model k, which never saw them (cross-fitting); the held-out images' from the first model. With
+one model every image's features come from it: in sample for the photos it trained on (no cross-fitting).
 
 Every ``--save-every`` steps a checkpoint (weights, optimiser, schedule, RNG state, step) is written atomically
 beside the output; ``--resume`` continues from it. The output is never overwritten unless ``--overwrite``.
