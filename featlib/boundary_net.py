@@ -40,7 +40,7 @@ from scipy import ndimage
 from skimage.color import rgb2lab
 from skimage.transform import resize
 
-from featlib.distances import DistanceMesh
+from featlib.distances import DistanceMesh, feature_dict
 from featlib.gradients import check_image, colour_cue_tensors, feature_tensors, pixel_mesh, tensor_strength
 
 ASSET = Path(__file__).parent / "assets" / "boundary-bsds500.pt"
@@ -206,14 +206,14 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None
         raise ValueError(f"features are read at the image's own scale only: scales must be (1.0,), got {scales!r}")
     if not isinstance(net, BoundaryNet):
         net = cached_net(net, features is not None)
+    n_feat = 0 if features is None else len(feature_dict(features))  # checked before any cue is computed
+    if N_INPUTS + n_feat != net.n_inputs:
+        raise ValueError(f"the boundary network reads {net.n_inputs} channels ({net.n_inputs - N_INPUTS} from "
+                         f"features), the cue stack would have {N_INPUTS + n_feat} ({n_feat} from features)")
     h, w = image.shape[:2]
     out = np.zeros((h, w), np.float32)
     for s in scales:
-        x = cue_stack(image if s == 1 else _resized(image, s), features)
-        if x.shape[0] != net.n_inputs:
-            raise ValueError(f"the boundary network reads {net.n_inputs} channels ({net.n_inputs - N_INPUTS} from "
-                             f"features), the cue stack has {x.shape[0]} ({x.shape[0] - N_INPUTS} from features)")
-        p = probability_from_stack(x, net, mirror)
+        p = probability_from_stack(cue_stack(image if s == 1 else _resized(image, s), features), net, mirror)
         out += p if p.shape == (h, w) else resize(p, (h, w), order=1, anti_aliasing=False).astype(np.float32)
     return out / len(scales)
 

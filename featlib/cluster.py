@@ -303,6 +303,23 @@ def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior
     return Hierarchy(regions, merges, heights, mesh, pairs, edge_height)
 
 
+def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, boundary_scales=(1.0,),
+                       boundary_net=None, cue_weights=None) -> None:
+    """ValueError for a combination ``gradient_hierarchy`` cannot run (callers check before reading any image):
+    an unknown map; ``cue_weights`` with the learned map (it learned its own weighting); ``boundary_scales`` other
+    than one scale or a ``boundary_net`` with chi2; two scales with ``features`` (read at the image's own scale)."""
+    if boundary_map not in ("chi2", "learned"):
+        raise ValueError(f"boundary_map must be 'chi2' or 'learned', got {boundary_map!r}")
+    one_scale = check_scales(boundary_scales) == (1.0,)
+    if boundary_map == "chi2" and (not one_scale or boundary_net is not None):
+        raise ValueError(f"boundary_scales {boundary_scales!r} and boundary_net {boundary_net!r} need "
+                         "boundary_map='learned' (chi2 is one scale and has no network)")
+    if boundary_map == "learned" and cue_weights is not None:
+        raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
+    if boundary_map == "learned" and features and not one_scale:
+        raise ValueError(f"a map that reads features is one scale: boundary_scales {boundary_scales!r} is for colour")
+
+
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
                        size_prior: float = 256.0, spectral: float = 1.0, feature_weight: float = 1.0,
                        cue_weights=None, boundary_scales=(1.0,), boundary_net=None) -> Hierarchy:
@@ -317,17 +334,12 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     ``features`` the network that also reads them (one scale). ``boundary_net``: a network file
     (``scripts/train_boundary.py``) instead of the shipped one. Defaults chosen on 20 held-out BSDS500 train images
     (docs/PARTITIONS.md)."""
+    check_map_settings(boundary_map, features=features is not None, boundary_scales=boundary_scales,
+                       boundary_net=boundary_net, cue_weights=cue_weights)
     if boundary_map == "learned":
-        if cue_weights is not None:
-            raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
         mesh = boundary_mesh(image, boundary_net, scales=boundary_scales, features=features)
-    elif boundary_map == "chi2":
-        if check_scales(boundary_scales) != (1.0,) or boundary_net is not None:
-            raise ValueError(f"boundary_scales {boundary_scales!r} and boundary_net {boundary_net!r} need "
-                             "boundary_map='learned' (chi2 is one scale and has no network)")
-        mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
     else:
-        raise ValueError(f"boundary_map must be 'chi2' or 'learned', got {boundary_map!r}")
+        mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
     return hierarchy_from_mesh(mesh, seed_spacing=seed_spacing, size_prior=size_prior, contrast=0.0,
                                spectral=spectral)
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from featlib.checkpoint import load_model_checkpoint
-from featlib.cluster import Hierarchy, build_hierarchy, gradient_hierarchy
+from featlib.cluster import Hierarchy, build_hierarchy, check_map_settings, gradient_hierarchy
 from featlib.distances import LAB_SMOOTH_SIGMA, lab_features, resolve_mesh_weights
 from featlib.interactive import ClickSegmenter, MultiClickSegmenter
 from featlib.model import BACKBONES, FeatureNet, build_model
@@ -167,12 +167,10 @@ class Features:
             if self.model is None:
                 kw.pop("feature_weight", None)
         kw = {**kw, **overrides}
-        if grouping == "gradients" and kw.get("boundary_map") != "learned":  # as gradient_hierarchy would, up front
-            if kw.get("boundary_net") is not None or tuple(kw.get("boundary_scales", (1.0,))) != (1.0,):
-                raise ValueError("boundary_net and boundary_scales need boundary_map='learned' (chi2 is one scale "
-                                 "and has no network)")
-        if grouping == "gradients" and self.model is not None and tuple(kw.get("boundary_scales", (1.0,))) != (1.0,):
-            raise ValueError(f"{self.name}: a map that reads features is one scale (boundary_scales is for colour)")
+        if grouping == "gradients":  # what gradient_hierarchy would refuse, refused before any image is read
+            check_map_settings(features=self.model is not None,
+                               **{k: kw[k] for k in ("boundary_map", "boundary_scales", "boundary_net", "cue_weights")
+                                  if k in kw})
         return grouping, kw
 
     def hierarchy(self, image: np.ndarray, grouping: str | None = None, features=None, **overrides) -> Hierarchy:
@@ -224,9 +222,9 @@ def _colour(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., 
     return lambda device="cpu": Features(name, lambda image: {1: fn(image)}, None, device)
 
 
-def _model_features(name: str, model: FeatureNet, device) -> Features:
+def _model_features(name: str, model: FeatureNet, device, kind: str = "learned") -> Features:
     model = model.to(device).eval()
-    return Features(name, lambda image: image_features(model, image, device), model, device, "learned")
+    return Features(name, lambda image: image_features(model, image, device), model, device, kind)
 
 
 def _untrained(backbone: str) -> Callable[..., Features]:
@@ -248,9 +246,7 @@ def _shipped(name: str) -> Callable[..., Features]:
         path = ASSETS / SHIPPED[name]
         if not path.is_file():
             raise FileNotFoundError(f"shipped weights of {name!r} are missing: {path} (a git checkout has them)")
-        f = _model_features(name, load_model_checkpoint(path), device)
-        f.kind = name if name in DEFAULTS else f.kind
-        return f
+        return _model_features(name, load_model_checkpoint(path), device, name if name in DEFAULTS else "learned")
 
     return factory
 

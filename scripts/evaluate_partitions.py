@@ -278,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boundary-scales", default=None, metavar="S[,S...]",
                    help="gradients grouping, learned map: average the map over the image resized by these factors "
                         "(default 1; '1,0.5': the accurate option, ~0.3 s more per 481x321 image)")
-    cli.add_workers(p)
-    cli.add_output(p, "outputs/partitions/<dataset>_<split>_<features>.json")
     p.add_argument("--boundary-net", default=None, metavar="PATH",
                    help="with the learned map: this network file (scripts/train_boundary.py), not the shipped one")
+    cli.add_workers(p)
+    cli.add_output(p, "outputs/partitions/<dataset>_<split>_<features>.json")
     p.add_argument("--no-boundary", action="store_true",
                    help="skip the BSDS boundary benchmark (ODS F / OIS F / AP; most of the run time)")
     p.add_argument("--distance-map", action="store_true",

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     card = {"data": f"BSDS500 train minus {a.holdout} held-out ({len(train_ids)} photos, every annotator)",
             "steps": a.steps, "batch": f"{a.batch} crops of {a.crop}", "lr": a.lr, "seed": a.seed,
             "held_out_bce": held_out_bce(net, hx, hy),
-            "features": specs and {"models": specs, "cross_fit": len(specs) >= 2}}
+            "features": {"models": specs, "cross_fit": len(specs) >= 2} if specs else None}
     save_boundary_net(net, a.output, card, overwrite=a.overwrite)
     ckpt.unlink(missing_ok=True)
     print(f"wrote {a.output} (held-out BCE {card['held_out_bce']:.4f})")
