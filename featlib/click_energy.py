@@ -10,7 +10,11 @@ graph (``featlib.region_graph``) and label l:
 - Distance ``D_l(r) = min over l's clicks c of [feat(r, c) + geo_weight * geo(r, c)]`` (feat: the multi-stride
   feature distance of the node to the clicked pixel's features; geo: geodesic distance on the region graph to the
   clicked node). Each click keeps its own geodesic term: taking the nearest feature match and the nearest click
-  separately would let a region that looks like one click and lies beside another take its label. The background's
+  separately would let a region that looks like one click and lies beside another take its label. With ``segments``
+  (a partition of the image; the segmenters' ``lone_click_segments``), the newest click, when it is its object
+  label's only click, stands for its *segment* in that cut: feat is the distance to the segment's mean and geo the
+  geodesic from the segment's nodes, so every first click inside one segment gives the same distances (a click's
+  exact position no longer decides the first mask; later cuts measure from the clicked pixel again). The background's
   ``D_0`` also includes the image border: <= 8 k-means clusters of the border nodes' features, each with its own
   geodesic term, ``+ border_margin``, so one object click already gives a bounded object. A label without clicks
   other than the background is not in the cut. Distances are capped at 1e6 (a node the geodesics cannot reach).
@@ -70,6 +74,24 @@ def _click_term(ig: ImageGraph, g: RegionGraph, y: int, x: int, geo_weight: floa
         d = ig.feature_distance(g, ig.pixel_features([(y, x)]))[:, 0]
         if geo_weight > 0:
             d = d + geo_weight * ig.geodesic(g, np.array([g.regions[y, x]]))
+        g.cache[key] = d
+    return g.cache[key]
+
+
+def _segment_term(ig: ImageGraph, g: RegionGraph, y: int, x: int, segments: np.ndarray, geo_weight: float) -> np.ndarray:
+    """float64 [R]: distance of every node to the click at (y, x) standing for its segment of ``segments`` (int
+    [H, W]): feature distance to the segment's mean + geo_weight * geodesic distance from the segment's nodes (those
+    with more than half their pixels in it, and the clicked node) (cached)."""
+    key = ("segment", y, x)
+    if key not in g.cache:
+        inside = segments == segments[y, x]
+        share = np.bincount(g.regions[inside], minlength=g.n) / g.area
+        nodes = np.union1d(np.flatnonzero(share > 0.5), [g.regions[y, x]])
+        a = g.area[nodes, None]
+        ref = {s: ((m[nodes] * a).sum(0) / a.sum())[None].astype(np.float32) for s, m in g.means.items()}
+        d = ig.feature_distance(g, ref)[:, 0]
+        if geo_weight > 0:
+            d = d + geo_weight * ig.geodesic(g, nodes)
         g.cache[key] = d
     return g.cache[key]
 
@@ -204,6 +226,7 @@ class ClickCut:
         self.graph, self.backend = graph, backend
         self.lam, self.geo_weight, self.border_margin = float(lam), float(geo_weight), float(border_margin)
         self.last_cuts = 0  # min cuts of the last solve (1 per expansion move)
+        self.segments = None  # int [H, W] or None: an object label's lone click stands for its segment here
 
     @staticmethod
     def check_args(lam: float, geo_weight: float, border_margin: float, backend: str) -> None:
@@ -215,12 +238,17 @@ class ClickCut:
         if backend == "pymaxflow" and not maxflow_available():
             raise ValueError("backend='pymaxflow' needs PyMaxflow (pip install 'featlib[maxflow]')")
 
-    def distances(self, g: RegionGraph, clicks: Sequence[tuple[int, int, int]], n_labels: int) -> np.ndarray:
+    def distances(self, g: RegionGraph, clicks: Sequence[tuple[int, int, int]], n_labels: int,
+                  lone: tuple[int, int, int] | None = None) -> np.ndarray:
         """float64 [R, L]: ``D_l`` of every node for each label (module docstring); clicks (y, x, label index)."""
         dist = np.full((g.n, n_labels), np.inf)
         dist[:, 0] = _border_term(self.graph, g, self.geo_weight) + self.border_margin
         for y, x, lab in clicks:
-            dist[:, lab] = np.minimum(dist[:, lab], _click_term(self.graph, g, y, x, self.geo_weight))
+            if (y, x, lab) == lone:
+                term = _segment_term(self.graph, g, y, x, self.segments, self.geo_weight)
+            else:
+                term = _click_term(self.graph, g, y, x, self.geo_weight)
+            dist[:, lab] = np.minimum(dist[:, lab], term)
         return np.minimum(dist, _FAR)
 
     def solve(self, clicks: Sequence[tuple[int, int, int]], n_labels: int, current: np.ndarray | None = None,
@@ -237,11 +265,15 @@ class ClickCut:
         h, w = self.graph.shape
         self.last_cuts = 0
         clicks = list({(y, x): (y, x, lab) for y, x, lab in clicks}.values())
+        # the newest click, when it is its object label's only one, stands for its segment (in this cut only)
+        lone = None
+        if self.segments is not None and first > 0 and sum(lab == first for _, _, lab in clicks) == 1:
+            lone = next(c for c in clicks if c[2] == first)
         if not any(lab > 0 for _, _, lab in clicks):
             return np.zeros((h, w), np.int16)
         g = self.graph.graph(split_regions(self.graph.base_regions, clicks))
         n = g.n
-        dist = self.distances(g, clicks, n_labels)
+        dist = self.distances(g, clicks, n_labels, lone)
         clicked = np.array(sorted({0} | {lab for _, _, lab in clicks}))  # background + the labels with clicks
         hard = np.full(n, -1, np.int64)
         for y, x, lab in clicks:

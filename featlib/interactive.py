@@ -85,6 +85,13 @@ class ClickSegmenter(CutSegmenter):
             centre clicks +15.2 % -> +6.8 %, jitter:10 +9.8 % -> +2.3 %, but clicks losing > 1 IoU point 1.7 % -> 3.2 %
             and centre clicks 13.21 -> 13.68 (docs/CLICKS.md "Robustness": the trade-off, and why it is not the
             default).
+        lone_click_segments: an object's first click stands for its segment in a partition of the image into this
+            many segments (the same partition source as ``seed_segments``), in the cut it makes: the first mask is the
+            same wherever in that segment the click lands; later cuts measure from the clicked pixels
+            (``featlib.click_energy``). Default None: the clicked pixel. 25 on BSDS500 train objects (3 dt seeds)
+            halves IoU@1's noise-to-signal (Lab 19.1 -> 8.5, held-out: 27.6 -> 8.8; bsds500-b0 16.9 -> 8.4) for
+            +-0.4 clicks to 90 %, but on val (run once) 24.9 -> 13.7 for ~1 more click on every protocol: the larger
+            first mask leaks, and local updates repair leaks one bounded box at a time (docs/CLICKS.md "Robustness").
         touch_up: with ``local``, a click within this many px of the clicked label (r < touch_up) flips only pixels
             closer to it than r (the empty disc: for r = 1 the clicked pixel alone). Late clicks sit in 1-3 px slivers
             along the boundary, where flipping whole 4 px regions added more wrong pixels than right ones. 0 = off.

@@ -74,6 +74,7 @@ class CutSegmenter:
         reach: float | None = 3.0,
         touch_up: float = 4.5,
         seed_segments: int | None = None,
+        lone_click_segments: int | None = None,
     ):
         self.image, size = check_image(image)
         check_policy(reach, touch_up)
@@ -91,10 +92,17 @@ class CutSegmenter:
         self.seed_segments = seed_segments
         # the partition seeds come from (click_update.seeded_trust): the histogram-gradient hierarchy of the image
         # when there is one, else the "mesh" grouping of the features' mesh; None: click-centred boxes (trust_box)
+        if lone_click_segments is not None and lone_click_segments < 1:
+            raise ValueError(f"lone_click_segments must be None or >= 1, got {lone_click_segments}")
+        self.lone_click_segments = lone_click_segments
         self.seed_map = None
-        if self.local and self.reach and seed_segments:
+        h = None
+        if (self.local and self.reach and seed_segments) or lone_click_segments:
             h = gradient_hierarchy(self.image) if self.image is not None else hierarchy_from_mesh(self.mesh)
+        if self.local and self.reach and seed_segments:
             self.seed_map = h.partition(n_segments=seed_segments)
+        if lone_click_segments:
+            self.cut.segments = h.partition(n_segments=lone_click_segments)
         self.reset()
         self.last_update_s = 0.0
 

@@ -217,3 +217,53 @@ def test_touch_up_validation():
     img, _ = scene()
     with pytest.raises(ValueError, match="touch_up"):
         ClickSegmenter(lab_features(img), img, touch_up=-1)
+
+
+def _two_tone_disk(size=64, seed=0):
+    """The click scene's disk, its right half another colour -> (image, disk mask)."""
+    img, disk = scene(size, seed)
+    xx = np.mgrid[:size, :size][1]
+    img[disk & (xx > size * 0.4)] = (40, 160, 60)
+    return img, disk
+
+
+def test_lone_click_stands_for_its_segment():
+    """With ``segments``, the newest click that is its label's only one is measured from its segment: every first
+    click in the segment gives the same distances and cut; from the second object click on, clicked pixels again."""
+    from featlib.click_energy import ClickCut
+    from featlib.region_graph import ImageGraph, split_regions
+
+    img, disk = _two_tone_disk()
+    ig = ImageGraph(lab_features(img), size=disk.shape)
+    plain, segmented = (ClickCut(ig, 8.0, 1.0, 0.2, "scipy") for _ in range(2))
+    segmented.segments = disk.astype(np.int32)  # a partition whose segment is the object
+    left, right = (25, 20), (25, 32)  # one in each half of the disk
+    masks = {}
+    for name, cut in (("plain", plain), ("segmented", segmented)):
+        for y, x in (left, right):
+            masks[name, (y, x)] = cut.solve([(0, 0, 0), (y, x, 1)], 2) == 1
+    np.testing.assert_array_equal(masks["segmented", left], masks["segmented", right])
+    assert iou(masks["segmented", left], disk) > 0.9
+    for click in (left, right):  # the pixel's colour alone takes its half
+        assert iou(masks["plain", click], disk) < iou(masks["segmented", click], disk)
+    g = ig.graph(split_regions(ig.base_regions, [(*left, 1)]))
+    np.testing.assert_array_equal(segmented.distances(g, [(*left, 1)], 2, lone=(*left, 1)),
+                                  segmented.distances(g, [(*right, 1)], 2, lone=(*right, 1)))
+    # two object clicks (or a background click last): measured from the pixels, as without segments
+    for clicks in ([(*left, 1), (*right, 1)], [(*left, 1), (5, 60, 0)]):
+        np.testing.assert_array_equal(segmented.solve(clicks, 2), plain.solve(clicks, 2))
+
+
+def test_lone_click_segments_in_the_segmenter():
+    img, disk = _two_tone_disk(96, seed=4)
+    seg = ClickSegmenter(lab_features(img), img, lone_click_segments=6)
+    assert len(np.unique(seg.cut.segments)) == 6
+    first = {}
+    inside = np.argwhere(seg.cut.segments == seg.cut.segments[38, 38])[::97]
+    for y, x in inside[:4]:
+        seg.reset()
+        first[y, x] = seg.add_click(int(y), int(x), True).copy()
+    masks = list(first.values())
+    assert all(np.array_equal(m, masks[0]) for m in masks[1:])
+    with pytest.raises(ValueError, match="lone_click_segments"):
+        ClickSegmenter(lab_features(img), img, lone_click_segments=0)

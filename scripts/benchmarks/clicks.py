@@ -6,8 +6,10 @@ or a synthetic scene when ../shared is absent. Clicks follow the standard simula
 Measured after the one-off precompute (also reported): median wall time of ``add_click``; baseline: one
 ``skimage.segmentation.slic`` call (defaults) on the image, median of 3. Target: median click <= 0.4 x SLIC.
 Both max-flow backends run when PyMaxflow is installed (their masks are compared too), each with the default
-update (the trust box around the click), seeded trust regions (``seed_segments=200``; the precompute then includes
-the seeds' partition) and a global cut on every click (``reach=None``).
+update's trust box around the click ("default"), the same with the first click standing for its segment ("lone",
+``lone_click_segments=25``, an option: the precompute then includes the 25-segment partition),
+seeded trust regions (``seed_segments=200``; the precompute includes the seeds' partition) and a global cut on every
+click (``reach=None``).
 
 Many objects (``featlib.multiclick.MultiClickSegmenter``): the same image with its 3 largest first-annotator segments
 as objects 1-3 (the rest background; synthetic: the 3 largest objects). Multi-label run: one click per object at its
@@ -37,6 +39,9 @@ from featlib.interactive import ClickSegmenter, next_click, simulate_clicks
 from featlib.metrics import iou
 from featlib.multiclick import MultiClickSegmenter
 from featlib.utils import shared_dir
+
+# (name, reach, seed_segments, lone_click_segments) of the binary update modes timed
+MODES = (("default", 3.0, None, None), ("lone", 3.0, None, 25), ("seeded", 3.0, 200, None), ("global", None, None, None))
 
 N_OBJECTS = 3  # objects of the multi-label row (the issue's "e.g. 3 objects + background")
 
@@ -138,11 +143,12 @@ def main(argv: list[str]) -> None:
     print(f"{'backend':10s} {'update':8s} {'precompute ms':>13s} {'median click ms':>15s} {'p90 ms':>7s} "
           f"{'ratio vs SLIC':>13s} {'final IoU':>9s}")
     for b in backends:
-        # default: the trust box around the click; seeded: seeded trust regions (seed_segments=200); global: every
-        # click cuts the whole graph
-        for mode, reach, seeds in (("default", 3.0, None), ("seeded", 3.0, 200), ("global", None, None)):
+        # default: the trust box around the click; lone: + the first click standing for its segment
+        # (lone_click_segments=25); seeded: seeded trust regions (seed_segments=200); global: every click cuts
+        # the whole graph
+        for mode, reach, seeds, lone in MODES:
             t0 = time.perf_counter()
-            seg = ClickSegmenter(feats, image, backend=b, reach=reach, seed_segments=seeds)
+            seg = ClickSegmenter(feats, image, backend=b, reach=reach, seed_segments=seeds, lone_click_segments=lone)
             pre = time.perf_counter() - t0
             run = simulate_clicks(seg, gt, n_clicks=n_clicks)
             lat = np.asarray(run.latency_s)
@@ -151,7 +157,7 @@ def main(argv: list[str]) -> None:
             print(f"{b:10s} {mode:8s} {1000 * pre:13.1f} {1000 * med:15.1f} {1000 * np.percentile(lat, 90):7.1f} "
                   f"{med / slic_s:12.3f}x {run.ious[-1]:9.3f}")
     if len(backends) == 2:
-        for mode in ("default", "seeded", "global"):
+        for mode, *_ in MODES:
             same = np.mean(masks["scipy", mode] == masks["pymaxflow", mode])
             print(f"scipy vs PyMaxflow final masks ({mode}): {100 * same:.2f} % pixels equal")
     else:
