@@ -218,15 +218,19 @@ class ClickCut:
         geo_weight: weight of the geodesic distance in the click distances.
         border_margin: added to the background's distance to the border clusters.
         backend: max-flow backend of ``featlib.graphcut.min_cut``: "auto" | "scipy" | "pymaxflow".
+        segments: optional int [H, W] partition: an object label's lone newest click stands for its segment.
     Defaults are set (and their sources given) by the segmenters that use this class.
     """
 
-    def __init__(self, graph: ImageGraph, lam: float, geo_weight: float, border_margin: float, backend: str):
+    def __init__(self, graph: ImageGraph, lam: float, geo_weight: float, border_margin: float, backend: str,
+                 segments: np.ndarray | None = None):
         self.check_args(lam, geo_weight, border_margin, backend)
+        if segments is not None and np.shape(segments) != graph.shape:
+            raise ValueError(f"segments must be [H, W] = {graph.shape}, got shape {np.shape(segments)}")
         self.graph, self.backend = graph, backend
         self.lam, self.geo_weight, self.border_margin = float(lam), float(geo_weight), float(border_margin)
+        self.segments = segments
         self.last_cuts = 0  # min cuts of the last solve (1 per expansion move)
-        self.segments = None  # int [H, W] or None: an object label's lone click stands for its segment here
 
     @staticmethod
     def check_args(lam: float, geo_weight: float, border_margin: float, backend: str) -> None:

@@ -79,30 +79,28 @@ class CutSegmenter:
         self.image, size = check_image(image)
         check_policy(reach, touch_up)
         ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
+        for name, value in (("seed_segments", seed_segments), ("lone_click_segments", lone_click_segments)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be None or >= 1, got {value}")
         self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing)
-        self.cut = ClickCut(self.graph, lam, geo_weight, border_margin, backend)
         self.mesh, self.shape = self.graph.mesh, self.graph.shape
         self.backend, self.lam = backend, float(lam)
         self.geo_weight, self.border_margin = float(geo_weight), float(border_margin)
         self.local = bool(local)
         self.reach = None if reach is None else float(reach)
         self.touch_up = float(touch_up)
-        if seed_segments is not None and seed_segments < 1:
-            raise ValueError(f"seed_segments must be None or >= 1, got {seed_segments}")
-        self.seed_segments = seed_segments
-        # the partition seeds come from (click_update.seeded_trust): the histogram-gradient hierarchy of the image
-        # when there is one, else the "mesh" grouping of the features' mesh; None: click-centred boxes (trust_box)
-        if lone_click_segments is not None and lone_click_segments < 1:
-            raise ValueError(f"lone_click_segments must be None or >= 1, got {lone_click_segments}")
-        self.lone_click_segments = lone_click_segments
-        self.seed_map = None
+        self.seed_segments, self.lone_click_segments = seed_segments, lone_click_segments
+        # Partitions of the image, when asked for: the seeds of the trust regions (click_update.seeded_trust; None:
+        # click-centred boxes, trust_box) and the segments a lone first click stands for (click_energy). Both are
+        # cuts of one hierarchy: the histogram-gradient hierarchy of the image when there is one, else the "mesh"
+        # grouping of the features' mesh.
+        seeded = bool(self.local and self.reach and seed_segments)
         h = None
-        if (self.local and self.reach and seed_segments) or lone_click_segments:
+        if seeded or lone_click_segments:
             h = gradient_hierarchy(self.image) if self.image is not None else hierarchy_from_mesh(self.mesh)
-        if self.local and self.reach and seed_segments:
-            self.seed_map = h.partition(n_segments=seed_segments)
-        if lone_click_segments:
-            self.cut.segments = h.partition(n_segments=lone_click_segments)
+        self.seed_map = h.partition(n_segments=seed_segments) if seeded else None
+        segments = h.partition(n_segments=lone_click_segments) if lone_click_segments else None
+        self.cut = ClickCut(self.graph, lam, geo_weight, border_margin, backend, segments=segments)
         self.reset()
         self.last_update_s = 0.0
 
@@ -122,7 +120,7 @@ class MultiClickSegmenter(CutSegmenter):
 
     Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
-    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None), so ``Features.click_kwargs()`` applies
+    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None, ``lone_click_segments`` None), so ``Features.click_kwargs()`` applies
     unchanged. Without ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its
     label, but other pixels may change to any label). ``seed_map``: the partition seeding the trust regions, or None.
 

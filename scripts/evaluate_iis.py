@@ -307,7 +307,7 @@ def _parser() -> argparse.ArgumentParser:
                         "e.g. 200; default and 0: the click-centred box)")
     p.add_argument("--lone-click-segments", type=int, default=None,
                    help="an object's lone click stands for its segment in a partition into this many segments "
-                        "(ClickSegmenter lone_click_segments; default: the features' own; 0: off)")
+                        "(ClickSegmenter lone_click_segments, e.g. 25; default and 0: off)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds500: which BSDS500 split")
     p.add_argument("--holdout", type=int, default=0,

@@ -235,8 +235,10 @@ def test_lone_click_stands_for_its_segment():
 
     img, disk = _two_tone_disk()
     ig = ImageGraph(lab_features(img), size=disk.shape)
-    plain, segmented = (ClickCut(ig, 8.0, 1.0, 0.2, "scipy") for _ in range(2))
-    segmented.segments = disk.astype(np.int32)  # a partition whose segment is the object
+    plain = ClickCut(ig, 8.0, 1.0, 0.2, "scipy")
+    segmented = ClickCut(ig, 8.0, 1.0, 0.2, "scipy", segments=disk.astype(np.int32))  # the object is one segment
+    with pytest.raises(ValueError, match="segments"):
+        ClickCut(ig, 8.0, 1.0, 0.2, "scipy", segments=disk[1:])
     left, right = (25, 20), (25, 32)  # one in each half of the disk
     masks = {}
     for name, cut in (("plain", plain), ("segmented", segmented)):
