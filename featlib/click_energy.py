@@ -78,7 +78,8 @@ def _click_term(ig: ImageGraph, g: RegionGraph, y: int, x: int, geo_weight: floa
     return g.cache[key]
 
 
-def _segment_term(ig: ImageGraph, g: RegionGraph, y: int, x: int, segments: np.ndarray, geo_weight: float) -> np.ndarray:
+def _segment_term(ig: ImageGraph, g: RegionGraph, y: int, x: int, segments: np.ndarray,
+                  geo_weight: float) -> np.ndarray:
     """float64 [R]: distance of every node to the click at (y, x) standing for its segment of ``segments`` (int
     [H, W]): feature distance to the segment's mean + geo_weight * geodesic distance from the segment's nodes (those
     with more than half their pixels in it, and the clicked node) (cached)."""

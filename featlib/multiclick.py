@@ -120,9 +120,10 @@ class MultiClickSegmenter(CutSegmenter):
 
     Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
-    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None, ``lone_click_segments`` None), so ``Features.click_kwargs()`` applies
-    unchanged. Without ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its
-    label, but other pixels may change to any label). ``seed_map``: the partition seeding the trust regions, or None.
+    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None, ``lone_click_segments`` None: here each
+    object's first click), so ``Features.click_kwargs()`` applies unchanged. Without ``local`` the labels are the
+    whole cut after each click (every clicked pixel still keeps its label, but other pixels may change to any label).
+    ``seed_map``: the partition seeding the trust regions, or None.
 
     Attributes: ``labels`` int32 [H, W]; ``clicks`` list of ``LabelClick``; ``shape`` (H, W); ``n_objects`` (K, the
     largest object label clicked); ``last_update_s``; ``last_cuts`` (min cuts of the last click).

@@ -41,7 +41,8 @@ from featlib.multiclick import MultiClickSegmenter
 from featlib.utils import shared_dir
 
 # (name, reach, seed_segments, lone_click_segments) of the binary update modes timed
-MODES = (("default", 3.0, None, None), ("lone", 3.0, None, 25), ("seeded", 3.0, 200, None), ("global", None, None, None))
+MODES = (("default", 3.0, None, None), ("lone", 3.0, None, 25), ("seeded", 3.0, 200, None),
+         ("global", None, None, None))
 
 N_OBJECTS = 3  # objects of the multi-label row (the "e.g. 3 objects + background")
 
