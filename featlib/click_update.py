@@ -24,6 +24,9 @@ click has k = True, a negative one k = False) or int for a multi-label one (k = 
   lands, but the larger regions leak more (measured there).
 - Either way nodes outside the box keep their labels (``featlib.click_energy.ClickCut.solve``), and the first click
   of each label (no pixel has it yet: r = inf) is global.
+- Growth (the segmenters' ``grow``, an option): when the applied change reaches an inner side of the box
+  (``reaches_edge``: the box cut it off), the box is doubled (half-size ``reach * 2^k * max(r, 2)``) and solved again,
+  up to ``grow`` times: a shallow click whose error runs past its small box gets the box a deeper click would.
 - Touch-up: for r < ``touch_up`` the click is a boundary correction at its own scale: only pixels closer to it than
   r (the empty disc) may change. For r = 1 that is the clicked pixel alone.
 
@@ -59,6 +62,17 @@ def trust_box(y: int, x: int, r: float, reach: float | None, shape: tuple[int, i
         return None
     half = reach * max(r, 2.0)
     return max(0, int(y - half)), int(y + half) + 1, max(0, int(x - half)), int(x + half) + 1
+
+
+def reaches_edge(change: np.ndarray, box: tuple) -> bool:
+    """Whether ``change`` (bool [H, W]) holds a pixel on a side of ``box`` (y0, y1, x0, x1) that is not the image's
+    edge: the cut in the box was cut off there."""
+    h, w = change.shape
+    y0, y1, x0, x1 = box
+    y1, x1 = min(y1, h), min(x1, w)
+    sides = [change[y0, x0:x1] if y0 > 0 else None, change[y1 - 1, x0:x1] if y1 < h else None,
+             change[y0:y1, x0] if x0 > 0 else None, change[y0:y1, x1 - 1] if x1 < w else None]
+    return any(side is not None and side.any() for side in sides)
 
 
 def seed_region(labels: np.ndarray, label, y: int, x: int, segments: np.ndarray) -> np.ndarray:

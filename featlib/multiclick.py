@@ -38,7 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from featlib.click_energy import ClickCut
-from featlib.click_update import apply_click, check_click, check_policy, click_radius, seeded_trust, trust_box
+from featlib.click_update import (
+    apply_click,
+    check_click,
+    check_policy,
+    click_radius,
+    reaches_edge,
+    seeded_trust,
+    trust_box,
+)
 from featlib.cluster import gradient_hierarchy, hierarchy_from_mesh
 from featlib.region_graph import ImageGraph, check_image
 
@@ -75,6 +83,7 @@ class CutSegmenter:
         touch_up: float = 4.5,
         seed_segments: int | None = None,
         lone_click_segments: int | None = None,
+        grow: int = 0,
     ):
         self.image, size = check_image(image)
         check_policy(reach, touch_up)
@@ -82,6 +91,8 @@ class CutSegmenter:
         for name, value in (("seed_segments", seed_segments), ("lone_click_segments", lone_click_segments)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {value}")
+        if isinstance(grow, bool) or not isinstance(grow, (int, np.integer)) or grow < 0:
+            raise ValueError(f"grow must be an integer >= 0, got {grow!r}")
         self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing)
         self.mesh, self.shape = self.graph.mesh, self.graph.shape
         self.backend, self.lam = backend, float(lam)
@@ -89,7 +100,7 @@ class CutSegmenter:
         self.local = bool(local)
         self.reach = None if reach is None else float(reach)
         self.touch_up = float(touch_up)
-        self.seed_segments, self.lone_click_segments = seed_segments, lone_click_segments
+        self.seed_segments, self.lone_click_segments, self.grow = seed_segments, lone_click_segments, int(grow)
         # Partitions of the image, when asked for: the seeds of the trust regions (click_update.seeded_trust; None:
         # click-centred boxes, trust_box) and the segments a lone first click stands for (click_energy). Both are
         # cuts of one hierarchy: the histogram-gradient hierarchy of the image when there is one, else the "mesh"
@@ -114,6 +125,22 @@ class CutSegmenter:
             return r, trust_box(y, x, r, self.reach, self.shape), None
         return (r, *seeded_trust(labels, label, y, x, r, self.seed_map, self.reach))
 
+    def _policy_update(self, labels: np.ndarray, label, y: int, x: int, solve) -> np.ndarray:
+        """The labels after a click for ``label`` at (y, x): ``solve(box)`` -> the cut's label map (box None: global),
+        in the click's trust region, doubled up to ``grow`` times while the applied change reaches the box's inner
+        sides (click-centred boxes only, not for touch-ups), then the policy (``featlib.click_update``)."""
+        r, box, within = self._trust(labels, label, y, x)
+        new = self._apply(labels, solve(box), y, x, label, r, within)
+        for k in range(1, self.grow + 1):
+            if box is None or within is not None or r < self.touch_up or not reaches_edge(new != labels, box):
+                break
+            box = trust_box(y, x, r * 2**k, self.reach, self.shape)
+            new = self._apply(labels, solve(box), y, x, label, r, within)
+        return new
+
+    def _apply(self, labels, cut, y, x, label, r, within) -> np.ndarray:
+        return apply_click(labels, cut, y, x, label, r, self.touch_up, within) if self.local else cut
+
 
 class MultiClickSegmenter(CutSegmenter):
     """Interactive multi-object segmentation of one image: every pixel gets one label, 0 = background.
@@ -121,9 +148,9 @@ class MultiClickSegmenter(CutSegmenter):
     Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
     ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None, ``lone_click_segments`` None: here each
-    object's first click), so ``Features.click_kwargs()`` applies unchanged. Without ``local`` the labels are the
-    whole cut after each click (every clicked pixel still keeps its label, but other pixels may change to any label).
-    ``seed_map``: the partition seeding the trust regions, or None.
+    object's first click, ``grow`` 0), so ``Features.click_kwargs()`` applies unchanged. Without ``local`` the labels
+    are the whole cut after each click (every clicked pixel still keeps its label, but other pixels may change to any
+    label). ``seed_map``: the partition seeding the trust regions, or None.
 
     Attributes: ``labels`` int32 [H, W]; ``clicks`` list of ``LabelClick``; ``shape`` (H, W); ``n_objects`` (K, the
     largest object label clicked); ``last_update_s``; ``last_cuts`` (min cuts of the last click).
@@ -169,12 +196,18 @@ class MultiClickSegmenter(CutSegmenter):
         active = np.array(sorted({0, *last.values()}), np.int32)  # label values in the cut; index 0 = background
         lut = np.full(max(int(active[-1]), int(self.labels.max())) + 1, -1, np.int16)
         lut[active] = np.arange(len(active))
-        r, roi, within = self._trust(self.labels, label, y, x)
-        idx = self.cut.solve([(cy, cx, int(lut[lab])) for (cy, cx), lab in last.items()], len(active),
-                             current=lut[self.labels], roi=roi)
-        # pixels outside the free nodes keep their labels, also those no cut label stands for (index -1)
-        cut = np.where(idx >= 0, active[np.maximum(idx, 0)], self.labels).astype(np.int32)
-        return apply_click(self.labels, cut, y, x, label, r, self.touch_up, within) if self.local else cut
+        clicks = [(cy, cx, int(lut[lab])) for (cy, cx), lab in last.items()]
+        cuts = []
+
+        def solve(box):
+            idx = self.cut.solve(clicks, len(active), current=lut[self.labels], roi=box)
+            cuts.append(self.cut.last_cuts)
+            # pixels outside the free nodes keep their labels, also those no cut label stands for (index -1)
+            return np.where(idx >= 0, active[np.maximum(idx, 0)], self.labels).astype(np.int32)
+
+        new = self._policy_update(self.labels, label, y, x, solve)
+        self.cut.last_cuts = sum(cuts)
+        return new
 
     def undo(self) -> np.ndarray:
         """Remove the last click (no-op without clicks) and restore the labels before it (exactly)."""

@@ -308,6 +308,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lone-click-segments", type=int, default=None,
                    help="an object's lone click stands for its segment in a partition into this many segments "
                         "(ClickSegmenter lone_click_segments, e.g. 25; default and 0: off)")
+    p.add_argument("--grow", type=int, default=None,
+                   help="box doublings while a click's applied change reaches its box's inner side (ClickSegmenter "
+                        "grow, e.g. 2; default and 0: off)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds500: which BSDS500 split")
     p.add_argument("--holdout", type=int, default=0,
@@ -354,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--seed-segments must be >= 0 (0: click-centred boxes), got {a.seed_segments}")
         if a.lone_click_segments is not None and a.lone_click_segments < 0:
             raise ValueError(f"--lone-click-segments must be >= 0 (0: off), got {a.lone_click_segments}")
+        if a.grow is not None and a.grow < 0:
+            raise ValueError(f"--grow must be >= 0 (0: off), got {a.grow}")
         if a.multi and dataset != "bsds500":
             raise ValueError("--multi needs --dataset bsds500 (whole-image annotations)")
         other = json.loads(a.compare[0].read_text()) if a.compare else None
@@ -368,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             kw["seed_segments"] = a.seed_segments or None
         if a.lone_click_segments is not None:
             kw["lone_click_segments"] = a.lone_click_segments or None
+        if a.grow is not None:
+            kw["grow"] = a.grow
         tag = "multi" if a.multi else "+".join(c.spec.replace(":", "") for c in clickers)
         out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{cli.slug(a.features)}_{tag}.json",
                               a.overwrite)

@@ -269,3 +269,42 @@ def test_lone_click_segments_in_the_segmenter():
     assert all(np.array_equal(m, masks[0]) for m in masks[1:])
     with pytest.raises(ValueError, match="lone_click_segments"):
         ClickSegmenter(lab_features(img), img, lone_click_segments=0)
+
+
+def test_reaches_edge():
+    from featlib.click_update import reaches_edge
+
+    change = np.zeros((20, 30), bool)
+    box = (5, 15, 0, 10)  # its left side is the image's edge
+    assert not reaches_edge(change, box)
+    change[8:12, 0:4] = True  # touches the image edge only
+    assert not reaches_edge(change, box)
+    change[14, 6] = True  # the bottom side (row y1 - 1)
+    assert reaches_edge(change, box)
+    change[14, 6] = False
+    change[9, 9] = True  # the right side (column x1 - 1)
+    assert reaches_edge(change, box)
+    assert not reaches_edge(change, (0, 20, 0, 30))  # the whole image: no inner side
+
+
+def test_grow_doubles_the_box_while_the_change_reaches_it():
+    """The last click is positive in the flat background: its cut would take all of it, the box cuts it off. With
+    ``grow`` the box doubles (up to grow times) while the applied change reaches an inner side."""
+    img, _ = scene(96, seed=6)
+    clicks = [(38, 38, True), (70, 75, True), (5, 90, False), (60, 20, True), (38, 60, False), (90, 5, True)]
+    grown = {}
+    for grow in (0, 1, 2):
+        seg = ClickSegmenter(lab_features(img), img, reach=1.0, grow=grow)
+        for y, x, p in clicks[:-1]:
+            seg.add_click(y, x, p)
+        before = seg.mask.copy()
+        seg.add_click(*clicks[-1])
+        r = max(ndimage.distance_transform_edt(~before)[clicks[-1][:2]], 2.0)
+        changed = np.argwhere(seg.mask != before)
+        assert np.abs(changed - clicks[-1][:2]).max() <= 2**grow * r + 8  # regions meeting the box: one region's slack
+        assert not (before & ~seg.mask).any()  # still nested
+        grown[grow] = (seg.mask != before).sum()
+    assert grown[0] < grown[1] <= grown[2]  # grow 2: the change stopped short of the doubled box
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="grow"):
+            ClickSegmenter(lab_features(img), img, grow=bad)

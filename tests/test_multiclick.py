@@ -77,16 +77,16 @@ def test_clicked_pixels_keep_labels_and_changes_go_to_the_click_label(kind, spac
     np.testing.assert_array_equal(seg.labels, other.labels)  # deterministic
 
 
-@pytest.mark.parametrize("spacing,local,reach,touch_up,lone", [
-    (4, True, 3.0, 4.5, None), (4, True, None, 0.0, None), (1, True, 2.0, 4.5, None), (4, False, 3.0, 4.5, None),
-    (1, False, None, 0.0, None), (4, True, 3.0, 4.5, 8), (4, False, None, 0.0, 8)])
+@pytest.mark.parametrize("spacing,local,reach,touch_up,extra", [
+    (4, True, 3.0, 4.5, {}), (4, True, None, 0.0, {}), (1, True, 2.0, 4.5, {}), (4, False, 3.0, 4.5, {}),
+    (1, False, None, 0.0, {}), (4, True, 3.0, 4.5, {"lone_click_segments": 8}),
+    (4, False, None, 0.0, {"lone_click_segments": 8}), (4, True, 1.0, 4.5, {"grow": 2})])
 @pytest.mark.parametrize("object_label", [1, 3])
-def test_one_object_is_the_binary_segmenter(spacing, local, reach, touch_up, lone, object_label):
+def test_one_object_is_the_binary_segmenter(spacing, local, reach, touch_up, extra, object_label):
     """K = 1: the same energy, the same single min cut and the same policy, so the same mask pixel for pixel."""
     img, _ = scene(seed=2)
     feats = lab_features(img)
-    kw = dict(region_spacing=spacing, local=local, reach=reach, touch_up=touch_up, lone_click_segments=lone,
-              backend="scipy")
+    kw = dict(region_spacing=spacing, local=local, reach=reach, touch_up=touch_up, backend="scipy", **extra)
     binary, multi = ClickSegmenter(feats, img, **kw), MultiClickSegmenter(feats, img, **kw)
     rng = np.random.default_rng(11)
     ys, xs, ps = rng.integers(0, 64, 16), rng.integers(0, 64, 16), rng.random(16) < 0.5

@@ -7,9 +7,10 @@ Measured after the one-off precompute (also reported): median wall time of ``add
 ``skimage.segmentation.slic`` call (defaults) on the image, median of 3. Target: median click <= 0.4 x SLIC.
 Both max-flow backends run when PyMaxflow is installed (their masks are compared too), each with the default
 update's trust box around the click ("default"), the same with the first click standing for its segment ("lone",
-``lone_click_segments=25``, an option: the precompute then includes the 25-segment partition),
-seeded trust regions (``seed_segments=200``; the precompute includes the seeds' partition) and a global cut on every
-click (``reach=None``).
+``lone_click_segments=25``, an option: the precompute then includes the 25-segment partition), the box doubled up
+to twice while a click's change reaches its side ("grow", ``grow=2``, an option), seeded trust regions
+(``seed_segments=200``; the precompute includes the seeds' partition) and a global cut on every click
+(``reach=None``).
 
 Many objects (``featlib.multiclick.MultiClickSegmenter``): the same image with its 3 largest first-annotator segments
 as objects 1-3 (the rest background; synthetic: the 3 largest objects). Multi-label run: one click per object at its
@@ -40,9 +41,9 @@ from featlib.metrics import iou
 from featlib.multiclick import MultiClickSegmenter
 from featlib.utils import shared_dir
 
-# (name, reach, seed_segments, lone_click_segments) of the binary update modes timed
-MODES = (("default", 3.0, None, None), ("lone", 3.0, None, 25), ("seeded", 3.0, 200, None),
-         ("global", None, None, None))
+# the binary update modes timed: name -> ClickSegmenter keywords
+MODES = {"default": {}, "lone": {"lone_click_segments": 25}, "grow": {"grow": 2}, "seeded": {"seed_segments": 200},
+         "global": {"reach": None}}
 
 N_OBJECTS = 3  # objects of the multi-label row (the issue's "e.g. 3 objects + background")
 
@@ -144,12 +145,9 @@ def main(argv: list[str]) -> None:
     print(f"{'backend':10s} {'update':8s} {'precompute ms':>13s} {'median click ms':>15s} {'p90 ms':>7s} "
           f"{'ratio vs SLIC':>13s} {'final IoU':>9s}")
     for b in backends:
-        # default: the trust box around the click; lone: + the first click standing for its segment
-        # (lone_click_segments=25); seeded: seeded trust regions (seed_segments=200); global: every click cuts
-        # the whole graph
-        for mode, reach, seeds, lone in MODES:
+        for mode, kw in MODES.items():
             t0 = time.perf_counter()
-            seg = ClickSegmenter(feats, image, backend=b, reach=reach, seed_segments=seeds, lone_click_segments=lone)
+            seg = ClickSegmenter(feats, image, backend=b, **kw)
             pre = time.perf_counter() - t0
             run = simulate_clicks(seg, gt, n_clicks=n_clicks)
             lat = np.asarray(run.latency_s)
@@ -158,7 +156,7 @@ def main(argv: list[str]) -> None:
             print(f"{b:10s} {mode:8s} {1000 * pre:13.1f} {1000 * med:15.1f} {1000 * np.percentile(lat, 90):7.1f} "
                   f"{med / slic_s:12.3f}x {run.ious[-1]:9.3f}")
     if len(backends) == 2:
-        for mode, *_ in MODES:
+        for mode in MODES:
             same = np.mean(masks["scipy", mode] == masks["pymaxflow", mode])
             print(f"scipy vs PyMaxflow final masks ({mode}): {100 * same:.2f} % pixels equal")
     else:
