@@ -181,16 +181,15 @@ class MultiClickSegmenter(CutSegmenter):
         if self.local and self.labels[y, x] == label:
             new, self.last_cuts = self.labels.copy(), 0  # the policy keeps every pixel: no cut needed
         else:
-            new = self._update(click)
-            self.last_cuts = self.cut.last_cuts
+            new, self.last_cuts = self._update(click)
         self._history.append(self.labels)
         self.clicks.append(click)
         self.labels = new
         self.last_update_s = time.perf_counter() - t0
         return self.labels
 
-    def _update(self, click: LabelClick) -> np.ndarray:
-        """The labels after ``click``: cut (trust region when local) and policy."""
+    def _update(self, click: LabelClick) -> tuple[np.ndarray, int]:
+        """(labels after ``click``: cut (trust region when local) and policy, min cuts it took)."""
         y, x, label = click.y, click.x, click.label
         last = {(c.y, c.x): c.label for c in self.clicks + [click]}  # a later click on a pixel replaces an earlier one
         active = np.array(sorted({0, *last.values()}), np.int32)  # label values in the cut; index 0 = background
@@ -206,8 +205,7 @@ class MultiClickSegmenter(CutSegmenter):
             return np.where(idx >= 0, active[np.maximum(idx, 0)], self.labels).astype(np.int32)
 
         new = self._policy_update(self.labels, label, y, x, solve)
-        self.cut.last_cuts = sum(cuts)
-        return new
+        return new, sum(cuts)
 
     def undo(self) -> np.ndarray:
         """Remove the last click (no-op without clicks) and restore the labels before it (exactly)."""
