@@ -70,6 +70,10 @@ DEFAULT_SEEDS = 3  # RClicks uses 10 click groups; 3 seeds keep 20 objects x 5 c
 _FEATURES: dict = {}  # per process: features spec -> Features (loaded once per worker)
 
 
+# The update's count options: argparse dest (= ClickSegmenter keyword) -> the keyword's value that 0 stands for (off).
+_COUNT_OPTIONS = {"seed_segments": None, "lone_click_segments": None, "grow": 0}
+
+
 def _features(spec: str):
     if spec not in _FEATURES:
         _FEATURES[spec] = feature_registry.load(spec)
@@ -353,12 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.max_clicks < 1 or a.long_clicks < 0:
             raise ValueError("--max-clicks must be >= 1 and --long-clicks >= 0")
         cli.check_workers(a.workers)
-        if a.seed_segments is not None and a.seed_segments < 0:
-            raise ValueError(f"--seed-segments must be >= 0 (0: click-centred boxes), got {a.seed_segments}")
-        if a.lone_click_segments is not None and a.lone_click_segments < 0:
-            raise ValueError(f"--lone-click-segments must be >= 0 (0: off), got {a.lone_click_segments}")
-        if a.grow is not None and a.grow < 0:
-            raise ValueError(f"--grow must be >= 0 (0: off), got {a.grow}")
+        counts = {dest: getattr(a, dest) for dest in _COUNT_OPTIONS if getattr(a, dest) is not None}
+        for dest, value in counts.items():
+            if value < 0:
+                raise ValueError(f"--{dest.replace('_', '-')} must be >= 0 (0: off), got {value}")
         if a.multi and dataset != "bsds500":
             raise ValueError("--multi needs --dataset bsds500 (whole-image annotations)")
         other = json.loads(a.compare[0].read_text()) if a.compare else None
@@ -369,12 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             kw["reach"] = a.reach or None
         if a.touch_up is not None:
             kw["touch_up"] = a.touch_up
-        if a.seed_segments is not None:
-            kw["seed_segments"] = a.seed_segments or None
-        if a.lone_click_segments is not None:
-            kw["lone_click_segments"] = a.lone_click_segments or None
-        if a.grow is not None:
-            kw["grow"] = a.grow
+        kw.update({dest: value or _COUNT_OPTIONS[dest] for dest, value in counts.items()})
         tag = "multi" if a.multi else "+".join(c.spec.replace(":", "") for c in clickers)
         out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{cli.slug(a.features)}_{tag}.json",
                               a.overwrite)
