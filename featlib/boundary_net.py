@@ -238,12 +238,18 @@ def boundary_target(boundaries) -> np.ndarray:
     return np.mean([ndimage.maximum_filter(b, 3) for b in bnds], 0).astype(np.float32)
 
 
-def sample_crops(stacks, targets, rng: np.random.Generator, batch: int, size: int):
+def sample_crops(stacks, targets, rng: np.random.Generator, batch: int, size: int, weights=None):
     """A training batch: ``batch`` random ``size`` x ``size`` crops (each mirrored with probability 1/2) of random
-    images -> (inputs float32 [B, C, size, size], targets float32 [B, size, size]) as tensors."""
+    images -> (inputs float32 [B, C, size, size], targets float32 [B, size, size]) as tensors. ``weights``: each
+    image's probability of being drawn (float [N], summing to 1; None: uniform)."""
+    if weights is not None:
+        weights = np.asarray(weights, float)
+        if weights.shape != (len(stacks),) or (weights < 0).any() or not np.isclose(weights.sum(), 1.0):
+            raise ValueError(f"weights must be {len(stacks)} non-negative probabilities summing to 1, got shape "
+                             f"{weights.shape}, sum {weights.sum():.4f}")
     xs, ys = [], []
     for _ in range(batch):
-        k = int(rng.integers(len(stacks)))
+        k = int(rng.integers(len(stacks))) if weights is None else int(rng.choice(len(stacks), p=weights))
         x, y = stacks[k], targets[k]
         h, w = y.shape
         if h < size or w < size:

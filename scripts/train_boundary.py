@@ -13,6 +13,10 @@ crop's interior (16 px margin: the receptive field's radius is 15), AdamW 2e-3 w
 held-out images' cross-entropy is printed every ``--eval-every`` steps. (The shipped weights were trained by this
 loop's prototype on cue stacks cached in float16 before normalisation: the same recipe, not the same bits.)
 
+``--stanford ROOT``: Stanford Background's 715 photos join the training photos (``featlib.data.stanford``: each
+photo's region map as one annotator, its borders drawn as BSDS500 draws its own), ``--stanford-share`` of the crops
+drawn from them; the held-out images stay BSDS500's.
+
 ``--features``: the network also reads a FeatureNet's features (``boundary_net.feature_channels``, one channel per
 stride). A model's features on the photos it trained on are better than on any new photo, so a network trained on
 them would learn to trust them too much; with N models (N >= 2) the training images are split into N interleaved
@@ -39,17 +43,19 @@ from tqdm.auto import tqdm
 from featlib.boundary_net import BoundaryNet, boundary_target, cue_stack, sample_crops, save_boundary_net
 from featlib.cli import fail
 from featlib.data.bsds import bsds_ids, fold_split, holdout_split, load_record
+from featlib.data.stanford import load_stanford, stanford_ids
 from featlib.features import load as load_features
 
 MARGIN = 16  # px of each crop left out of the loss (replicate padding there is not what a full image sees)
 
 
-def load_split(root: str, ids: list[str], desc: str, source_of=None):
-    """(cue stacks float16 [C, H, W], targets float32 [H, W]) of BSDS500 train images ``ids``; ``source_of(id)``:
-    the ``Features`` whose features join the stack (None: colour cues only)."""
+def load_split(root: str, ids: list[str], desc: str, source_of=None, load=None):
+    """(cue stacks float16 [C, H, W], targets float32 [H, W]) of BSDS500 train images ``ids`` (or of the records
+    ``load(root, id)`` returns); ``source_of(id)``: the ``Features`` whose features join the stack (None: colour
+    cues only)."""
     xs, ys = [], []
     for i in tqdm(ids, desc=desc):
-        r = load_record(root, "train", i)
+        r = load(root, i) if load else load_record(root, "train", i)
         src = source_of(i) if source_of else None
         xs.append(cue_stack(r.image, None if src is None else src(r.image)).astype(np.float16))
         ys.append(boundary_target(r.boundaries))
@@ -86,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="only the first N training images (smoke runs)")
     p.add_argument("--features", help="FeatureNet(s) whose features the network also reads: a name or run "
                    "directory, or N >= 2 comma-separated, model k trained without fold k of N (cross-fitting)")
+    p.add_argument("--stanford", metavar="ROOT", help="add Stanford Background's 715 photos (its region "
+                   "borders as one annotator) to the training photos")
+    p.add_argument("--stanford-share", type=float, default=0.5,
+                   help="with --stanford: the share of training crops drawn from its photos (default 0.5)")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -102,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = a.output.with_name(a.output.name + ".ckpt")
         if a.resume and not ckpt.is_file():
             raise ValueError(f"--resume: no checkpoint at {ckpt}")
+        if not 0 < a.stanford_share < 1:
+            raise ValueError(f"--stanford-share must lie in (0, 1), got {a.stanford_share}")
         train_ids, held_ids = holdout_split(bsds_ids(a.root, "train"), a.holdout)
+        extra_ids = stanford_ids(a.stanford, "all") if a.stanford else []
         specs = a.features.split(",") if a.features else []
         sources = [load_features(spec) for spec in specs]
         if any(src.model is None for src in sources):
@@ -113,9 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         return fail(e)
     if a.limit:
         train_ids, held_ids = train_ids[:a.limit], held_ids[:max(1, a.limit // 4)]
+        extra_ids = extra_ids[:a.limit]
     source_of = (lambda i: sources[fold_of.get(i, 0)]) if sources else None
     xs, ys = load_split(a.root, train_ids, "train cues", source_of)
     hx, hy = load_split(a.root, held_ids, "held-out cues", source_of)
+    weights = None
+    if extra_ids:  # no FeatureNet saw these photos: any model's features are out of sample
+        first = (lambda i: sources[0]) if sources else None
+        ex, ey = load_split(a.stanford, extra_ids, "Stanford Background cues", first, load=load_stanford)
+        weights = np.r_[np.full(len(xs), (1 - a.stanford_share) / len(xs)),
+                        np.full(len(ex), a.stanford_share / len(ex))]
+        xs, ys = xs + ex, ys + ey
 
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
@@ -131,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     t0, loss = time.time(), float("nan")
     bar = tqdm(range(step, a.steps), initial=step, total=a.steps, desc="boundary net")
     for step in bar:
-        x, y = sample_crops(xs, ys, rng, a.batch, a.crop)
+        x, y = sample_crops(xs, ys, rng, a.batch, a.crop, weights)
         out = net(x)[:, MARGIN:-MARGIN, MARGIN:-MARGIN]
         loss = F.binary_cross_entropy_with_logits(out, y[:, MARGIN:-MARGIN, MARGIN:-MARGIN])
         opt.zero_grad()
@@ -144,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"({time.time() - t0:.0f} s)")
         if (step + 1) % a.save_every == 0 and step + 1 < a.steps:
             _save_ckpt(ckpt, net, opt, sched, rng, step + 1)
-    card = {"data": f"BSDS500 train minus {a.holdout} held-out ({len(train_ids)} photos, every annotator)",
+    data = f"BSDS500 train minus {a.holdout} held-out ({len(train_ids)} photos, every annotator)"
+    if extra_ids:
+        data += (f" + Stanford Background ({len(extra_ids)} photos, region borders as one annotator; "
+                 f"{a.stanford_share:.0%} of crops)")
+    card = {"data": data,
             "steps": a.steps, "batch": f"{a.batch} crops of {a.crop}", "lr": a.lr, "seed": a.seed,
             "held_out_bce": held_out_bce(net, hx, hy),
             "features": {"models": specs, "cross_fit": len(specs) >= 2} if specs else None}

@@ -122,6 +122,17 @@ def test_sample_crops_mirror_the_orientation_channel():
     assert 0 < flipped.sum() < 16  # some crops were mirrored, some not
 
 
+def test_sample_crops_draw_images_by_weight():
+    xs = [np.full((18, 12, 12), k, np.float32) for k in range(3)]
+    ys = [np.zeros((12, 12), np.float32)] * 3
+    x, _ = bn.sample_crops(xs, ys, np.random.default_rng(0), 400, 8, weights=[0.0, 0.25, 0.75])
+    drawn = x[:, 0, 0, 0].numpy()
+    assert (drawn != 0).all() and 0.15 < (drawn == 1).mean() < 0.35  # never image 0; image 1 about a quarter
+    for bad in ([0.5, 0.5], [0.5, 0.6, -0.1], [0.2, 0.2, 0.2]):
+        with pytest.raises(ValueError, match="probabilities summing to 1"):
+            bn.sample_crops(xs, ys, np.random.default_rng(0), 1, 8, weights=bad)
+
+
 def test_save_and_load_round_trip(tmp_path, scene):
     torch.manual_seed(0)
     net = bn.BoundaryNet(width=8, dilations=(1, 2))
@@ -261,3 +272,17 @@ def test_train_script_reads_cross_fitted_features(tmp_path, capsys):
     assert blob["card"]["features"] == {"models": ["untrained-b0", "untrained-b1"], "cross_fit": True}
     assert tb.main([*common, "--output", str(tmp_path / "g.pt"), "--features", "lab"]) == 2
     assert "must name FeatureNets" in capsys.readouterr().err
+
+
+def test_train_script_adds_stanford_background_photos(tmp_path):
+    from test_stanford import write_fake_stanford
+    tb = _script()
+    write_fake_bsds(tmp_path / "bsds", n=3, split="train", size=(48, 64))
+    write_fake_stanford(tmp_path / "sbd", n=4)
+    common = ["--root", str(tmp_path / "bsds"), "--holdout", "1", "--steps", "2", "--batch", "2", "--crop", "40",
+              "--stanford", str(tmp_path / "sbd")]
+    assert tb.main([*common, "--output", str(tmp_path / "s.pt"), "--stanford-share", "0.3"]) == 0
+    card = torch.load(tmp_path / "s.pt", weights_only=True)["card"]
+    assert "Stanford Background (4 photos" in card["data"] and "30% of crops" in card["data"]
+    assert tb.main([*common, "--output", str(tmp_path / "t.pt"), "--stanford-share", "1"]) == 2
+    assert tb.main([*common[:-1], str(tmp_path / "missing"), "--output", str(tmp_path / "t.pt")]) == 2
