@@ -2,11 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage
-from skimage.morphology import thin
 
-from featlib.boundaries import bsds_boundaries
 from featlib.data.bsds import load_bsds
-from featlib.data.stanford import load_stanford, stanford_ids
+from featlib.data.stanford import load_stanford, region_boundaries, stanford_ids
 from featlib.data.synthetic import make_scene
 
 
@@ -40,6 +38,8 @@ def test_reads_regions_and_draws_their_boundaries(tmp_path):
     assert not (b & ~mixed).any() and b.sum() < mixed.sum()  # and it is thinner than the 2-pixel band
 
 def test_bad_folders_and_files_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="region map must be"):
+        region_boundaries(np.zeros((2, 3, 4), int))
     with pytest.raises(ValueError, match="split must be one of"):
         stanford_ids(tmp_path, "test")
     with pytest.raises(FileNotFoundError, match="no Stanford Background photos"):
@@ -57,10 +57,10 @@ def test_bad_folders_and_files_are_clear_errors(tmp_path):
 
 
 def test_boundaries_drawn_as_bsds500_draws_its_own(shared):
-    """thin(seg2bdry(Segmentation)) reproduces BSDS500's Boundaries maps exactly: Stanford Background's are drawn so."""
+    """region_boundaries(Segmentation) reproduces BSDS500's Boundaries maps exactly (Stanford's are drawn so)."""
     for rec in load_bsds(shared / "datasets" / "bsds500", "val", limit=3):
         for seg, bnd in zip(rec.segmentations, rec.boundaries):
-            np.testing.assert_array_equal(thin(bsds_boundaries(seg)), bnd)
+            np.testing.assert_array_equal(region_boundaries(seg), bnd)
 
 
 def test_reads_the_shared_dataset(shared):
