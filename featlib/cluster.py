@@ -304,7 +304,7 @@ def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior
 
 
 def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, boundary_scales=(1.0,),
-                       boundary_net=None, cue_weights=None) -> None:
+                       boundary_net=None, cue_weights=None, nms: bool = False) -> None:
     """ValueError for a combination ``gradient_hierarchy`` cannot run (callers check before reading any image):
     an unknown map; ``cue_weights`` with the learned map (it learned its own weighting); ``boundary_scales`` other
     than one scale or a ``boundary_net`` with chi2; two scales with ``features`` (read at the image's own scale)."""
@@ -314,6 +314,8 @@ def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, bo
     if boundary_map == "chi2" and (not one_scale or boundary_net is not None):
         raise ValueError(f"boundary_scales {boundary_scales!r} and boundary_net {boundary_net!r} need "
                          "boundary_map='learned' (chi2 is one scale and has no network)")
+    if boundary_map == "chi2" and nms:
+        raise ValueError("nms=True thins the learned map: it needs boundary_map='learned'")
     if boundary_map == "learned" and cue_weights is not None:
         raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
     if boundary_map == "learned" and features and not one_scale:
@@ -322,7 +324,7 @@ def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, bo
 
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
                        size_prior: float = 256.0, spectral: float = 1.0, feature_weight: float = 1.0,
-                       cue_weights=None, boundary_scales=(1.0,), boundary_net=None) -> Hierarchy:
+                       cue_weights=None, boundary_scales=(1.0,), boundary_net=None, nms: bool = False) -> Hierarchy:
     """The hierarchy on a boundary map of ``image`` uint8 [H, W, 3], merged by mean boundary strength (no internal
     contrast term: histogram differences are already relative to the texture), after spectral globalisation when
     ``spectral > 0``.
@@ -332,12 +334,13 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     (trained on BSDS500 train boundaries; no ``cue_weights``), averaged over the image resized by each of
     ``boundary_scales`` (``boundary_net.boundary_probability``; (1.0, 0.5) is the ``accurate`` option); with
     ``features`` the network that also reads them (one scale). ``boundary_net``: a network file
-    (``scripts/train_boundary.py``) instead of the shipped one. Defaults chosen on 20 held-out BSDS500 train images
+    (``scripts/train_boundary.py``) instead of the shipped one. ``nms``: the learned map after non-maximum
+    suppression (``boundary_net.suppress_nonmaxima``). Defaults chosen on 20 held-out BSDS500 train images
     (docs/PARTITIONS.md)."""
     check_map_settings(boundary_map, features=features is not None, boundary_scales=boundary_scales,
-                       boundary_net=boundary_net, cue_weights=cue_weights)
+                       boundary_net=boundary_net, cue_weights=cue_weights, nms=nms)
     if boundary_map == "learned":
-        mesh = boundary_mesh(image, boundary_net, scales=boundary_scales, features=features)
+        mesh = boundary_mesh(image, boundary_net, scales=boundary_scales, features=features, nms=nms)
     else:
         mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
     return hierarchy_from_mesh(mesh, seed_spacing=seed_spacing, size_prior=size_prior, contrast=0.0,

@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boundary-scales", default=None, metavar="S[,S...]",
                    help="gradients grouping, learned map: average the map over the image resized by these factors "
                         "(default 1; '1,0.5': the accurate option, ~0.3 s more per 481x321 image)")
+    p.add_argument("--nms", choices=("on", "off"), default=None,
+                   help="gradients grouping, learned map: non-maximum suppression of the map before the watershed "
+                        "and merging (featlib.boundary_net.suppress_nonmaxima; default: the features')")
     p.add_argument("--boundary-net", default=None, metavar="PATH",
                    help="with the learned map: this network file (scripts/train_boundary.py), not the shipped one")
     cli.add_workers(p)
@@ -323,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError:
                 raise ValueError(f"--boundary-scales takes numbers like 1,0.5, got {a.boundary_scales!r}") from None
             hier_kw["boundary_scales"] = list(check_scales(scales))
+        if a.nms is not None:
+            hier_kw["nms"] = a.nms == "on"
         if a.boundary_net is not None:
             if not Path(a.boundary_net).is_file():
                 raise ValueError(f"--boundary-net: no file at {a.boundary_net}")

@@ -12,6 +12,7 @@ from featlib import boundary_net as bn
 from featlib.cluster import gradient_hierarchy
 from featlib.data.synthetic import make_scene
 from featlib.features import load
+from featlib.gradients import pixel_mesh
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_boundary.py"
 
@@ -157,7 +158,7 @@ def test_hierarchy_option_and_colour_default(scene):
     with pytest.raises(ValueError, match="boundary_map"):
         gradient_hierarchy(scene.image, boundary_map="sobel")
     grouping, kw = load("lab").hierarchy_settings()
-    assert grouping == "gradients" and kw["boundary_map"] == "learned" and kw["spectral"] == 0
+    assert grouping == "gradients" and kw["boundary_map"] == "learned" and kw["spectral"] == 0 and kw["nms"] is True
     assert load("lab").hierarchy(scene.image).partition(n_segments=5).max() + 1 == 5
 
 
@@ -186,6 +187,57 @@ def test_bad_scales_are_value_errors(scene, scales):
 def test_chi2_map_is_one_scale(scene):
     with pytest.raises(ValueError, match="boundary_map='learned'"):
         gradient_hierarchy(scene.image, boundary_map="chi2", boundary_scales=(1.0, 0.5))
+
+
+def _ridge(angle: float, size: int = 41, width: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """A straight blurred boundary through the centre at ``angle`` (rad): (map float32 [size, size], signed distance
+    of each pixel from the line)."""
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    d = -np.sin(angle) * xx + np.cos(angle) * yy
+    return np.exp(-0.5 * (d / width) ** 2).astype(np.float32), d
+
+
+@pytest.mark.parametrize("angle", [0.0, np.pi / 2, np.pi / 4, 0.3, 2.0])
+def test_nonmaximum_suppression_keeps_the_crest_of_a_boundary_at_any_orientation(angle):
+    p, d = _ridge(angle)
+    q = bn.suppress_nonmaxima(p, floor=0.2)
+    assert q.shape == p.shape and q.dtype == np.float32
+    inner = (slice(6, -6), slice(6, -6))  # away from the image border
+    kept = np.isclose(q, p) & (p > 0.05)
+    cut = np.isclose(q, 0.2 * p) & (p > 0.05)
+    assert (kept | cut | (p <= 0.05))[inner].all()  # each pixel is kept or scaled by the floor, nothing else
+    assert kept[inner][np.abs(d[inner]) < 0.5].mean() > 0.9  # the crest survives ...
+    assert not kept[inner][np.abs(d[inner]) > 1.5].any()  # ... its flanks do not
+    np.testing.assert_array_equal(bn.suppress_nonmaxima(p, floor=1.0), p)  # floor 1: nothing suppressed
+
+
+def test_nonmaximum_suppression_bad_inputs():
+    p, _ = _ridge(0.0)
+    for bad in (p.astype(np.uint8), p[None], np.zeros(5, np.float32)):
+        with pytest.raises(ValueError, match="float \\[H, W\\]"):
+            bn.suppress_nonmaxima(bad)
+    for kw in ({"floor": -0.1}, {"floor": 1.5}, {"sigma": 0.0}):
+        with pytest.raises(ValueError, match="floor|sigma"):
+            bn.suppress_nonmaxima(p, **kw)
+
+
+def test_nms_option_of_the_learned_map(scene):
+    net = bn.load_boundary_net()
+    p = bn.boundary_probability(scene.image, net)
+    mesh = bn.boundary_mesh(scene.image, net, nms=True)
+    thin = pixel_mesh(bn.suppress_nonmaxima(p))
+    np.testing.assert_array_equal(mesh.dy, thin.dy)
+    np.testing.assert_array_equal(mesh.dx, thin.dx)
+    assert (thin.dy <= pixel_mesh(p).dy + 1e-7).all()  # suppression only lowers the map
+    h = gradient_hierarchy(scene.image, boundary_map="learned", spectral=0.0, nms=True)
+    assert h.partition(n_segments=5).max() + 1 == 5
+    edge, far = _edges_and_far(scene)
+    q = bn.suppress_nonmaxima(p)
+    assert q[edge].mean() > 3 * q[far].mean()  # the scene's boundaries survive suppression
+    with pytest.raises(ValueError, match="nms"):
+        gradient_hierarchy(scene.image, boundary_map="chi2", nms=True)
+    with pytest.raises(ValueError, match="nms"):
+        load("lab").hierarchy_settings(boundary_map="chi2", nms=True)  # refused before any image is read
 
 
 def test_train_script_resumes_to_the_straight_run(tmp_path, monkeypatch):

@@ -71,10 +71,11 @@ def test_holdout_scores_only_the_held_out_train_images(tmp_path):
     ids = fake_bsds(tmp_path / "bsds", n=4, split="train")
     out = tmp_path / "hold.json"
     res = run_script("--root", tmp_path / "bsds", "--split", "train", "--holdout", "2", "--method", "hierarchy",
-                     "--no-boundary", "--workers", "1", "--output", out)
+                     "--no-boundary", "--workers", "1", "--nms", "off", "--output", out)
     assert res.returncode == 0, res.stderr
     summary = json.loads(out.read_text())
     assert summary["n_images"] == 2 and summary["holdout"] == 2
+    assert summary["hierarchy"]["nms"] is False  # the command line's setting, recorded with the run
     from featlib.data.bsds import holdout_split
     assert len(holdout_split(ids, 2)[1]) == 2
     bad = run_script("--root", tmp_path / "bsds", "--split", "val", "--holdout", "2", "--output", out)
@@ -91,6 +92,9 @@ def test_holdout_scores_only_the_held_out_train_images(tmp_path):
                      Path(__file__).resolve().parents[1] / "featlib" / "assets" / "boundary-bsds500.pt",
                      "--boundary-map", "chi2", "--output", out)
     assert bad.returncode == 2 and "need boundary_map='learned'" in bad.stderr, bad.stderr  # before any image
+    bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-map", "chi2", "--nms", "on",
+                     "--output", out)
+    assert bad.returncode == 2 and "nms=True thins the learned map" in bad.stderr, bad.stderr
 
 
 def _scores(path: Path) -> dict:

@@ -111,15 +111,15 @@ def test_the_shipped_partitions_model_reads_its_features_through_its_own_boundar
     f = features.load("bsds500-b0-all")
     grouping, kw = f.hierarchy_settings()
     assert f.kind == "bsds500-b0-all" and grouping == "gradients"
-    assert kw == {**features.DEFAULTS["colour"]["gradients"]}  # colour's learned-map grouping, not chi2 + a cue
+    assert kw == {**features.DEFAULTS["colour"]["gradients"], "nms": False}  # colour's learned-map grouping, not chi2
     assert features.load("bsds500-b0").kind == "learned" and features.load("bsds500-b0-all+lab").kind == "learned"
     assert boundary_net.cached_net(features=True).n_inputs == boundary_net.N_INPUTS + len(f.model.strides)
     seen = {}
     real = cluster.boundary_mesh
 
-    def spy(image, net=None, mirror=True, scales=(1.0,), features=None):
+    def spy(image, net=None, mirror=True, scales=(1.0,), features=None, **kw):
         seen["features"] = features
-        return real(image, net, mirror, scales, features)
+        return real(image, net, mirror, scales, features, **kw)
     monkeypatch.setattr(cluster, "boundary_mesh", spy)
     img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
     assert f.hierarchy(img).partition(n_segments=4).max() + 1 == 4

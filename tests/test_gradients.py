@@ -116,6 +116,7 @@ def test_features_entry_point_uses_each_sources_defaults():
             part = f.hierarchy(img, grouping=grouping, seed_spacing=4).partition(n_segments=3)
             assert part.shape == lab.shape and part.max() == 2
     assert covering(colour.hierarchy(img, seed_spacing=4, boundary_map="chi2").partition(n_segments=3), lab) > 0.95
+    assert "nms" not in colour.hierarchy_settings(boundary_map="chi2")[1]  # the learned map's default, not chi2's
     # the default learned map is trained on "a boundary within 1 px" (a 3-px ridge): the cut may sit 1 px off
     assert covering(colour.hierarchy(img, seed_spacing=4).partition(n_segments=3), lab) > 0.93
     with pytest.raises(ValueError, match="grouping"):

@@ -3,7 +3,8 @@
     python scripts/benchmark.py partitions [--quick]
 
 Rows: the default grouping of colour features (``featlib.features.load("lab").hierarchy``: the learned boundary map of
-``featlib.boundary_net`` on the histogram-gradient cues, merged without spectral globalisation), the same map
+``featlib.boundary_net`` on the histogram-gradient cues, thinned by non-maximum suppression, merged without spectral
+globalisation), the same without the suppression (``nms=False``), the same map
 averaged with the half-size image's (``boundary_scales=(1.0, 0.5)``, the accurate option; BSDS size only) and the
 equal-weight histogram gradients + spectral globalisation (``cluster.gradient_hierarchy`` with ``boundary_map="chi2"``,
 FeatureNet sources' default) on a BSDS-sized 481 x 321 crop and at 512^2; the shipped partitions model's whole build
@@ -52,6 +53,7 @@ def main(argv: list[str]) -> None:
     lab = load_features("lab")
     lab.hierarchy(img[:8, :8])  # load the boundary network once, outside the timings
     t_grad_b, hg = best(lambda: lab.hierarchy(bsds), repeats)
+    t_nonms_b, _ = best(lambda: lab.hierarchy(bsds, nms=False), repeats)
     t_acc_b, _ = best(lambda: lab.hierarchy(bsds, boundary_scales=(1.0, 0.5)), repeats)
     t_chi_b, _ = best(lambda: gradient_hierarchy(bsds, boundary_map="chi2", spectral=1.0), repeats)
     b0all = load_features("bsds500-b0-all")
@@ -79,6 +81,7 @@ def main(argv: list[str]) -> None:
           "(one core: 1)")
     row("SLIC (300 segments)", t_slic_b, t_slic_b)
     row("hierarchy, learned map (default)", t_grad_b, t_slic_b, f"({hg.n_regions} initial regions)")
+    row("hierarchy, learned map without NMS", t_nonms_b, t_slic_b, "(the default until 2026-12-03, sixth session)")
     row("hierarchy, learned map at scales 1 + 0.5", t_acc_b, t_slic_b, "(the accurate option)")
     row("hierarchy, chi2 gradients + spectral", t_chi_b, t_slic_b)
     row("bsds500-b0-all: forward + its learned map", t_b0_b, t_slic_b, "(the shipped partitions model)")
