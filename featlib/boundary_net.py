@@ -53,9 +53,10 @@ _ANISO_EPS = 1e-3
 MIN_SIDE = 16  # px: the shortest side a resized image may have
 # Non-maximum suppression (``suppress_nonmaxima``): a pixel below either neighbour across the boundary keeps
 # NMS_FLOOR of its probability; the normal is read from the Hessian of the map smoothed by NMS_SIGMA px. Chosen on
-# the 20 held-out BSDS500 train images (region metrics; docs/PARTITIONS.md "Non-maximum suppression"): floor 0.2,
-# sigma 1 gave covering OIS 0.716 vs 0.702 without NMS (floor 0.1 / 0.3 / 0.5: 0.707 / 0.709 / 0.710; sigma 0.5 /
-# 2: 0.711 / 0.715 with lower ODS); floor 0 leaves flat plateaus to the watershed.
+# the 20 held-out BSDS500 train images (docs/PARTITIONS.md "Non-maximum suppression"): floor 0.5, sigma 1 gave
+# covering ODS / OIS 0.659 / 0.717 vs 0.657 / 0.702 without NMS, PRI 0.866 (level), boundary F 0.759 vs 0.754;
+# floors 0.2 / 0.35 / 0.7: OIS 0.719 / 0.717 / 0.704, PRI 0.859 / 0.858 / 0.872 (lower floors trade PRI for OIS);
+# sigma 0.7 / 1.5 (floor 0.35): OIS 0.707 / 0.713 vs 0.717. Floor 0 leaves flat plateaus to the watershed.
 NMS_FLOOR = 0.5
 NMS_SIGMA = 1.0
 
