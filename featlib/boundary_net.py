@@ -4,6 +4,7 @@
     p = boundary_probability(image, scales=(1.0, 0.5))   # averaged with the half-size image's map (accurate option)
     mesh = boundary_mesh(image)                # DistanceMesh for cluster.hierarchy_from_mesh
     mesh = boundary_mesh(image, nms=True)      # after non-maximum suppression across the boundary (the default's)
+    ws, merge = boundary_meshes(image, merge_scales=(1.0, 0.5), nms=True)   # watershed on one scale, merge on two
     q = suppress_nonmaxima(p)                  # that suppression alone: float32 [H, W]
     net = load_boundary_net()                  # the shipped weights (featlib/assets/boundary-bsds500.pt)
     x = cue_stack(image)                       # float32 [18, H, W]: what the network reads
@@ -220,12 +221,20 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None
     if N_INPUTS + n_feat != net.n_inputs:
         raise ValueError(f"the boundary network reads {net.n_inputs} channels ({net.n_inputs - N_INPUTS} from "
                          f"features), the cue stack would have {N_INPUTS + n_feat} ({n_feat} from features)")
+    maps = scale_probabilities(image, net, mirror, scales, features)
+    return sum(maps.values()) / len(maps)
+
+
+def scale_probabilities(image: np.ndarray, net: BoundaryNet, mirror: bool, scales: tuple[float, ...],
+                        features=None) -> dict[float, np.ndarray]:
+    """{scale: float32 [H, W]}: the network's map of ``image`` resized by each scale, brought back to [H, W]
+    bilinearly (inputs already checked by ``boundary_probability``)."""
     h, w = image.shape[:2]
-    out = np.zeros((h, w), np.float32)
+    out = {}
     for s in scales:
         p = probability_from_stack(cue_stack(image if s == 1 else _resized(image, s), features), net, mirror)
-        out += p if p.shape == (h, w) else resize(p, (h, w), order=1, anti_aliasing=False).astype(np.float32)
-    return out / len(scales)
+        out[s] = p if p.shape == (h, w) else resize(p, (h, w), order=1, anti_aliasing=False).astype(np.float32)
+    return out
 
 
 def suppress_nonmaxima(p: np.ndarray, floor: float = NMS_FLOOR, sigma: float = NMS_SIGMA) -> np.ndarray:
@@ -264,6 +273,35 @@ def boundary_mesh(image: np.ndarray, net: BoundaryNet | str | Path | None = None
     (``nms``: of the map after ``suppress_nonmaxima``)."""
     p = boundary_probability(image, net, mirror, scales, features)
     return pixel_mesh(suppress_nonmaxima(p) if nms else p)
+
+
+def boundary_meshes(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
+                    scales=(1.0,), merge_scales=None, features=None, nms: bool = False
+                    ) -> tuple[DistanceMesh, DistanceMesh]:
+    """(watershed mesh, merge mesh): ``boundary_mesh`` of the mean map over ``scales`` and over ``merge_scales``
+    (None: the same scales, one mesh returned twice), each scale's map computed once.
+
+    Why two (docs/PARTITIONS.md "Merging on two scales"): the half-scale map calibrates merge heights across images
+    (better regions) but places boundaries less precisely; watershed arcs from the full-scale map keep the precise
+    boundaries while the merge order reads both scales."""
+    scales = check_scales(scales)
+    merge_scales = scales if merge_scales is None else check_scales(merge_scales)
+    if merge_scales == scales:
+        mesh = boundary_mesh(image, net, mirror, scales, features, nms)
+        return mesh, mesh
+    if features is not None:
+        raise ValueError(f"features are read at the image's own scale only: merge_scales must be (1.0,), "
+                         f"got {merge_scales!r}")
+    image = check_image(image)
+    if not isinstance(net, BoundaryNet):
+        net = cached_net(net)
+    maps = scale_probabilities(image, net, mirror, tuple(dict.fromkeys(scales + merge_scales)))
+
+    def mesh(group):
+        p = sum(maps[s] for s in group) / len(group)
+        return pixel_mesh(suppress_nonmaxima(p) if nms else p)
+
+    return mesh(scales), mesh(merge_scales)
 
 
 # ------------------------------------------------------------------------------------------------ training

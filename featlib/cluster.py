@@ -31,7 +31,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.morphology import local_minima
 from skimage.segmentation import felzenszwalb, slic, watershed
 
-from featlib.boundary_net import boundary_mesh, check_scales
+from featlib.boundary_net import boundary_meshes, check_scales
 from featlib.distances import LAB_SMOOTH_SIGMA, DistanceMesh, distance_mesh, lab_features
 from featlib.gradients import oriented_gradients
 from featlib.graphcut import grid_seeds, pixel_strength, region_adjacency
@@ -293,10 +293,16 @@ def build_hierarchy(features, *, mesh_weights=None, connectivity: int = 4, seed_
 
 
 def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior: float = 64.0,
-                        contrast: float = 0.01, spectral: float = 0.0) -> Hierarchy:
+                        contrast: float = 0.01, spectral: float = 0.0, merge_mesh: DistanceMesh | None = None
+                        ) -> Hierarchy:
     """Steps 2-3 of the algorithm on any boundary mesh; ``spectral > 0`` first adds that weight x the spectral
-    boundaries of the initial regions (``featlib.spectral``) to the mesh the merging reads."""
+    boundaries of the initial regions (``featlib.spectral``) to the mesh the merging reads. ``merge_mesh`` (same
+    shape): the merging reads it instead of ``mesh``, which then only places the watershed's arcs."""
     regions = seed_watershed(mesh, seed_spacing)
+    if merge_mesh is not None:
+        if merge_mesh.shape != mesh.shape:
+            raise ValueError(f"merge_mesh {merge_mesh.shape} and mesh {mesh.shape} differ in shape")
+        mesh = merge_mesh
     if spectral > 0:
         mesh = add_to_mesh(mesh, spectral_boundaries(regions, mesh), spectral)
     merges, heights, pairs, edge_height = merge_regions(regions, mesh, size_prior, contrast)
@@ -304,27 +310,32 @@ def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior
 
 
 def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, boundary_scales=(1.0,),
-                       boundary_net=None, cue_weights=None, nms: bool = False) -> None:
+                       boundary_net=None, cue_weights=None, nms: bool = False, merge_scales=None) -> None:
     """ValueError for a combination ``gradient_hierarchy`` cannot run (callers check before reading any image):
-    an unknown map; ``cue_weights`` with the learned map (it learned its own weighting); ``boundary_scales`` other
-    than one scale or a ``boundary_net`` with chi2; two scales with ``features`` (read at the image's own scale)."""
+    an unknown map; ``cue_weights`` with the learned map (it learned its own weighting); ``boundary_scales`` /
+    ``merge_scales`` other than one scale or a ``boundary_net`` with chi2; two scales with ``features`` (read at the
+    image's own scale)."""
     if boundary_map not in ("chi2", "learned"):
         raise ValueError(f"boundary_map must be 'chi2' or 'learned', got {boundary_map!r}")
     one_scale = check_scales(boundary_scales) == (1.0,)
+    if merge_scales is not None:
+        one_scale = one_scale and check_scales(merge_scales) == (1.0,)
+        boundary_scales = f"{boundary_scales!r} / merge_scales {merge_scales!r}"
     if boundary_map == "chi2" and (not one_scale or boundary_net is not None):
-        raise ValueError(f"boundary_scales {boundary_scales!r} and boundary_net {boundary_net!r} need "
+        raise ValueError(f"boundary_scales {boundary_scales!s} and boundary_net {boundary_net!r} need "
                          "boundary_map='learned' (chi2 is one scale and has no network)")
     if boundary_map == "chi2" and nms:
         raise ValueError("nms=True thins the learned map: it needs boundary_map='learned'")
     if boundary_map == "learned" and cue_weights is not None:
         raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
     if boundary_map == "learned" and features and not one_scale:
-        raise ValueError(f"a map that reads features is one scale: boundary_scales {boundary_scales!r} is for colour")
+        raise ValueError(f"a map that reads features is one scale: boundary_scales {boundary_scales!s} is for colour")
 
 
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
                        size_prior: float = 256.0, spectral: float = 1.0, feature_weight: float = 1.0,
-                       cue_weights=None, boundary_scales=(1.0,), boundary_net=None, nms: bool = False) -> Hierarchy:
+                       cue_weights=None, boundary_scales=(1.0,), boundary_net=None, nms: bool = False,
+                       merge_scales=None) -> Hierarchy:
     """The hierarchy on a boundary map of ``image`` uint8 [H, W, 3], merged by mean boundary strength (no internal
     contrast term: histogram differences are already relative to the texture), after spectral globalisation when
     ``spectral > 0``.
@@ -335,16 +346,19 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     ``boundary_scales`` (``boundary_net.boundary_probability``; (1.0, 0.5) is the ``accurate`` option); with
     ``features`` the network that also reads them (one scale). ``boundary_net``: a network file
     (``scripts/train_boundary.py``) instead of the shipped one. ``nms``: the learned map after non-maximum
-    suppression (``boundary_net.suppress_nonmaxima``). Defaults chosen on 20 held-out BSDS500 train images
-    (docs/PARTITIONS.md)."""
+    suppression (``boundary_net.suppress_nonmaxima``). ``merge_scales``: the merge heights read the mean map over
+    these scales while the watershed reads ``boundary_scales``' (None: the same map; (1.0, 0.5) with one
+    boundary scale is colour's default, ``boundary_net.boundary_meshes``). Defaults chosen on 20 held-out BSDS500
+    train images (docs/PARTITIONS.md)."""
     check_map_settings(boundary_map, features=features is not None, boundary_scales=boundary_scales,
-                       boundary_net=boundary_net, cue_weights=cue_weights, nms=nms)
+                       boundary_net=boundary_net, cue_weights=cue_weights, nms=nms, merge_scales=merge_scales)
     if boundary_map == "learned":
-        mesh = boundary_mesh(image, boundary_net, scales=boundary_scales, features=features, nms=nms)
+        mesh, merge_mesh = boundary_meshes(image, boundary_net, scales=boundary_scales, merge_scales=merge_scales,
+                                           features=features, nms=nms)
     else:
-        mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
+        mesh = merge_mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
     return hierarchy_from_mesh(mesh, seed_spacing=seed_spacing, size_prior=size_prior, contrast=0.0,
-                               spectral=spectral)
+                               spectral=spectral, merge_mesh=None if merge_mesh is mesh else merge_mesh)
 
 
 # ----------------------------------------------------------------------------------- baselines, same interface

@@ -74,6 +74,11 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 # (issue 20 asks <= 1 s), so it is an override: f.hierarchy(image, boundary_scales=(1.0, 0.5)). nms: the learned map
 # thinned by non-maximum suppression (floor 0.5) before the watershed and merging: covering ODS / OIS 0.659 / 0.717
 # vs 0.657 / 0.702, PRI 0.866 (level), VI 1.449 vs 1.454 bits, boundary F 0.759 / AP 0.823 vs 0.754 / 0.808.
+# merge_scales (1.0, 0.5): the watershed reads the one-scale map, the merge heights the mean of it and the half-size
+# image's map (both after NMS; docs/PARTITIONS.md "Merging on two scales"): covering ODS / OIS 0.679 / 0.717 vs
+# 0.659 / 0.717, PRI 0.873 vs 0.866, VI 1.376 vs 1.449 bits, boundary F 0.764 / AP 0.823 vs 0.759 / 0.823 (both scales
+# for both, with NMS: 0.667 / 0.713, F 0.760); on 179 Stanford Background photos covering ODS 0.603 vs 0.587, VI
+# 1.754 vs 1.807 bits. It costs the half-size pass (~+30 % per build): merge_scales=(1.0,) is the fast option.
 # learned "mesh": build_hierarchy's defaults for FeatureNet features, chosen on the 20
 # held-out BSDS500 *train* images of the recipe's ablation model (docs/PARTITIONS.md "Learned features"): equal mesh
 # (covering ODS 0.574 vs 1/s 0.558, finest two 0.555, finest 0.530), contrast 0.07 (0: 0.534, 0.01: 0.574, 0.05:
@@ -94,7 +99,7 @@ DEFAULTS: dict[str, dict] = {
     "colour": {
         "grouping": "gradients",
         "gradients": {"boundary_map": "learned", "seed_spacing": 8, "size_prior": 256.0, "spectral": 0.0,
-                      "nms": True},
+                      "nms": True, "merge_scales": (1.0, 0.5)},
         "mesh": {},  # build_hierarchy's own defaults, tuned on Lab (seed spacing 6, size prior 64, contrast 0.01)
         "clicks": {},  # ClickSegmenter's own defaults, tuned on Lab (reach 3, touch-up 4.5)
     },
@@ -111,12 +116,14 @@ DEFAULTS: dict[str, dict] = {
 # merged as colour's (spectral 0). On the 20 held-out train images, with a fold model's features: covering ODS
 # 0.676 vs 0.654 for the same script's colour-only network (0.657 shipped), VI 1.375 vs 1.444 bits, boundary F (lap)
 # 0.759 vs 0.760; chi2 + the learned cue had given 0.636. Its other rows are every FeatureNet's. Without colour's
-# non-maximum suppression: chosen for the colour map; not measured on this network's map (its held-out fold models
-# are not kept), so it keeps the setting its numbers were measured with.
-DEFAULTS["bsds500-b0-all"] = {**DEFAULTS["learned"], "gradients": {**DEFAULTS["colour"]["gradients"], "nms": False}}
+# non-maximum suppression or colour's two-scale merging: chosen for the colour map; not measured on this network's
+# map (its held-out fold models are not kept; it reads features at one scale), so it keeps the settings its numbers
+# were measured with.
+DEFAULTS["bsds500-b0-all"] = {**DEFAULTS["learned"], "gradients": {**DEFAULTS["colour"]["gradients"], "nms": False,
+                                                                    "merge_scales": (1.0,)}}
 GROUPINGS = ("gradients", "mesh")
 _KEYS = {"gradients": {"boundary_map", "seed_spacing", "size_prior", "spectral", "feature_weight", "cue_weights",
-                       "boundary_scales", "boundary_net", "nms"},
+                       "boundary_scales", "boundary_net", "nms", "merge_scales"},
          "mesh": {"mesh_weights", "seed_spacing", "size_prior", "contrast", "connectivity"}}
 
 
@@ -171,11 +178,13 @@ class Features:
             kw = dict(self.defaults["gradients"])
             if self.model is None:
                 kw.pop("feature_weight", None)
-            if overrides.get("boundary_map") == "chi2" and "nms" not in overrides:
-                kw.pop("nms", None)  # the default suppression thins the learned map; chi2 has none
+            if overrides.get("boundary_map") == "chi2":  # the learned map's defaults; chi2 has neither
+                for key in ("nms", "merge_scales"):
+                    if key not in overrides:
+                        kw.pop(key, None)
         kw = {**kw, **overrides}
         if grouping == "gradients":  # what gradient_hierarchy would refuse, refused before any image is read
-            keys = ("boundary_map", "boundary_scales", "boundary_net", "cue_weights", "nms")
+            keys = ("boundary_map", "boundary_scales", "boundary_net", "cue_weights", "nms", "merge_scales")
             check_map_settings(features=self.model is not None, **{k: kw[k] for k in keys if k in kw})
         return grouping, kw
 

@@ -278,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boundary-scales", default=None, metavar="S[,S...]",
                    help="gradients grouping, learned map: average the map over the image resized by these factors "
                         "(default 1; '1,0.5': the accurate option, ~0.3 s more per 481x321 image)")
+    p.add_argument("--merge-scales", default=None, metavar="S[,S...]",
+                   help="gradients grouping, learned map: the merge heights read the map averaged over these "
+                        "factors while the watershed reads --boundary-scales' (default: the features', '1,0.5' for "
+                        "colour; '1': the fast option, one scale throughout)")
     p.add_argument("--nms", choices=("on", "off"), default=None,
                    help="gradients grouping, learned map: non-maximum suppression of the map before the watershed "
                         "and merging (featlib.boundary_net.suppress_nonmaxima; default: the features')")
@@ -320,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
             hier_kw["spectral"] = a.spectral
         if a.boundary_map is not None:
             hier_kw["boundary_map"] = a.boundary_map
-        if a.boundary_scales is not None:
-            try:
-                scales = [float(v) for v in a.boundary_scales.split(",")]
-            except ValueError:
-                raise ValueError(f"--boundary-scales takes numbers like 1,0.5, got {a.boundary_scales!r}") from None
-            hier_kw["boundary_scales"] = list(check_scales(scales))
+        for flag, key in (("--boundary-scales", "boundary_scales"), ("--merge-scales", "merge_scales")):
+            if getattr(a, key) is not None:
+                try:
+                    scales = [float(v) for v in getattr(a, key).split(",")]
+                except ValueError:
+                    raise ValueError(f"{flag} takes numbers like 1,0.5, got {getattr(a, key)!r}") from None
+                hier_kw[key] = list(check_scales(scales))
         if a.nms is not None:
             hier_kw["nms"] = a.nms == "on"
         if a.boundary_net is not None:

@@ -240,6 +240,28 @@ def test_nms_option_of_the_learned_map(scene):
         load("lab").hierarchy_settings(boundary_map="chi2", nms=True)  # refused before any image is read
 
 
+def test_merge_scales_split_the_watershed_map_from_the_merge_map(scene):
+    net = bn.load_boundary_net()
+    ws, merge = bn.boundary_meshes(scene.image, net, merge_scales=(1.0, 0.5), nms=True)
+    one, two = (bn.boundary_mesh(scene.image, net, scales=s, nms=True) for s in ((1.0,), (1.0, 0.5)))
+    np.testing.assert_allclose(ws.dy, one.dy, atol=1e-6)  # the watershed reads the image's own scale
+    np.testing.assert_allclose(merge.dx, two.dx, atol=1e-6)  # the merging reads both scales' mean
+    assert not np.allclose(ws.dx, merge.dx, atol=1e-3)
+    same = bn.boundary_meshes(scene.image, net, scales=(1.0, 0.5))
+    assert same[0] is same[1]  # merge_scales None: the watershed's map, computed once
+    split = gradient_hierarchy(scene.image, boundary_map="learned", spectral=0.0, nms=True, merge_scales=(1.0, 0.5))
+    plain = gradient_hierarchy(scene.image, boundary_map="learned", spectral=0.0, nms=True)
+    np.testing.assert_array_equal(split.regions, plain.regions)  # the same watershed arcs ...
+    assert not np.allclose(split.heights, plain.heights)  # ... merged in another order
+    assert split.partition(n_segments=5).max() + 1 == 5
+    with pytest.raises(ValueError, match="merge_scales"):
+        gradient_hierarchy(scene.image, boundary_map="chi2", merge_scales=(1.0, 0.5))
+    with pytest.raises(ValueError, match="scales"):
+        bn.boundary_meshes(scene.image, net, merge_scales=(1.0, 2.0))
+    with pytest.raises(ValueError, match="one scale"):
+        load("bsds500-b0-all").hierarchy_settings(merge_scales=(1.0, 0.5))  # before any image is read
+
+
 def test_train_script_resumes_to_the_straight_run(tmp_path, monkeypatch):
     tb = _script()
 

@@ -71,20 +71,22 @@ def test_holdout_scores_only_the_held_out_train_images(tmp_path):
     ids = fake_bsds(tmp_path / "bsds", n=4, split="train")
     out = tmp_path / "hold.json"
     res = run_script("--root", tmp_path / "bsds", "--split", "train", "--holdout", "2", "--method", "hierarchy",
-                     "--no-boundary", "--workers", "1", "--nms", "off", "--output", out)
+                     "--no-boundary", "--workers", "1", "--nms", "off", "--merge-scales", "1", "--output", out)
     assert res.returncode == 0, res.stderr
     summary = json.loads(out.read_text())
     assert summary["n_images"] == 2 and summary["holdout"] == 2
-    assert summary["hierarchy"]["nms"] is False  # the command line's setting, recorded with the run
+    assert summary["hierarchy"]["nms"] is False  # the command line's settings, recorded with the run
+    assert summary["hierarchy"]["merge_scales"] == [1.0]
     from featlib.data.bsds import holdout_split
     assert len(holdout_split(ids, 2)[1]) == 2
     bad = run_script("--root", tmp_path / "bsds", "--split", "val", "--holdout", "2", "--output", out)
     assert bad.returncode == 2 and "--split train" in bad.stderr
     bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--mesh-weights", "coarsest", "--output", out)
     assert bad.returncode == 2 and "unknown mesh weights" in bad.stderr
-    for scales, msg in (("1,half", "numbers like"), ("1,2", "in (0, 1]")):
-        bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-scales", scales, "--output", out)
-        assert bad.returncode == 2 and msg in bad.stderr, bad.stderr
+    for flag in ("--boundary-scales", "--merge-scales"):
+        for scales, msg in (("1,half", "numbers like"), ("1,2", "in (0, 1]")):
+            bad = run_script("--root", tmp_path / "bsds", "--split", "train", flag, scales, "--output", out)
+            assert bad.returncode == 2 and msg in bad.stderr, (flag, bad.stderr)
     bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-net", tmp_path / "no.pt",
                      "--output", out)
     assert bad.returncode == 2 and "--boundary-net: no file" in bad.stderr, bad.stderr

@@ -5,7 +5,7 @@ import pytest
 
 from featlib import features as feature_registry
 from featlib.cluster import gradient_hierarchy, hierarchy_from_mesh
-from featlib.gradients import OrientedGradients, histogram_tensor, oriented_gradients, soft_bins
+from featlib.gradients import OrientedGradients, histogram_tensor, oriented_gradients, pixel_mesh, soft_bins
 from featlib.interactive import ClickSegmenter, MultiClickSegmenter
 from featlib.metrics import covering
 from featlib.spectral import add_to_mesh, spectral_boundaries
@@ -101,6 +101,10 @@ def test_gradient_hierarchy_recovers_blocks(spectral):
     assert ucm.shape == (2 * 48 + 1, 2 * 64 + 1)
     assert (np.diff(h.heights) >= 0).all()
     assert hierarchy_from_mesh(h.mesh).n_regions > 3
+    same = hierarchy_from_mesh(h.mesh, seed_spacing=8, merge_mesh=h.mesh)  # merging on the watershed's own mesh
+    np.testing.assert_array_equal(same.heights, hierarchy_from_mesh(h.mesh, seed_spacing=8).heights)
+    with pytest.raises(ValueError, match="differ in shape"):
+        hierarchy_from_mesh(h.mesh, merge_mesh=pixel_mesh(np.zeros((8, 8), np.float32)))
 
 
 def test_features_entry_point_uses_each_sources_defaults():
@@ -116,7 +120,8 @@ def test_features_entry_point_uses_each_sources_defaults():
             part = f.hierarchy(img, grouping=grouping, seed_spacing=4).partition(n_segments=3)
             assert part.shape == lab.shape and part.max() == 2
     assert covering(colour.hierarchy(img, seed_spacing=4, boundary_map="chi2").partition(n_segments=3), lab) > 0.95
-    assert "nms" not in colour.hierarchy_settings(boundary_map="chi2")[1]  # the learned map's default, not chi2's
+    for key in ("nms", "merge_scales"):  # the learned map's defaults, not chi2's
+        assert key not in colour.hierarchy_settings(boundary_map="chi2")[1]
     # the default learned map is trained on "a boundary within 1 px" (a 3-px ridge): the cut may sit 1 px off
     assert covering(colour.hierarchy(img, seed_spacing=4).partition(n_segments=3), lab) > 0.93
     with pytest.raises(ValueError, match="grouping"):
