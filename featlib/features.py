@@ -69,11 +69,12 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 # size prior 128 / 512: 0.647 / 0.650; "Histogram gradients": seed spacing 8 vs 6 / 12, size prior 256 vs 64 / 1024,
 # spectral weight 1 vs 0 / 0.5 / 1.5 for "chi2"; "Learned features": contrast 0.07, seed spacing 8, equal mesh) and
 # docs/CLICKS.md (finest two strides, reach 2). FeatureNet sources keep "chi2" (their features join it as a cue;
-# the learned map reads colour cues only). boundary_scales stays one scale (the function's default): (1.0, 0.5), the
-# accurate option, gave covering ODS 0.675 / PRI 0.873 / VI 1.405 bits / F 0.750 but builds in 1.27 s vs 0.96 s
-# (issue 20 asks <= 1 s), so it is an override: f.hierarchy(image, boundary_scales=(1.0, 0.5)). nms: the learned map
-# thinned by non-maximum suppression (floor 0.5) before the watershed and merging: covering ODS / OIS 0.659 / 0.717
-# vs 0.657 / 0.702, PRI 0.866 (level), VI 1.449 vs 1.454 bits, boundary F 0.759 / AP 0.823 vs 0.754 / 0.808.
+# the learned map reads colour cues only). boundary_scales stays one scale (the function's default): (1.0, 0.5) for
+# the watershed too (the accurate option, without NMS) gave covering ODS 0.675 / PRI 0.873 / VI 1.405 bits / F 0.750,
+# less precise boundaries than merge_scales below; it is an override: f.hierarchy(image, boundary_scales=(1.0, 0.5)).
+# nms: the learned map thinned by non-maximum suppression (floor 0.5) before the watershed and merging: covering ODS
+# / OIS 0.659 / 0.717 vs 0.657 / 0.702, PRI 0.866 (level), VI 1.449 vs 1.454 bits, boundary F 0.759 / AP 0.823 vs
+# 0.754 / 0.808.
 # merge_scales (1.0, 0.5): the watershed reads the one-scale map, the merge heights the mean of it and the half-size
 # image's map (both after NMS; docs/PARTITIONS.md "Merging on two scales"): covering ODS / OIS 0.679 / 0.717 vs
 # 0.659 / 0.717, PRI 0.873 vs 0.866, VI 1.376 vs 1.449 bits, boundary F 0.764 / AP 0.823 vs 0.759 / 0.823 (both scales
