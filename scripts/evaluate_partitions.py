@@ -5,8 +5,9 @@
         --method hierarchy,slic,felzenszwalb --features lab-smooth --output outputs/partitions/val.json
 
 The hierarchy is the features' default grouping (``--grouping``: "gradients", a boundary map merged by mean
-boundary strength -- for colour the learned map of featlib.boundary_net, ``--boundary-map chi2`` the equal-weight
-histogram gradients + spectral globalisation, ``--boundary-scales 1,0.5`` the accurate two-scale learned map --
+boundary strength -- for colour the learned map of featlib.boundary_net, its merging on the map averaged with the
+half-size image's (``--merge-scales 1`` for one scale, the faster option), ``--boundary-map chi2`` the equal-weight
+histogram gradients + spectral globalisation, ``--boundary-scales 1,0.5`` the watershed too on two scales --
 the default partitions; "mesh", the fast grouping on neighbour
 distances; settings in featlib.features.DEFAULTS). For each method a sweep of its granularity parameter
 (hierarchy: merge-height thresholds, one dataset-wide grid per grouping; SLIC: segment counts; Felzenszwalb:
