@@ -211,6 +211,14 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None
 
     ``features``: a FeatureNet's features of ``image`` {s: [C_s, ceil(H / s), ceil(W / s)]}, read as one more channel
     per stride (``feature_channels``) by a network trained on them (default: ``FEATURE_ASSET``); one scale only."""
+    maps = scale_probabilities(image, net, mirror, scales, features)
+    return sum(maps.values()) / len(maps)
+
+
+def scale_probabilities(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
+                        scales=(1.0,), features=None) -> dict[float, np.ndarray]:
+    """{scale: float32 [H, W]}: the network's map of ``image`` resized by each scale, brought back to [H, W]
+    bilinearly (arguments as ``boundary_probability``, which averages them)."""
     image = check_image(image)
     scales = check_scales(scales)
     if features is not None and scales != (1.0,):
@@ -221,14 +229,6 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None
     if N_INPUTS + n_feat != net.n_inputs:
         raise ValueError(f"the boundary network reads {net.n_inputs} channels ({net.n_inputs - N_INPUTS} from "
                          f"features), the cue stack would have {N_INPUTS + n_feat} ({n_feat} from features)")
-    maps = scale_probabilities(image, net, mirror, scales, features)
-    return sum(maps.values()) / len(maps)
-
-
-def scale_probabilities(image: np.ndarray, net: BoundaryNet, mirror: bool, scales: tuple[float, ...],
-                        features=None) -> dict[float, np.ndarray]:
-    """{scale: float32 [H, W]}: the network's map of ``image`` resized by each scale, brought back to [H, W]
-    bilinearly (inputs already checked by ``boundary_probability``)."""
     h, w = image.shape[:2]
     out = {}
     for s in scales:
@@ -271,8 +271,7 @@ def boundary_mesh(image: np.ndarray, net: BoundaryNet | str | Path | None = None
                   scales=(1.0,), features=None, nms: bool = False) -> DistanceMesh:
     """The hierarchy's pixel-edge values: the mean probability of the two pixels of each 4-neighbour edge
     (``nms``: of the map after ``suppress_nonmaxima``)."""
-    p = boundary_probability(image, net, mirror, scales, features)
-    return pixel_mesh(suppress_nonmaxima(p) if nms else p)
+    return boundary_meshes(image, net, mirror, scales, None, features, nms)[0]
 
 
 def boundary_meshes(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
@@ -286,22 +285,14 @@ def boundary_meshes(image: np.ndarray, net: BoundaryNet | str | Path | None = No
     boundaries while the merge order reads both scales."""
     scales = check_scales(scales)
     merge_scales = scales if merge_scales is None else check_scales(merge_scales)
-    if merge_scales == scales:
-        mesh = boundary_mesh(image, net, mirror, scales, features, nms)
-        return mesh, mesh
-    if features is not None:
-        raise ValueError(f"features are read at the image's own scale only: merge_scales must be (1.0,), "
-                         f"got {merge_scales!r}")
-    image = check_image(image)
-    if not isinstance(net, BoundaryNet):
-        net = cached_net(net)
-    maps = scale_probabilities(image, net, mirror, tuple(dict.fromkeys(scales + merge_scales)))
+    maps = scale_probabilities(image, net, mirror, tuple(dict.fromkeys(scales + merge_scales)), features)
 
     def mesh(group):
         p = sum(maps[s] for s in group) / len(group)
         return pixel_mesh(suppress_nonmaxima(p) if nms else p)
 
-    return mesh(scales), mesh(merge_scales)
+    watershed = mesh(scales)
+    return watershed, watershed if merge_scales == scales else mesh(merge_scales)
 
 
 # ------------------------------------------------------------------------------------------------ training

@@ -317,19 +317,19 @@ def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, bo
     image's own scale)."""
     if boundary_map not in ("chi2", "learned"):
         raise ValueError(f"boundary_map must be 'chi2' or 'learned', got {boundary_map!r}")
-    one_scale = check_scales(boundary_scales) == (1.0,)
-    if merge_scales is not None:
-        one_scale = one_scale and check_scales(merge_scales) == (1.0,)
-        boundary_scales = f"{boundary_scales!r} / merge_scales {merge_scales!r}"
+    given = {"boundary_scales": boundary_scales} if merge_scales is None else \
+        {"boundary_scales": boundary_scales, "merge_scales": merge_scales}
+    one_scale = all(check_scales(v) == (1.0,) for v in given.values())
+    named = " / ".join(f"{k} {v!r}" for k, v in given.items())
     if boundary_map == "chi2" and (not one_scale or boundary_net is not None):
-        raise ValueError(f"boundary_scales {boundary_scales!s} and boundary_net {boundary_net!r} need "
+        raise ValueError(f"{named} and boundary_net {boundary_net!r} need "
                          "boundary_map='learned' (chi2 is one scale and has no network)")
     if boundary_map == "chi2" and nms:
         raise ValueError("nms=True thins the learned map: it needs boundary_map='learned'")
     if boundary_map == "learned" and cue_weights is not None:
         raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
     if boundary_map == "learned" and features and not one_scale:
-        raise ValueError(f"a map that reads features is one scale: boundary_scales {boundary_scales!s} is for colour")
+        raise ValueError(f"a map that reads features is one scale: {named} is for colour")
 
 
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
@@ -358,7 +358,7 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     else:
         mesh = merge_mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
     return hierarchy_from_mesh(mesh, seed_spacing=seed_spacing, size_prior=size_prior, contrast=0.0,
-                               spectral=spectral, merge_mesh=None if merge_mesh is mesh else merge_mesh)
+                               spectral=spectral, merge_mesh=merge_mesh)
 
 
 # ----------------------------------------------------------------------------------- baselines, same interface
