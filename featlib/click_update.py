@@ -26,7 +26,9 @@ click has k = True, a negative one k = False) or int for a multi-label one (k = 
   of each label (no pixel has it yet: r = inf) is global.
 - Growth (the segmenters' ``grow``, an option): when the applied change reaches an inner side of the box
   (``reaches_edge``: the box cut it off), the box is doubled (half-size ``reach * 2^k * max(r, 2)``) and solved again,
-  up to ``grow`` times: a shallow click whose error runs past its small box gets the box a deeper click would.
+  up to ``grow`` times: a shallow click whose error runs past its small box gets the box a deeper click would. With
+  the segmenters' ``grow_cap`` a doubled box's change is kept only while it is at most that many times the change of
+  the click's own box: a change that outgrows it is mostly a leak the click does not support (measured there).
 - Touch-up: for r < ``touch_up`` the click is a boundary correction at its own scale: only pixels closer to it than
   r (the empty disc) may change. For r = 1 that is the clicked pixel alone.
 

@@ -84,6 +84,7 @@ class CutSegmenter:
         seed_segments: int | None = None,
         lone_click_segments: int | None = None,
         grow: int = 0,
+        grow_cap: float = float("inf"),
     ):
         self.image, size = check_image(image)
         check_policy(reach, touch_up)
@@ -93,6 +94,8 @@ class CutSegmenter:
                 raise ValueError(f"{name} must be None or >= 1, got {value}")
         if isinstance(grow, bool) or not isinstance(grow, (int, np.integer)) or grow < 0:
             raise ValueError(f"grow must be an integer >= 0, got {grow!r}")
+        if not grow_cap >= 1:  # also refuses NaN
+            raise ValueError(f"grow_cap must be >= 1 (a ratio of changed areas; inf: no cap), got {grow_cap!r}")
         self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing)
         self.mesh, self.shape = self.graph.mesh, self.graph.shape
         self.backend, self.lam = backend, float(lam)
@@ -101,6 +104,7 @@ class CutSegmenter:
         self.reach = None if reach is None else float(reach)
         self.touch_up = float(touch_up)
         self.seed_segments, self.lone_click_segments, self.grow = seed_segments, lone_click_segments, int(grow)
+        self.grow_cap = float(grow_cap)
         # Partitions of the image, when asked for: the seeds of the trust regions (click_update.seeded_trust; None:
         # click-centred boxes, trust_box) and the segments a lone first click stands for (click_energy). Both are
         # cuts of one hierarchy: the histogram-gradient hierarchy of the image when there is one, else the "mesh"
@@ -127,15 +131,23 @@ class CutSegmenter:
 
     def _policy_update(self, labels: np.ndarray, label, y: int, x: int, solve) -> np.ndarray:
         """The labels after a click for ``label`` at (y, x): ``solve(box)`` -> the cut's label map (box None: global),
-        in the click's trust region, doubled up to ``grow`` times while the applied change reaches the box's inner
-        sides (click-centred boxes only, not for touch-ups), then the policy (``featlib.click_update``)."""
+        in the click's trust region, then the policy (``featlib.click_update``). With ``grow``: while the applied
+        change reaches the box's inner sides, the box is doubled and solved again, up to ``grow`` times, keeping a
+        doubled box's change only while it is at most ``grow_cap`` times the click's own box's change (click-centred
+        boxes only, not for touch-ups)."""
         r, box, within = self._trust(labels, label, y, x)
         new = self._apply(labels, solve(box), y, x, label, r, within)
+        if not self.grow or box is None or within is not None or r < self.touch_up:
+            return new
+        own = int((new != labels).sum())
         for k in range(1, self.grow + 1):
-            if box is None or within is not None or r < self.touch_up or not reaches_edge(new != labels, box):
+            if not reaches_edge(new != labels, box):
                 break
             box = trust_box(y, x, r * 2**k, self.reach, self.shape)
-            new = self._apply(labels, solve(box), y, x, label, r, within)
+            grown = self._apply(labels, solve(box), y, x, label, r, within)
+            if (grown != labels).sum() > self.grow_cap * own:
+                break  # the larger box's change outgrows what the click's own box supports: keep the smaller
+            new = grown
         return new
 
     def _apply(self, labels, cut, y, x, label, r, within) -> np.ndarray:
@@ -148,9 +160,9 @@ class MultiClickSegmenter(CutSegmenter):
     Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
     ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None, ``lone_click_segments`` None: here each
-    object's first click, ``grow`` 0), so ``Features.click_kwargs()`` applies unchanged. Without ``local`` the labels
-    are the whole cut after each click (every clicked pixel still keeps its label, but other pixels may change to any
-    label). ``seed_map``: the partition seeding the trust regions, or None.
+    object's first click, ``grow`` 0, ``grow_cap`` inf), so ``Features.click_kwargs()`` applies unchanged. Without
+    ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its label, but other
+    pixels may change to any label). ``seed_map``: the partition seeding the trust regions, or None.
 
     Attributes: ``labels`` int32 [H, W]; ``clicks`` list of ``LabelClick``; ``shape`` (H, W); ``n_objects`` (K, the
     largest object label clicked); ``last_update_s``; ``last_cuts`` (min cuts of the last click).

@@ -315,6 +315,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grow", type=int, default=None,
                    help="box doublings while a click's applied change reaches its box's inner side (ClickSegmenter "
                         "grow, e.g. 2; default and 0: off)")
+    p.add_argument("--grow-cap", type=float, default=None,
+                   help="with --grow, keep a doubled box's change only while it is at most this many times the "
+                        "click's own box's change (ClickSegmenter grow_cap, e.g. 2; default: no cap)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds500: which BSDS500 split")
     p.add_argument("--holdout", type=int, default=0,
@@ -371,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
             kw["reach"] = a.reach or None
         if a.touch_up is not None:
             kw["touch_up"] = a.touch_up
+        if a.grow_cap is not None:
+            if not a.grow_cap >= 1:
+                raise ValueError(f"--grow-cap must be >= 1 (inf: no cap), got {a.grow_cap}")
+            kw["grow_cap"] = a.grow_cap
         kw.update({dest: value or _COUNT_OPTIONS[dest] for dest, value in counts.items()})
         tag = "multi" if a.multi else "+".join(c.spec.replace(":", "") for c in clickers)
         out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{cli.slug(a.features)}_{tag}.json",

@@ -83,7 +83,7 @@ def test_hierarchy_kwargs_resolve_mesh_weights_per_features():
     assert learned.hierarchy_kwargs({2: 1, 4: 0.5})["mesh_weights"] == {2: 1.0, 4: 0.5}
     # the learned defaults: features.DEFAULTS["learned"] ("mesh", "clicks")
     assert learned.hierarchy_kwargs() == {"mesh_weights": None, "contrast": 0.07, "seed_spacing": 8}
-    assert learned.click_kwargs() == {"mesh_weights": {1: 1.0, 2: 1.0}, "reach": 2.0}
+    assert learned.click_kwargs() == {"mesh_weights": {1: 1.0, 2: 1.0}, "reach": 2.0, "grow": 2, "grow_cap": 2.0}
     assert colour.click_kwargs() == {}
     assert colour.hierarchy_kwargs("finest") == {}        # one map: nothing to combine
     with pytest.raises(ValueError, match="unknown mesh weights"):

@@ -261,7 +261,8 @@ def test_evaluate_iis_cli_convention(tmp_path, monkeypatch, capsys):
     assert mod.main(_grabcut_args(root, "--workers", "1", "--output", str(first), "--overwrite")) == 0
     for bad, msg in [(["--clicker", "corner"], "unknown clicker"), (["--multi"], "bsds500"),
                      (["--workers", "0"], "--workers"), (["--seeds", "0", "--clicker", "dt"], "--seeds"),
-                     (["--lone-click-segments", "-1"], "--lone-click-segments"), (["--grow", "-1"], "--grow")]:
+                     (["--lone-click-segments", "-1"], "--lone-click-segments"), (["--grow", "-1"], "--grow"),
+                     (["--grow", "2", "--grow-cap", "0.5"], "--grow-cap")]:
         assert mod.main(_grabcut_args(root, *bad)) == 2, bad
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1, err

@@ -287,24 +287,47 @@ def test_reaches_edge():
     assert not reaches_edge(change, (0, 20, 0, 30))  # the whole image: no inner side
 
 
+def _last_click_change(img, clicks, **kw) -> np.ndarray:
+    """bool [H, W]: what the last of ``clicks`` changed, and the mask before it."""
+    seg = ClickSegmenter(lab_features(img), img, reach=1.0, **kw)
+    for y, x, p in clicks[:-1]:
+        seg.add_click(y, x, p)
+    before = seg.mask.copy()
+    seg.add_click(*clicks[-1])
+    assert not (before & ~seg.mask).any()  # still nested
+    return seg.mask != before, before
+
+
+# The last click is positive in the flat background: its cut would take all of it, the box cuts it off.
+GROW_CLICKS = [(38, 38, True), (70, 75, True), (5, 90, False), (60, 20, True), (38, 60, False), (90, 5, True)]
+
+
 def test_grow_doubles_the_box_while_the_change_reaches_it():
-    """The last click is positive in the flat background: its cut would take all of it, the box cuts it off. With
-    ``grow`` the box doubles (up to grow times) while the applied change reaches an inner side."""
+    """With ``grow`` (no cap) the box doubles, up to grow times, while the applied change reaches an inner side."""
     img, _ = scene(96, seed=6)
-    clicks = [(38, 38, True), (70, 75, True), (5, 90, False), (60, 20, True), (38, 60, False), (90, 5, True)]
     grown = {}
     for grow in (0, 1, 2):
-        seg = ClickSegmenter(lab_features(img), img, reach=1.0, grow=grow)
-        for y, x, p in clicks[:-1]:
-            seg.add_click(y, x, p)
-        before = seg.mask.copy()
-        seg.add_click(*clicks[-1])
-        r = max(ndimage.distance_transform_edt(~before)[clicks[-1][:2]], 2.0)
-        changed = np.argwhere(seg.mask != before)
-        assert np.abs(changed - clicks[-1][:2]).max() <= 2**grow * r + 8  # regions meeting the box: one region's slack
-        assert not (before & ~seg.mask).any()  # still nested
-        grown[grow] = (seg.mask != before).sum()
+        change, before = _last_click_change(img, GROW_CLICKS, grow=grow)
+        r = max(ndimage.distance_transform_edt(~before)[GROW_CLICKS[-1][:2]], 2.0)
+        assert np.abs(np.argwhere(change) - GROW_CLICKS[-1][:2]).max() <= 2**grow * r + 8  # one region's slack
+        grown[grow] = change.sum()
     assert grown[0] < grown[1] <= grown[2]  # grow 2: the change stopped short of the doubled box
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="grow"):
             ClickSegmenter(lab_features(img), img, grow=bad)
+
+
+def test_grow_cap_keeps_a_larger_box_only_while_its_change_stays_within_the_cap():
+    """A doubled box's change is kept only while it is at most ``grow_cap`` times the click's own box's change;
+    otherwise the last change within the cap stays (on the same state, the capped result is one of the levels')."""
+    img, _ = scene(96, seed=6)
+    own = _last_click_change(img, GROW_CLICKS, grow=0)[0].sum()
+    levels = [_last_click_change(img, GROW_CLICKS, grow=g)[0].sum() for g in (1, 2)]  # default: no cap
+    assert own < levels[0] <= levels[1]  # uncapped, the doubled box adds to this click's change
+    for cap in (1.0, (own + levels[0]) / (2 * own), levels[0] / own, 2.0, np.inf):  # binds, binds, not...
+        capped = _last_click_change(img, GROW_CLICKS, grow=2, grow_cap=cap)[0].sum()
+        assert capped <= cap * own and capped in [own, *levels]
+        assert capped == max(v for v in [own, *levels] if v <= cap * own)  # levels grow monotonically here
+    for bad in (0.5, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="grow_cap"):
+            ClickSegmenter(lab_features(img), img, grow=2, grow_cap=bad)
