@@ -287,8 +287,8 @@ def test_reaches_edge():
     assert not reaches_edge(change, (0, 20, 0, 30))  # the whole image: no inner side
 
 
-def _last_click_change(img, clicks, **kw) -> np.ndarray:
-    """bool [H, W]: what the last of ``clicks`` changed, and the mask before it."""
+def _last_click_change(img, clicks, **kw) -> tuple[np.ndarray, np.ndarray]:
+    """(bool [H, W] what the last of ``clicks`` changed, bool [H, W] the mask before it)."""
     seg = ClickSegmenter(lab_features(img), img, reach=1.0, **kw)
     for y, x, p in clicks[:-1]:
         seg.add_click(y, x, p)
@@ -324,7 +324,7 @@ def test_grow_cap_keeps_a_larger_box_only_while_its_change_stays_within_the_cap(
     own = _last_click_change(img, GROW_CLICKS, grow=0)[0].sum()
     levels = [_last_click_change(img, GROW_CLICKS, grow=g)[0].sum() for g in (1, 2)]  # default: no cap
     assert own < levels[0] <= levels[1]  # uncapped, the doubled box adds to this click's change
-    for cap in (1.0, (own + levels[0]) / (2 * own), levels[0] / own, 2.0, np.inf):  # binds, binds, not...
+    for cap in (1.0, (own + levels[0]) / (2 * own), levels[0] / own, 2.0, np.inf):  # caps below / at / above level 1
         capped = _last_click_change(img, GROW_CLICKS, grow=2, grow_cap=cap)[0].sum()
         assert capped <= cap * own and capped in [own, *levels]
         assert capped == max(v for v in [own, *levels] if v <= cap * own)  # levels grow monotonically here
