@@ -139,15 +139,17 @@ class CutSegmenter:
         new = self._apply(labels, solve(box), y, x, label, r, within)
         if not self.grow or box is None or within is not None or r < self.touch_up:
             return new
-        own = int((new != labels).sum())
+        change = new != labels
+        own = int(change.sum())
         for k in range(1, self.grow + 1):
-            if not reaches_edge(new != labels, box):
+            if not reaches_edge(change, box):
                 break
             box = trust_box(y, x, r * 2**k, self.reach, self.shape)
             grown = self._apply(labels, solve(box), y, x, label, r, within)
-            if (grown != labels).sum() > self.grow_cap * own:
+            grown_change = grown != labels
+            if grown_change.sum() > self.grow_cap * own:
                 break  # the larger box's change outgrows what the click's own box supports: keep the smaller
-            new = grown
+            new, change = grown, grown_change
         return new
 
     def _apply(self, labels, cut, y, x, label, r, within) -> np.ndarray:
