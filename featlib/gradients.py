@@ -42,9 +42,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 from scipy.cluster.vq import kmeans2
+from scipy.spatial.distance import cdist
 from skimage.color import rgb2lab
 
 from featlib.distances import DistanceMesh, feature_dict
+from featlib.gaussian import gaussian_derivatives, gaussian_smooth
 
 # half-disc radii in px at BSDS resolution (gPb's), per cue
 RADII: dict[str, tuple[float, ...]] = {"L": (3, 5, 10), "a": (5, 10, 20), "b": (5, 10, 20), "t": (5, 10, 20)}
@@ -124,14 +126,42 @@ def _filter_bank(lum: np.ndarray) -> np.ndarray:
     """L in [0, 1] [H, W] -> float32 [H, W, 18]: oriented 1st / 2nd Gaussian derivatives and the LoG at 2 scales."""
     out = []
     for s in (1.0, 2.0):
-        gy, gx = ndimage.gaussian_filter(lum, s, order=(1, 0)), ndimage.gaussian_filter(lum, s, order=(0, 1))
-        gyy, gxx = ndimage.gaussian_filter(lum, s, order=(2, 0)), ndimage.gaussian_filter(lum, s, order=(0, 2))
-        gxy = ndimage.gaussian_filter(lum, s, order=(1, 1))
+        gy, gx, gyy, gxx, gxy = gaussian_derivatives(lum, s, ((1, 0), (0, 1), (2, 0), (0, 2), (1, 1)))
         for k in range(4):
             c, si = np.cos(np.pi * k / 4), np.sin(np.pi * k / 4)
             out += [c * gx + si * gy, c * c * gxx + 2 * c * si * gxy + si * si * gyy]
-        out.append(ndimage.gaussian_laplace(lum, s))
+        out.append(gyy + gxx)  # the Laplacian of Gaussian
     return np.stack(out, -1).astype(np.float32)
+
+
+def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
+    """k-means++ seeds of x float64 [N, D] -> [k, D]: the draws and distances of ``scipy.cluster.vq``'s ``'++'``
+    start (so ``kmeans2(x, seeds, minit="matrix")`` reproduces ``kmeans2(x, k, minit="++", seed=...)``), with each
+    point's squared distance to its nearest seed updated per new seed instead of recomputed against all of them
+    (k instead of k^2 / 2 distance passes)."""
+    seeds = np.empty((k, x.shape[1]))
+    seeds[0] = x[rng.randint(len(x))]
+    d2 = cdist(seeds[:1], x, metric="sqeuclidean")[0]
+    for i in range(1, k):
+        cum = (d2 / d2.sum()).cumsum()
+        seeds[i] = x[int(np.searchsorted(cum, rng.uniform()))]
+        if i + 1 < k:
+            d2 = np.minimum(d2, cdist(seeds[i:i + 1], x, metric="sqeuclidean")[0])
+    return seeds
+
+
+def _n_distinct_rows(x: np.ndarray, at_least: int) -> int:
+    """min(number of distinct rows of ``x.round(4)`` (float32 [N, D]), ``at_least``), cheaply when there are many:
+    each row hashed to one int64 from its values' bits (-0.0 made 0.0, so equal rows hash equal), and ``at_least``
+    distinct hashes prove as many distinct rows; otherwise counted exactly."""
+    r = np.asarray(x, np.float32).round(4)
+    bits = (r + np.float32(0)).view(np.int32).astype(np.int64)
+    h = np.zeros(len(bits), np.int64)
+    for col in bits.T:  # polynomial hash in wrapping integer arithmetic: exact, the same for equal rows
+        h = h * np.int64(1_000_003) + col
+    if len(np.unique(h)) >= at_least:
+        return at_least
+    return min(at_least, len(np.unique(r, axis=0)))
 
 
 def textons(lum: np.ndarray, k: int = N_TEXTONS, seed: int = 0, sample: int = 20000) -> np.ndarray:
@@ -140,12 +170,13 @@ def textons(lum: np.ndarray, k: int = N_TEXTONS, seed: int = 0, sample: int = 20
     x = f.reshape(-1, f.shape[-1])
     rng = np.random.default_rng(seed)
     pick = x[rng.choice(len(x), min(len(x), sample), replace=False)]
-    k = min(k, len(np.unique(pick.round(4), axis=0)))  # a flat image has fewer distinct responses than textons
+    k = _n_distinct_rows(pick, k)  # a flat image has fewer distinct responses than textons
     if k < 2:
         return np.zeros(lum.shape, np.intp)
+    pick = pick.astype(np.float64)
     with warnings.catch_warnings():  # an empty cluster is harmless here (that texton labels no pixel)
         warnings.simplefilter("ignore", UserWarning)
-        cent, _ = kmeans2(pick.astype(np.float64), k, iter=10, minit="++", seed=seed)
+        cent, _ = kmeans2(pick, _kmeans_pp(pick, k, np.random.RandomState(seed)), iter=10, minit="matrix")
     cent = cent.astype(np.float32)
     return np.argmin((cent**2).sum(1)[None] - 2 * x @ cent.T, 1).reshape(lum.shape)
 
@@ -206,20 +237,22 @@ def histogram_tensor(bins: np.ndarray, sigma: float) -> np.ndarray:
 def _histogram_tensor(bins: np.ndarray, sigma: float, exact: bool = False) -> np.ndarray:
     """The tensor on the given grid. ``exact``: sampled Gaussian-derivative filters for the gradient (needed on a
     coarse grid, where a central difference over 2 cells underestimates a sigma ~2 px edge); else the central
-    difference of the smoothed map (one filter per bin instead of three; as accurate from sigma 1.5 px up)."""
+    difference of the smoothed map (one filter per bin instead of three; as accurate from sigma 1.5 px up).
+    Empty bins (no mass anywhere) are skipped; the others are filtered as one [B, H, W] stack."""
     t = np.zeros((3, *bins.shape[1:]), np.float32)
-    for b in bins:
-        if not b.any():
-            continue
-        g = ndimage.gaussian_filter(b, sigma)
-        if exact:
-            gy, gx = ndimage.gaussian_filter(b, sigma, order=(1, 0)), ndimage.gaussian_filter(b, sigma, order=(0, 1))
-        else:
-            gy, gx = np.gradient(g)
-        inv = 1.0 / (g + EPS)
-        t[0] += gx * gx * inv
-        t[1] += gx * gy * inv
-        t[2] += gy * gy * inv
+    bins = bins[bins.reshape(len(bins), -1).any(1)]
+    if not len(bins):
+        return t
+    if exact:
+        g, gy, gx = gaussian_derivatives(bins, sigma, ((0, 0), (1, 0), (0, 1)))
+    else:
+        g = gaussian_smooth(bins, sigma)
+        gy, gx = np.gradient(g, axis=(1, 2))
+    inv = 1.0 / (g + EPS)
+    for i in range(len(bins)):  # accumulated bin by bin, as a sum over the stack's first axis would be
+        t[0] += gx[i] * gx[i] * inv[i]
+        t[1] += gx[i] * gy[i] * inv[i]
+        t[2] += gy[i] * gy[i] * inv[i]
     return t * (np.pi * sigma**2 / 2)
 
 

@@ -146,3 +146,54 @@ def test_coarse_grid_scales_match_full_resolution(sigma):
     full = OrientedGradients(_histogram_tensor(bins, sigma)).strength
     assert abs(fast.max() - full.max()) < 0.05 * full.max()
     assert np.abs(fast - full)[24:72, 24:104].max() < 0.1 * full.max()
+
+
+def test_textons_start_is_scipys_kmeans_pp():
+    """The incremental k-means++ start draws what scipy's '++' start draws: kmeans2 from it ends where
+    ``kmeans2(x, k, minit="++", seed=...)`` ends, so the textons (and the shipped boundary networks' inputs) are
+    the ones they were trained on."""
+    import warnings
+
+    from scipy.cluster.vq import kmeans2
+
+    from featlib.gradients import _kmeans_pp
+
+    x = np.random.default_rng(3).normal(size=(3000, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for seed in (0, 7):
+            ref, lab_ref = kmeans2(x, 12, iter=10, minit="++", seed=seed)
+            got, lab = kmeans2(x, _kmeans_pp(x, 12, np.random.RandomState(seed)), iter=10, minit="matrix")
+            assert np.array_equal(ref, got) and np.array_equal(lab_ref, lab)
+
+
+def test_distinct_rows_count():
+    """min(distinct rows of x.round(4), k): the hash shortcut when there are many, the exact count otherwise
+    (-0.0 and 0.0 are one value, as np.unique counts them)."""
+    from featlib.gradients import _n_distinct_rows
+
+    rng = np.random.default_rng(0)
+    many = rng.random((500, 5)).astype(np.float32)
+    assert _n_distinct_rows(many, 32) == 32
+    few = np.repeat(rng.random((3, 5)).astype(np.float32), 50, 0)
+    few[0, 0] = -0.0
+    few[1, 0] = 0.0
+    assert _n_distinct_rows(few, 32) == len(np.unique(few.round(4), axis=0)) == 4
+    assert _n_distinct_rows(np.full((40, 3), 0.12344, np.float32), 32) == 1
+    near = np.array([[0.12344], [0.12341]], np.float32)  # equal after rounding to 4 decimals
+    assert _n_distinct_rows(near, 32) == 1
+
+
+def test_filter_bank_matches_scipy_filters():
+    """The texton filter bank (shared row passes) against scipy's Gaussian derivative and LoG filters."""
+    from scipy import ndimage
+
+    from featlib.gradients import _filter_bank
+
+    lum = np.random.default_rng(1).random((30, 41)).astype(np.float32)
+    bank = _filter_bank(lum)
+    assert bank.shape == (30, 41, 18)
+    for i, s in ((0, 1.0), (9, 2.0)):
+        gx = ndimage.gaussian_filter(lum, s, order=(0, 1))
+        np.testing.assert_allclose(bank[..., i], gx, atol=1e-5)  # k = 0: the x derivative
+        np.testing.assert_allclose(bank[..., i + 8], ndimage.gaussian_laplace(lum, s), atol=1e-5)
