@@ -215,6 +215,9 @@ def _upsample(t: np.ndarray, f: int, size: tuple[int, int]) -> np.ndarray:
     return out.astype(np.float32)
 
 
+# bins filtered together: at most this many values per [b, H, W] stack (~32 MB float32; a BSDS500 image's 25-32 bins
+# fit in one, a 12-megapixel photo's are filtered one at a time)
+CHUNK_VALUES = 1 << 23
 MIN_SIGMA = 2.0  # a scale is computed on a 2^k-times coarser grid while sigma / 2^k stays >= this (up to 4x)
 
 
@@ -238,21 +241,23 @@ def _histogram_tensor(bins: np.ndarray, sigma: float, exact: bool = False) -> np
     """The tensor on the given grid. ``exact``: sampled Gaussian-derivative filters for the gradient (needed on a
     coarse grid, where a central difference over 2 cells underestimates a sigma ~2 px edge); else the central
     difference of the smoothed map (one filter per bin instead of three; as accurate from sigma 1.5 px up).
-    Empty bins (no mass anywhere) are skipped; the others are filtered as one [B, H, W] stack."""
+    Empty bins (no mass anywhere) are skipped; the others are filtered as [b, H, W] stacks of at most
+    ``CHUNK_VALUES`` values, so memory stays bounded on large photos."""
     t = np.zeros((3, *bins.shape[1:]), np.float32)
     bins = bins[bins.reshape(len(bins), -1).any(1)]
-    if not len(bins):
-        return t
-    if exact:
-        g, gy, gx = gaussian_derivatives(bins, sigma, ((0, 0), (1, 0), (0, 1)))
-    else:
-        g = gaussian_smooth(bins, sigma)
-        gy, gx = np.gradient(g, axis=(1, 2))
-    inv = 1.0 / (g + EPS)
-    for i in range(len(bins)):  # accumulated bin by bin, as a sum over the stack's first axis would be
-        t[0] += gx[i] * gx[i] * inv[i]
-        t[1] += gx[i] * gy[i] * inv[i]
-        t[2] += gy[i] * gy[i] * inv[i]
+    step = max(1, CHUNK_VALUES // max(t[0].size, 1))
+    for k in range(0, len(bins), step):
+        chunk = bins[k:k + step]
+        if exact:
+            g, gy, gx = gaussian_derivatives(chunk, sigma, ((0, 0), (1, 0), (0, 1)))
+        else:
+            g = gaussian_smooth(chunk, sigma)
+            gy, gx = np.gradient(g, axis=(1, 2))
+        inv = 1.0 / (g + EPS)
+        for i in range(len(chunk)):  # accumulated bin by bin
+            t[0] += gx[i] * gx[i] * inv[i]
+            t[1] += gx[i] * gy[i] * inv[i]
+            t[2] += gy[i] * gy[i] * inv[i]
     return t * (np.pi * sigma**2 / 2)
 
 

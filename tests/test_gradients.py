@@ -197,3 +197,17 @@ def test_filter_bank_matches_scipy_filters():
         gx = ndimage.gaussian_filter(lum, s, order=(0, 1))
         np.testing.assert_allclose(bank[..., i], gx, atol=1e-5)  # k = 0: the x derivative
         np.testing.assert_allclose(bank[..., i + 8], ndimage.gaussian_laplace(lum, s), atol=1e-5)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_histogram_tensor_in_chunks_is_the_same(monkeypatch, exact):
+    """Bins filtered a few at a time (large photos) give the tensor of all bins filtered at once."""
+    from featlib import gradients
+    from featlib.gradients import _histogram_tensor
+
+    rng = np.random.default_rng(2)
+    bins = soft_bins(rng.random((40, 52)), 0.0, 1.0, 9)
+    bins[3] = 0  # an empty bin is skipped either way
+    whole = _histogram_tensor(bins, 2.0, exact)
+    monkeypatch.setattr(gradients, "CHUNK_VALUES", 2 * 40 * 52)
+    np.testing.assert_allclose(_histogram_tensor(bins, 2.0, exact), whole, rtol=1e-6, atol=1e-7)
