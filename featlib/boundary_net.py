@@ -205,7 +205,7 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
-                         scales=(1.0,), features=None) -> np.ndarray:
+                         scales=(1.0,), features=None, max_side: int | None = None) -> np.ndarray:
     """Per-pixel boundary probability of an image uint8 [H, W, 3]: float32 [H, W] in [0, 1] (``net``: a network or
     its file, default the shipped one, loaded once (``cached_net``); ``mirror``: average with the mirrored image's
     prediction, ~0.1 s more at 481 x 321: held-out train covering ODS 0.657 vs 0.652, boundary F 0.754 vs 0.750,
@@ -217,17 +217,34 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None
     0.750 vs 0.754 (docs/PARTITIONS.md).
 
     ``features``: a FeatureNet's features of ``image`` {s: [C_s, ceil(H / s), ceil(W / s)]}, read as one more channel
-    per stride (``feature_channels``) by a network trained on them (default: ``FEATURE_ASSET``); one scale only."""
-    maps = scale_probabilities(image, net, mirror, scales, features)
+    per stride (``feature_channels``) by a network trained on them (default: ``FEATURE_ASSET``); one scale only.
+
+    ``max_side``: the working resolution -- an image whose longer side exceeds it is read at that size (every scale
+    relative to it; ``working_scale``) and its map brought back to [H, W]; None: the image's own size."""
+    maps = scale_probabilities(image, net, mirror, scales, features, max_side)
     return sum(maps.values()) / len(maps)
 
 
+def working_scale(shape: tuple[int, ...], max_side: int | None) -> float:
+    """The factor an image of ``shape`` (H, W, ...) is read at so that its longer side is at most ``max_side``
+    (1.0 when it already is, or for None / 0: the image's own size); ValueError unless ``max_side`` is None, 0 or an
+    integer >= ``MIN_SIDE``."""
+    if max_side is None or (isinstance(max_side, (int, np.integer)) and not isinstance(max_side, bool)
+                            and max_side == 0):
+        return 1.0
+    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < MIN_SIDE:
+        raise ValueError(f"max_side must be None or 0 (the image's own size) or an integer >= {MIN_SIDE} (px), "
+                         f"got {max_side!r}")
+    return min(1.0, int(max_side) / max(shape[0], shape[1]))
+
+
 def scale_probabilities(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
-                        scales=(1.0,), features=None) -> dict[float, np.ndarray]:
-    """{scale: float32 [H, W]}: the network's map of ``image`` resized by each scale, brought back to [H, W]
-    bilinearly (arguments as ``boundary_probability``, which averages them)."""
+                        scales=(1.0,), features=None, max_side: int | None = None) -> dict[float, np.ndarray]:
+    """{scale: float32 [H, W]}: the network's map of ``image`` resized by each scale (times ``working_scale``),
+    brought back to [H, W] bilinearly (arguments as ``boundary_probability``, which averages them)."""
     image = check_image(image)
     scales = check_scales(scales)
+    base = working_scale(image.shape, max_side)
     if features is not None and scales != (1.0,):
         raise ValueError(f"features are read at the image's own scale only: scales must be (1.0,), got {scales!r}")
     if not isinstance(net, BoundaryNet):
@@ -239,7 +256,8 @@ def scale_probabilities(image: np.ndarray, net: BoundaryNet | str | Path | None 
     h, w = image.shape[:2]
     out = {}
     for s in scales:
-        p = probability_from_stack(cue_stack(image if s == 1 else _resized(image, s), features), net, mirror)
+        f = s * base
+        p = probability_from_stack(cue_stack(image if f == 1 else _resized(image, f), features), net, mirror)
         out[s] = p if p.shape == (h, w) else resize(p, (h, w), order=1, anti_aliasing=False).astype(np.float32)
     return out
 
@@ -275,14 +293,14 @@ def suppress_nonmaxima(p: np.ndarray, floor: float = NMS_FLOOR, sigma: float = N
 
 
 def boundary_mesh(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
-                  scales=(1.0,), features=None, nms: bool = False) -> DistanceMesh:
+                  scales=(1.0,), features=None, nms: bool = False, max_side: int | None = None) -> DistanceMesh:
     """The hierarchy's pixel-edge values: the mean probability of the two pixels of each 4-neighbour edge
     (``nms``: of the map after ``suppress_nonmaxima``)."""
-    return boundary_meshes(image, net, mirror, scales, None, features, nms)[0]
+    return boundary_meshes(image, net, mirror, scales, None, features, nms, max_side)[0]
 
 
 def boundary_meshes(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
-                    scales=(1.0,), merge_scales=None, features=None, nms: bool = False
+                    scales=(1.0,), merge_scales=None, features=None, nms: bool = False, max_side: int | None = None
                     ) -> tuple[DistanceMesh, DistanceMesh]:
     """(watershed mesh, merge mesh): ``boundary_mesh`` of the mean map over ``scales`` and over ``merge_scales``
     (None: the same scales, one mesh returned twice), each scale's map computed once.
@@ -292,7 +310,7 @@ def boundary_meshes(image: np.ndarray, net: BoundaryNet | str | Path | None = No
     boundaries while the merge order reads both scales."""
     scales = check_scales(scales)
     merge_scales = scales if merge_scales is None else check_scales(merge_scales)
-    maps = scale_probabilities(image, net, mirror, tuple(dict.fromkeys(scales + merge_scales)), features)
+    maps = scale_probabilities(image, net, mirror, tuple(dict.fromkeys(scales + merge_scales)), features, max_side)
 
     def mesh(group):
         p = sum(maps[s] for s in group) / len(group)

@@ -31,7 +31,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.morphology import local_minima
 from skimage.segmentation import felzenszwalb, slic, watershed
 
-from featlib.boundary_net import boundary_meshes, check_scales
+from featlib.boundary_net import boundary_meshes, check_scales, working_scale
 from featlib.distances import LAB_SMOOTH_SIGMA, DistanceMesh, distance_mesh, lab_features
 from featlib.gradients import oriented_gradients
 from featlib.graphcut import grid_seeds, pixel_strength, region_adjacency
@@ -310,11 +310,12 @@ def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior
 
 
 def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, boundary_scales=(1.0,),
-                       boundary_net=None, cue_weights=None, nms: bool = False, merge_scales=None) -> None:
+                       boundary_net=None, cue_weights=None, nms: bool = False, merge_scales=None,
+                       max_side: int | None = None) -> None:
     """ValueError for a combination ``gradient_hierarchy`` cannot run (callers check before reading any image):
     an unknown map; ``cue_weights`` with the learned map (it learned its own weighting); ``boundary_scales`` /
     ``merge_scales`` other than one scale or a ``boundary_net`` with chi2; two scales with ``features`` (read at the
-    image's own scale)."""
+    image's own scale); a bad ``max_side``, or one with chi2."""
     if boundary_map not in ("chi2", "learned"):
         raise ValueError(f"boundary_map must be 'chi2' or 'learned', got {boundary_map!r}")
     given = {"boundary_scales": boundary_scales} if merge_scales is None else \
@@ -326,6 +327,10 @@ def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, bo
                          "boundary_map='learned' (chi2 is one scale and has no network)")
     if boundary_map == "chi2" and nms:
         raise ValueError("nms=True thins the learned map: it needs boundary_map='learned'")
+    working_scale((1, 1), max_side)  # ValueError for a bad max_side
+    if boundary_map == "chi2" and max_side:
+        raise ValueError(f"max_side={max_side!r} sets the learned map's working resolution: it needs "
+                         "boundary_map='learned'")
     if boundary_map == "learned" and cue_weights is not None:
         raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
     if boundary_map == "learned" and features and not one_scale:
@@ -335,7 +340,7 @@ def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, bo
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
                        size_prior: float = 256.0, spectral: float = 1.0, feature_weight: float = 1.0,
                        cue_weights=None, boundary_scales=(1.0,), boundary_net=None, nms: bool = False,
-                       merge_scales=None) -> Hierarchy:
+                       merge_scales=None, max_side: int | None = None) -> Hierarchy:
     """The hierarchy on a boundary map of ``image`` uint8 [H, W, 3], merged by mean boundary strength (no internal
     contrast term: histogram differences are already relative to the texture), after spectral globalisation when
     ``spectral > 0``.
@@ -348,17 +353,22 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     (``scripts/train_boundary.py``) instead of the shipped one. ``nms``: the learned map after non-maximum
     suppression (``boundary_net.suppress_nonmaxima``). ``merge_scales``: the merge heights read the mean map over
     these scales while the watershed reads ``boundary_scales``' (None: the same map; (1.0, 0.5) with one
-    boundary scale is colour's default, ``boundary_net.boundary_meshes``). Defaults chosen on 20 held-out BSDS500
-    train images (docs/PARTITIONS.md)."""
+    boundary scale is colour's default, ``boundary_net.boundary_meshes``). ``max_side`` (learned map only): the working
+    resolution -- a larger image's map is computed at that longer side and brought back, and the watershed's seed
+    spacing and the size prior (an area) grow with the image, so a photo gets the hierarchy of its working-size
+    copy, drawn at full resolution (the cues' radii and the network are BSDS500's scale: docs/PARTITIONS.md "Large
+    photos"). Defaults chosen on 20 held-out BSDS500 train images (docs/PARTITIONS.md)."""
     check_map_settings(boundary_map, features=features is not None, boundary_scales=boundary_scales,
-                       boundary_net=boundary_net, cue_weights=cue_weights, nms=nms, merge_scales=merge_scales)
+                       boundary_net=boundary_net, cue_weights=cue_weights, nms=nms, merge_scales=merge_scales,
+                       max_side=max_side)
     if boundary_map == "learned":
         mesh, merge_mesh = boundary_meshes(image, boundary_net, scales=boundary_scales, merge_scales=merge_scales,
-                                           features=features, nms=nms)
+                                           features=features, nms=nms, max_side=max_side)
     else:
         mesh = merge_mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
-    return hierarchy_from_mesh(mesh, seed_spacing=seed_spacing, size_prior=size_prior, contrast=0.0,
-                               spectral=spectral, merge_mesh=merge_mesh)
+    base = working_scale(np.shape(image), max_side)
+    return hierarchy_from_mesh(mesh, seed_spacing=max(1, round(seed_spacing / base)), size_prior=size_prior / base**2,
+                               contrast=0.0, spectral=spectral, merge_mesh=merge_mesh)
 
 
 # ----------------------------------------------------------------------------------- baselines, same interface

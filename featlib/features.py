@@ -102,11 +102,16 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 # 12.47 / 14.68 / 14.23, clicks losing > 1 IoU point 0.42 / 0.91 % -> 0.63 / 1.14 % (cap 4: 12.16 / 14.11 / 13.32 but
 # jitter drops 2.18 %; no cap: 2.58 / 3.05 %). On val (objects 9-30, run once): 12.23 / 15.39 / 14.52 -> 11.32 / 14.48
 # / 13.17, drops 0.86 / 1.17 / 1.17 %. Lab keeps the plain box: with the same setting its train dt drops are 2.11 %.
+# The learned map's working resolution (longer side, px): the cues' radii and the network are BSDS500's scale
+# (481 x 321, read as it is); a larger photo's map is computed at this size and the hierarchy drawn at full size. On the
+# 20 held-out BSDS500 train images upscaled 2x (GT too), covering ODS 0.685 at 512 vs 0.648 at full size; 3x: 0.673
+# at 512, 0.648 at 1024 (docs/PARTITIONS.md "Large photos"). f.hierarchy(image, max_side=0): full size.
+MAX_SIDE = 512
 DEFAULTS: dict[str, dict] = {
     "colour": {
         "grouping": "gradients",
         "gradients": {"boundary_map": "learned", "seed_spacing": 8, "size_prior": 256.0, "spectral": 0.0,
-                      "nms": True, "merge_scales": (1.0, 0.5)},
+                      "nms": True, "merge_scales": (1.0, 0.5), "max_side": MAX_SIDE},
         "mesh": {},  # build_hierarchy's own defaults, tuned on Lab (seed spacing 6, size prior 64, contrast 0.01)
         "clicks": {},  # ClickSegmenter's own defaults, tuned on Lab (reach 3, touch-up 4.5)
     },
@@ -130,7 +135,7 @@ DEFAULTS["bsds500-b0-all"] = {**DEFAULTS["learned"], "gradients": {**DEFAULTS["c
                                                                     "merge_scales": (1.0,)}}
 GROUPINGS = ("gradients", "mesh")
 _KEYS = {"gradients": {"boundary_map", "seed_spacing", "size_prior", "spectral", "feature_weight", "cue_weights",
-                       "boundary_scales", "boundary_net", "nms", "merge_scales"},
+                       "boundary_scales", "boundary_net", "nms", "merge_scales", "max_side"},
          "mesh": {"mesh_weights", "seed_spacing", "size_prior", "contrast", "connectivity"}}
 
 
@@ -185,13 +190,14 @@ class Features:
             kw = dict(self.defaults["gradients"])
             if self.model is None:
                 kw.pop("feature_weight", None)
-            if overrides.get("boundary_map") == "chi2":  # the learned map's defaults; chi2 has neither
-                for key in ("nms", "merge_scales"):
+            if overrides.get("boundary_map") == "chi2":  # the learned map's defaults; chi2 has none of them
+                for key in ("nms", "merge_scales", "max_side"):
                     if key not in overrides:
                         kw.pop(key, None)
         kw = {**kw, **overrides}
         if grouping == "gradients":  # what gradient_hierarchy would refuse, refused before any image is read
-            keys = ("boundary_map", "boundary_scales", "boundary_net", "cue_weights", "nms", "merge_scales")
+            keys = ("boundary_map", "boundary_scales", "boundary_net", "cue_weights", "nms", "merge_scales",
+                    "max_side")
             check_map_settings(features=self.model is not None, **{k: kw[k] for k in keys if k in kw})
         return grouping, kw
 

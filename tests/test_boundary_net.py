@@ -360,3 +360,36 @@ def test_train_script_adds_stanford_background_photos(tmp_path):
     assert "Stanford Background (4 photos" in card["data"] and "30% of crops" in card["data"]
     assert tb.main([*common, "--output", str(tmp_path / "t.pt"), "--stanford-share", "1"]) == 2
     assert tb.main([*common[:-1], str(tmp_path / "missing"), "--output", str(tmp_path / "t.pt")]) == 2
+
+
+def test_working_resolution_reads_a_large_image_at_max_side(scene):
+    """``max_side``: a larger image's map is its working-size copy's map brought back; the hierarchy is drawn at
+    full size with the seed spacing and size prior grown with it; images within max_side are untouched."""
+    from skimage.transform import resize
+
+    assert all(bn.working_scale((64, 80), m) == 1.0 for m in (None, 0, 80, 100))  # None / 0: the image's size
+    assert bn.working_scale((64, 80, 3), 40) == 0.5
+    for bad in (8, 15, -1, 40.0, True, False, "40"):
+        with pytest.raises(ValueError, match="max_side"):
+            bn.working_scale((64, 80), bad)
+    net = bn.load_boundary_net()
+    big = np.kron(scene.image, np.ones((2, 2, 1), np.uint8))  # [128, 160]: the scene at twice its size
+    p = bn.boundary_probability(big, net, max_side=80)
+    small = bn.boundary_probability(bn._resized(big, 0.5), net)
+    np.testing.assert_array_equal(p, resize(small, big.shape[:2], order=1, anti_aliasing=False).astype(np.float32))
+    two = bn.scale_probabilities(big, net, scales=(1.0, 0.5), max_side=80)
+    assert sorted(two) == [0.5, 1.0] and all(m.shape == big.shape[:2] for m in two.values())
+    np.testing.assert_array_equal(bn.boundary_probability(scene.image, net, max_side=80),
+                                  bn.boundary_probability(scene.image, net))  # within max_side: as it is
+    kw = dict(boundary_map="learned", spectral=0.0, nms=True, merge_scales=(1.0, 0.5))
+    capped, full = gradient_hierarchy(big, max_side=80, **kw), gradient_hierarchy(big, max_side=0, **kw)
+    assert capped.regions.shape == big.shape[:2] and capped.partition(n_segments=5).max() + 1 == 5
+    assert capped.n_regions < 0.5 * full.n_regions  # seeds every 16 px instead of 8
+    same = gradient_hierarchy(scene.image, max_side=80, **kw)
+    np.testing.assert_array_equal(same.ucm(), gradient_hierarchy(scene.image, **kw).ucm())
+    with pytest.raises(ValueError, match="needs boundary_map='learned'"):
+        gradient_hierarchy(scene.image, boundary_map="chi2", max_side=80)
+    with pytest.raises(ValueError, match="max_side"):
+        load("lab").hierarchy_settings(max_side=4)  # before any image is read
+    assert load("lab").hierarchy_settings()[1]["max_side"] == 512  # colour's default working resolution
+    assert "max_side" not in load("lab").hierarchy_settings(boundary_map="chi2")[1]

@@ -125,5 +125,6 @@ def test_the_shipped_partitions_model_reads_its_features_through_its_own_boundar
     img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
     assert f.hierarchy(img).partition(n_segments=4).max() + 1 == 4
     assert sorted(seen["features"]) == sorted(f.model.strides)  # the model's features reached the network
+    assert f.hierarchy(img, max_side=28).regions.shape == (40, 56)  # its map read at a working size, features too
     with pytest.raises(ValueError, match="one scale"):
         f.hierarchy_settings(boundary_scales=(1.0, 0.5))  # before any image is read
