@@ -240,8 +240,21 @@ def working_scale(shape: tuple[int, ...], max_side: int | None) -> float:
 
 def scale_probabilities(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
                         scales=(1.0,), features=None, max_side: int | None = None) -> dict[float, np.ndarray]:
-    """{scale: float32 [H, W]}: the network's map of ``image`` resized by each scale (times ``working_scale``),
-    brought back to [H, W] bilinearly (arguments as ``boundary_probability``, which averages them)."""
+    """{scale: float32 [H, W]}: the network's map of ``image`` resized by each scale, brought back to [H, W]
+    bilinearly (arguments as ``boundary_probability``, which averages them). With ``max_side`` a larger image is
+    first resized to its working copy (``working_scale``), whose maps these are, brought back."""
+    maps = _working_maps(image, net, mirror, scales, features, max_side)
+    return {s: _to_size(p, image.shape[:2]) for s, p in maps.items()}
+
+
+def _to_size(p: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A map float32 [h, w] brought to ``size`` bilinearly (itself when it has that size)."""
+    return p if p.shape == tuple(size) else resize(p, size, order=1, anti_aliasing=False).astype(np.float32)
+
+
+def _working_maps(image: np.ndarray, net, mirror: bool, scales, features, max_side) -> dict[float, np.ndarray]:
+    """{scale: float32 [h, w]} at the working copy's size [h, w] (``image`` itself unless it is larger than
+    ``max_side``): each scale's map of the working copy resized by it, brought back to the copy's size."""
     image = check_image(image)
     scales = check_scales(scales)
     base = working_scale(image.shape, max_side)
@@ -253,12 +266,11 @@ def scale_probabilities(image: np.ndarray, net: BoundaryNet | str | Path | None 
     if N_INPUTS + n_feat != net.n_inputs:
         raise ValueError(f"the boundary network reads {net.n_inputs} channels ({net.n_inputs - N_INPUTS} from "
                          f"features), the cue stack would have {N_INPUTS + n_feat} ({n_feat} from features)")
-    h, w = image.shape[:2]
+    work = image if base == 1 else _resized(image, base)
     out = {}
     for s in scales:
-        f = s * base
-        p = probability_from_stack(cue_stack(image if f == 1 else _resized(image, f), features), net, mirror)
-        out[s] = p if p.shape == (h, w) else resize(p, (h, w), order=1, anti_aliasing=False).astype(np.float32)
+        p = probability_from_stack(cue_stack(work if s == 1 else _resized(work, s), features), net, mirror)
+        out[s] = _to_size(p, work.shape[:2])
     return out
 
 
@@ -303,18 +315,19 @@ def boundary_meshes(image: np.ndarray, net: BoundaryNet | str | Path | None = No
                     scales=(1.0,), merge_scales=None, features=None, nms: bool = False, max_side: int | None = None
                     ) -> tuple[DistanceMesh, DistanceMesh]:
     """(watershed mesh, merge mesh): ``boundary_mesh`` of the mean map over ``scales`` and over ``merge_scales``
-    (None: the same scales, one mesh returned twice), each scale's map computed once.
+    (None: the same scales, one mesh returned twice), each scale's map computed once. With ``max_side`` the maps
+    are averaged and thinned at the working copy's size, then brought to the image's (bilinearly).
 
     Why two (docs/PARTITIONS.md "Merging on two scales"): the half-scale map calibrates merge heights across images
     (better regions) but places boundaries less precisely; watershed arcs from the full-scale map keep the precise
     boundaries while the merge order reads both scales."""
     scales = check_scales(scales)
     merge_scales = scales if merge_scales is None else check_scales(merge_scales)
-    maps = scale_probabilities(image, net, mirror, tuple(dict.fromkeys(scales + merge_scales)), features, max_side)
+    maps = _working_maps(image, net, mirror, tuple(dict.fromkeys(scales + merge_scales)), features, max_side)
 
-    def mesh(group):
+    def mesh(group):  # averaged and thinned at the working copy's size, then brought to the image's
         p = sum(maps[s] for s in group) / len(group)
-        return pixel_mesh(suppress_nonmaxima(p) if nms else p)
+        return pixel_mesh(_to_size(suppress_nonmaxima(p) if nms else p, np.shape(image)[:2]))
 
     watershed = mesh(scales)
     return watershed, watershed if merge_scales == scales else mesh(merge_scales)

@@ -377,6 +377,10 @@ def test_working_resolution_reads_a_large_image_at_max_side(scene):
     p = bn.boundary_probability(big, net, max_side=80)
     small = bn.boundary_probability(bn._resized(big, 0.5), net)
     np.testing.assert_array_equal(p, resize(small, big.shape[:2], order=1, anti_aliasing=False).astype(np.float32))
+    ws, _ = bn.boundary_meshes(big, net, merge_scales=(1.0, 0.5), nms=True, max_side=80)
+    thin = bn.suppress_nonmaxima(small)  # thinned at the working size, then brought back
+    np.testing.assert_array_equal(ws.dy, pixel_mesh(resize(thin, big.shape[:2], order=1,
+                                                           anti_aliasing=False).astype(np.float32)).dy)
     two = bn.scale_probabilities(big, net, scales=(1.0, 0.5), max_side=80)
     assert sorted(two) == [0.5, 1.0] and all(m.shape == big.shape[:2] for m in two.values())
     np.testing.assert_array_equal(bn.boundary_probability(scene.image, net, max_side=80),
