@@ -222,9 +222,9 @@ def iter_images(mine: Inputs, out: Path, skipped: list[str], progress: Callable[
 
 
 def segment(img: np.ndarray, features, levels: list[int], mesh_weights: str | None, save_features: bool,
-            fp32: bool, grouping: str | None = None) -> dict[str, np.ndarray]:
+            fp32: bool, grouping: str | None = None, max_side: int | None = None) -> dict[str, np.ndarray]:
     feats = features(img)
-    h = features.hierarchy(img, grouping, features=feats, mesh_weights=mesh_weights)
+    h = features.hierarchy(img, grouping, features=feats, mesh_weights=mesh_weights, max_side=max_side)
     arrays = {}
     if save_features:
         arrays.update({f"features_{s}": f.astype(np.float32 if fp32 else np.float16) for s, f in feats.items()})
@@ -266,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mesh-weights", default=None,
                    help="mesh grouping: stride combination: equal, 1/s, finest, 'finest two' or JSON {stride: weight} "
                         "(default: the features' own choice, featlib.features.DEFAULTS)")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="the learned map's working resolution in px (longer side): larger photos get their map at "
+                        "that size, the hierarchy at full size; 0: every image at full size (default: the "
+                        "features', featlib.features.DEFAULTS: 512 for colour and bsds500-b0-all; "
+                        "docs/PARTITIONS.md 'Large photos')")
     a = p.parse_args(argv)
     try:
         levels = [int(v) for v in a.levels.split(",") if v]
@@ -282,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU") == "true")
     try:
         features = feature_registry.load(a.features, device=state.device)
-        features.hierarchy_settings(a.grouping, mesh_weights=a.mesh_weights)  # a bad combination fails here
+        features.hierarchy_settings(a.grouping, mesh_weights=a.mesh_weights, max_side=a.max_side)  # fails here
     except ValueError as e:
         return cli.fail(str(e))
     out = Path(a.output) if a.output is not None else Path("outputs/segments") / cli.slug(a.features)
@@ -304,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     new = 0
     for name, img in iter_images(mine, out, skipped, lambda n: bar.update(n if by_bytes else 1)):
         write_outputs(out, name, img, segment(img, features, levels, a.mesh_weights, a.save_features, a.fp32,
-                                                    a.grouping),
+                                                    a.grouping, a.max_side),
                       levels, a.png)
         new += 1
         bar.set_postfix_str(f"{new} written, {len(skipped)} skipped", refresh=False)

@@ -193,3 +193,20 @@ def test_a_rank_with_nothing_to_do_exits_cleanly(seg, tmp_path, monkeypatch, cap
     monkeypatch.setattr(seg, "split_for_rank", lambda inputs, rank, world: seg.Inputs([], []))
     assert _run(seg, tmp_path / "s.tar", tmp_path / "out") == 0
     assert "nothing to do" in capsys.readouterr().out and not list((tmp_path / "out").rglob("*.npz"))
+
+
+def test_max_side_reads_large_photos_at_a_working_resolution(seg, tmp_path, capsys):
+    """--max-side: the map of an image over it at that size (the hierarchy still at full size: fewer initial
+    regions, full-size outputs); 0 keeps full size; a grouping or map without a working resolution exits 2."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(make_scene(np.random.default_rng(1), (96, 128)).image).save(src / "a.png")
+    assert _run(seg, src, tmp_path / "small", "--max-side", "64") == 0
+    assert _run(seg, src, tmp_path / "full", "--max-side", "0") == 0
+    small, full = np.load(tmp_path / "small" / "a.npz"), np.load(tmp_path / "full" / "a.npz")
+    assert small["ucm"].shape == full["ucm"].shape == (193, 257) and small["labels_3"].shape == (96, 128)
+    assert not np.array_equal(small["ucm"], full["ucm"])
+    for bad in (["--max-side", "8"], ["--max-side", "64", "--grouping", "mesh"]):
+        assert seg.main(["--features", "lab", "--input", str(src), "--output", str(tmp_path / "x"), *bad]) == 2
+        assert "max_side" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before anything is written
