@@ -104,8 +104,9 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 # / 13.17, drops 0.86 / 1.17 / 1.17 %. Lab keeps the plain box: with the same setting its train dt drops are 2.11 %.
 # The learned map's working resolution (longer side, px): the cues' radii and the network are BSDS500's scale
 # (481 x 321, read as it is); a larger photo's map is computed at this size and the hierarchy drawn at full size. On the
-# 20 held-out BSDS500 train images upscaled 2x (GT too), covering ODS 0.685 at 512 vs 0.648 at full size; 3x: 0.673
-# at 512, 0.648 at 1024 (docs/PARTITIONS.md "Large photos"). f.hierarchy(image, max_side=0): full size.
+# 20 held-out BSDS500 train images upscaled 2x (GT too), covering ODS 0.681 at 512 vs 0.648 at full size; 3x: 0.666
+# at 512, 0.648 at 1024, 0.634 at full size (docs/PARTITIONS.md "Large photos"). f.hierarchy(image, max_side=0): full
+# size.
 MAX_SIDE = 512
 DEFAULTS: dict[str, dict] = {
     "colour": {
