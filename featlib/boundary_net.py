@@ -5,6 +5,8 @@
     mesh = boundary_mesh(image)                # DistanceMesh for cluster.hierarchy_from_mesh
     mesh = boundary_mesh(image, nms=True)      # after non-maximum suppression across the boundary (the default's)
     ws, merge = boundary_meshes(image, merge_scales=(1.0, 0.5), nms=True)   # watershed on one scale, merge on two
+    ws, merge = boundary_meshes(photo, merge_scales=(1.0, 0.5), nms=True, max_side=512)   # a large photo's maps at
+    #   a 512-px working copy, brought back (docs/PARTITIONS.md "Large photos")
     q = suppress_nonmaxima(p)                  # that suppression alone: float32 [H, W]
     net = load_boundary_net()                  # the shipped weights (featlib/assets/boundary-bsds500.pt)
     x = cue_stack(image)                       # float32 [18, H, W]: what the network reads
@@ -173,8 +175,8 @@ def probability_from_stack(x: np.ndarray, net: BoundaryNet, mirror: bool = True)
     """Cue stack float32 [C, H, W] -> boundary probability float32 [H, W]; ``mirror``: the mean of the image's and
     its left-right mirror's predictions, mirrored back (exactly equivariant to mirroring the input).
 
-    The input goes in channels-last: oneDNN's convolutions on one CPU core run ~2x faster so (0.13 vs 0.25 s per
-    481 x 321 pass on the session's machine, docs/BENCHMARKS.md); logits differ from the default layout's by float
+    The input goes in channels-last: oneDNN's convolutions on one CPU core run ~12 % faster so (0.128 vs 0.146 s
+    per 481 x 321 pass once warm, docs/BENCHMARKS.md "partitions"); logits differ from the default layout's by float
     rounding (~2e-5)."""
     def run(a: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(a, np.float32))[None].contiguous(memory_format=torch.channels_last)
@@ -220,7 +222,7 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None
     per stride (``feature_channels``) by a network trained on them (default: ``FEATURE_ASSET``); one scale only.
 
     ``max_side``: the working resolution -- an image whose longer side exceeds it is read at that size (every scale
-    relative to it; ``working_scale``) and its map brought back to [H, W]; None: the image's own size."""
+    relative to it; ``working_scale``) and its map brought back to [H, W]; None or 0: the image's own size."""
     maps = scale_probabilities(image, net, mirror, scales, features, max_side)
     return sum(maps.values()) / len(maps)
 
