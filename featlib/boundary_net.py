@@ -231,13 +231,13 @@ def working_scale(shape: tuple[int, ...], max_side: int | None) -> float:
     """The factor an image of ``shape`` (H, W, ...) is read at so that its longer side is at most ``max_side``
     (1.0 when it already is, or for None / 0: the image's own size); ValueError unless ``max_side`` is None, 0 or an
     integer >= ``MIN_SIDE``."""
-    if max_side is None or (isinstance(max_side, (int, np.integer)) and not isinstance(max_side, bool)
-                            and max_side == 0):
+    if max_side is None:
         return 1.0
-    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < MIN_SIDE:
+    integer = isinstance(max_side, (int, np.integer)) and not isinstance(max_side, bool)
+    if not integer or (max_side != 0 and max_side < MIN_SIDE):
         raise ValueError(f"max_side must be None or 0 (the image's own size) or an integer >= {MIN_SIDE} (px), "
                          f"got {max_side!r}")
-    return min(1.0, int(max_side) / max(shape[0], shape[1]))
+    return 1.0 if max_side == 0 else min(1.0, int(max_side) / max(shape[0], shape[1]))
 
 
 def scale_probabilities(image: np.ndarray, net: BoundaryNet | str | Path | None = None, mirror: bool = True,
