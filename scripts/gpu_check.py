@@ -384,7 +384,8 @@ def check_options(ctx: Context) -> dict:
                 "compile": ["compile=true"] + (["compile_backend=aot_eager"] if ctx.quick else [])}  # inductor: slow
     rows = {}
     for name, extra in variants.items():
-        argv = ["--config", str(CONFIG), "--device", ctx.device.type, "--batch-sizes", str(b), "--warmup", "8",
+        argv = ["--config", str(CONFIG), "--device", ctx.device.type, "--batch-sizes", str(b), "--warmup",
+                "2" if ctx.quick else "8",
                 "--no-loader"] + (["--quick"] if ctx.quick else []) + extra
         result = bench.run(bench.parse_args(argv))
         bench.print_table(result)
@@ -413,7 +414,7 @@ def check_training(ctx: Context) -> dict:
         ["--cpu"] if cpu else [])
     overrides = [f"data={ensure_shards(ctx)}", f"output_dir={run_dir}", f"data_root={ctx.work / 'val_scenes'}",
                  f"max_steps={steps}", f"checkpoint_every={every}", f"log_every={1 if ctx.quick else 10}",
-                 f"val_every={steps}", f"image_every={steps}", "n_val=2", "progress=false",
+                 f"val_every={steps}", f"image_every={steps}", f"n_val={1 if ctx.quick else 2}", "progress=false",
                  f"num_workers={ctx.workers}"]
     if ctx.quick:  # the benchmark's quick sizes
         overrides += _load_benchmark().QUICK + ["batch_size=2", "tracker=none"]

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,6 +18,25 @@ fake_bsds = write_fake_bsds
 def run_script(*args, timeout=300):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate_partitions.py"), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("featlib_evaluate_partitions_cli",
+                                                  ROOT / "scripts" / "evaluate_partitions.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run_main(script, capsys, *args) -> tuple[int, str]:
+    """The script's ``main`` in this process (argument errors need no fresh interpreter): (exit status, stderr)."""
+    capsys.readouterr()
+    try:
+        rc = script.main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    return rc, capsys.readouterr().err
 
 
 def check_boundary(b: dict, n_settings: int):
@@ -79,24 +99,23 @@ def test_holdout_scores_only_the_held_out_train_images(tmp_path):
     assert summary["hierarchy"]["merge_scales"] == [1.0]
     from featlib.data.bsds import holdout_split
     assert len(holdout_split(ids, 2)[1]) == 2
-    bad = run_script("--root", tmp_path / "bsds", "--split", "val", "--holdout", "2", "--output", out)
-    assert bad.returncode == 2 and "--split train" in bad.stderr
-    bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--mesh-weights", "coarsest", "--output", out)
-    assert bad.returncode == 2 and "unknown mesh weights" in bad.stderr
-    for flag in ("--boundary-scales", "--merge-scales"):
-        for scales, msg in (("1,half", "numbers like"), ("1,2", "in (0, 1]")):
-            bad = run_script("--root", tmp_path / "bsds", "--split", "train", flag, scales, "--output", out)
-            assert bad.returncode == 2 and msg in bad.stderr, (flag, bad.stderr)
-    bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-net", tmp_path / "no.pt",
-                     "--output", out)
-    assert bad.returncode == 2 and "--boundary-net: no file" in bad.stderr, bad.stderr
-    bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-net",
-                     Path(__file__).resolve().parents[1] / "featlib" / "assets" / "boundary-bsds500.pt",
-                     "--boundary-map", "chi2", "--output", out)
-    assert bad.returncode == 2 and "need boundary_map='learned'" in bad.stderr, bad.stderr  # before any image
-    bad = run_script("--root", tmp_path / "bsds", "--split", "train", "--boundary-map", "chi2", "--nms", "on",
-                     "--output", out)
-    assert bad.returncode == 2 and "nms=True thins the learned map" in bad.stderr, bad.stderr
+
+
+def test_bad_settings_exit_2_before_any_image(tmp_path, script, capsys):
+    fake_bsds(tmp_path / "bsds", n=4, split="train")
+    out, root = tmp_path / "hold.json", tmp_path / "bsds"
+    cases = [(["--split", "val", "--holdout", "2"], "--split train"),
+             (["--split", "train", "--mesh-weights", "coarsest"], "unknown mesh weights"),
+             (["--split", "train", "--boundary-net", tmp_path / "no.pt"], "--boundary-net: no file"),
+             (["--split", "train", "--boundary-net", ROOT / "featlib" / "assets" / "boundary-bsds500.pt",
+               "--boundary-map", "chi2"], "need boundary_map='learned'"),
+             (["--split", "train", "--boundary-map", "chi2", "--nms", "on"], "nms=True thins the learned map")]
+    cases += [(["--split", "train", flag, scales], msg) for flag in ("--boundary-scales", "--merge-scales")
+              for scales, msg in (("1,half", "numbers like"), ("1,2", "in (0, 1]"))]
+    for args, msg in cases:
+        rc, err = run_main(script, capsys, "--root", root, *args, "--output", out)
+        assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not out.exists()
 
 
 def _scores(path: Path) -> dict:
