@@ -219,7 +219,9 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None
     0.750 vs 0.754 (docs/PARTITIONS.md).
 
     ``features``: a FeatureNet's features of ``image`` {s: [C_s, ceil(H / s), ceil(W / s)]}, read as one more channel
-    per stride (``feature_channels``) by a network trained on them (default: ``FEATURE_ASSET``); one scale only.
+    per stride (``feature_channels``) by a network trained on them (default: ``FEATURE_ASSET``) at scale 1; the
+    other scales' maps are the shipped colour network's (``ASSET``) on the resized image (the features exist at the
+    image's own scale only; docs/PARTITIONS.md "The shipped partitions model, merged on two scales").
 
     ``max_side``: the working resolution -- an image whose longer side exceeds it is read at that size (every scale
     relative to it; ``working_scale``) and its map brought back to [H, W]; None or 0: the image's own size."""
@@ -260,8 +262,6 @@ def _working_maps(image: np.ndarray, net, mirror: bool, scales, features, max_si
     image = check_image(image)
     scales = check_scales(scales)
     base = working_scale(image.shape, max_side)
-    if features is not None and scales != (1.0,):
-        raise ValueError(f"features are read at the image's own scale only: scales must be (1.0,), got {scales!r}")
     if not isinstance(net, BoundaryNet):
         net = cached_net(net, features is not None)
     n_feat = 0 if features is None else len(feature_dict(features))  # checked before any cue is computed
@@ -271,7 +271,11 @@ def _working_maps(image: np.ndarray, net, mirror: bool, scales, features, max_si
     work = image if base == 1 else _resized(image, base)
     out = {}
     for s in scales:
-        p = probability_from_stack(cue_stack(work if s == 1 else _resized(work, s), features), net, mirror)
+        x = work if s == 1 else _resized(work, s)
+        if features is not None and s != 1:  # features exist at the image's own scale: other scales read colour
+            p = probability_from_stack(cue_stack(x), cached_net(), mirror)
+        else:
+            p = probability_from_stack(cue_stack(x, features), net, mirror)
         out[s] = _to_size(p, work.shape[:2])
     return out
 

@@ -309,13 +309,12 @@ def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior
     return Hierarchy(regions, merges, heights, mesh, pairs, edge_height)
 
 
-def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, boundary_scales=(1.0,),
+def check_map_settings(boundary_map: str = "chi2", *, boundary_scales=(1.0,),
                        boundary_net=None, cue_weights=None, nms: bool = False, merge_scales=None,
                        max_side: int | None = None) -> None:
     """ValueError for a combination ``gradient_hierarchy`` cannot run (callers check before reading any image):
     an unknown map; ``cue_weights`` with the learned map (it learned its own weighting); ``boundary_scales`` /
-    ``merge_scales`` other than one scale or a ``boundary_net`` with chi2; two scales with ``features`` (read at the
-    image's own scale); a bad ``max_side``, or one with chi2."""
+    ``merge_scales`` other than one scale or a ``boundary_net`` with chi2; a bad ``max_side``, or one with chi2."""
     if boundary_map not in ("chi2", "learned"):
         raise ValueError(f"boundary_map must be 'chi2' or 'learned', got {boundary_map!r}")
     given = {"boundary_scales": boundary_scales} if merge_scales is None else \
@@ -333,8 +332,6 @@ def check_map_settings(boundary_map: str = "chi2", *, features: bool = False, bo
                          "boundary_map='learned'")
     if boundary_map == "learned" and cue_weights is not None:
         raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
-    if boundary_map == "learned" and features and not one_scale:
-        raise ValueError(f"a map that reads features is one scale: {named} is for colour")
 
 
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
@@ -349,7 +346,8 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     ``features`` {s: [C, h, w]} as one more cue when given; "learned" -- ``featlib.boundary_net`` on the same cues
     (trained on BSDS500 train boundaries; no ``cue_weights``), averaged over the image resized by each of
     ``boundary_scales`` (``boundary_net.boundary_probability``; (1.0, 0.5) is the ``accurate`` option); with
-    ``features`` the network that also reads them (one scale). ``boundary_net``: a network file
+    ``features`` the network that also reads them at scale 1 (other scales: the colour network's map of the resized
+    image, ``boundary_net.boundary_probability``). ``boundary_net``: a network file
     (``scripts/train_boundary.py``) instead of the shipped one. ``nms``: the learned map after non-maximum
     suppression (``boundary_net.suppress_nonmaxima``). ``merge_scales``: the merge heights read the mean map over
     these scales while the watershed reads ``boundary_scales``' (None: the same map; (1.0, 0.5) with one
@@ -358,7 +356,7 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     spacing and the size prior (an area) grow with the image, so a photo gets the hierarchy of its working-size
     copy, drawn at full resolution (the cues' radii and the network are BSDS500's scale: docs/PARTITIONS.md "Large
     photos"). Defaults chosen on 20 held-out BSDS500 train images (docs/PARTITIONS.md)."""
-    check_map_settings(boundary_map, features=features is not None, boundary_scales=boundary_scales,
+    check_map_settings(boundary_map, boundary_scales=boundary_scales,
                        boundary_net=boundary_net, cue_weights=cue_weights, nms=nms, merge_scales=merge_scales,
                        max_side=max_side)
     if boundary_map == "learned":

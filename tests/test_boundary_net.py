@@ -258,8 +258,20 @@ def test_merge_scales_split_the_watershed_map_from_the_merge_map(scene):
         gradient_hierarchy(scene.image, boundary_map="chi2", merge_scales=(1.0, 0.5))
     with pytest.raises(ValueError, match="scales"):
         bn.boundary_meshes(scene.image, net, merge_scales=(1.0, 2.0))
-    with pytest.raises(ValueError, match="one scale"):
-        load("bsds500-b0-all").hierarchy_settings(merge_scales=(1.0, 0.5))  # before any image is read
+
+
+def test_with_features_the_other_scales_are_the_colour_networks_maps(scene):
+    """Features exist at the image's own scale: the feature network reads them there, the colour network the
+    half-size image (the shipped partitions model's merge map)."""
+    feats = load("bsds500-b0-all")(scene.image)
+    maps = bn.scale_probabilities(scene.image, None, True, (1.0, 0.5), feats)
+    np.testing.assert_allclose(maps[1.0], bn.boundary_probability(scene.image, features=feats), atol=1e-6)
+    np.testing.assert_allclose(maps[0.5], bn.scale_probabilities(scene.image, None, True, (0.5,))[0.5], atol=1e-6)
+    assert not np.allclose(maps[1.0], bn.boundary_probability(scene.image), atol=1e-3)  # scale 1 read the features
+    ws, merge = bn.boundary_meshes(scene.image, merge_scales=(1.0, 0.5), features=feats, nms=True)
+    expected = bn.pixel_mesh(bn.suppress_nonmaxima((maps[1.0] + maps[0.5]) / 2))
+    np.testing.assert_allclose(merge.dx, expected.dx, atol=1e-6)
+    np.testing.assert_allclose(ws.dy, bn.pixel_mesh(bn.suppress_nonmaxima(maps[1.0])).dy, atol=1e-6)
 
 
 def test_train_script_resumes_to_the_straight_run(tmp_path, monkeypatch):
@@ -313,8 +325,6 @@ def test_feature_channels_join_the_stack_and_a_feature_net_reads_them(scene, tmp
         bn.boundary_probability(scene.image, net, features=_feats(scene, (1, 2)))
     with pytest.raises(ValueError, match="reads 18 channels"):  # the colour network given features
         bn.boundary_probability(scene.image, bn.load_boundary_net(), features=feats)
-    with pytest.raises(ValueError, match="own scale only"):
-        bn.boundary_probability(scene.image, net, features=feats, scales=(1.0, 0.5))
     with pytest.raises(ValueError, match="need boundary_map='learned'"):
         gradient_hierarchy(scene.image, feats, boundary_net=path)
     with pytest.raises(FileNotFoundError, match="no boundary network"):

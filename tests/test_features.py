@@ -111,20 +111,19 @@ def test_the_shipped_partitions_model_reads_its_features_through_its_own_boundar
     f = features.load("bsds500-b0-all")
     grouping, kw = f.hierarchy_settings()
     assert f.kind == "bsds500-b0-all" and grouping == "gradients"
-    # colour's learned-map grouping (not chi2), on its own measured settings
-    assert kw == {**features.DEFAULTS["colour"]["gradients"], "nms": False, "merge_scales": (1.0,)}
+    # colour's learned-map grouping (not chi2) and settings: NMS, merge heights on scales 1 and 0.5
+    assert kw == features.DEFAULTS["colour"]["gradients"] and kw["merge_scales"] == (1.0, 0.5)
     assert features.load("bsds500-b0").kind == "learned" and features.load("bsds500-b0-all+lab").kind == "learned"
     assert boundary_net.cached_net(features=True).n_inputs == boundary_net.N_INPUTS + len(f.model.strides)
     seen = {}
     real = cluster.boundary_meshes
 
     def spy(image, net=None, mirror=True, scales=(1.0,), merge_scales=None, features=None, **kw):
-        seen["features"] = features
+        seen["features"], seen["merge_scales"] = features, merge_scales
         return real(image, net, mirror, scales, merge_scales, features, **kw)
     monkeypatch.setattr(cluster, "boundary_meshes", spy)
     img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
     assert f.hierarchy(img).partition(n_segments=4).max() + 1 == 4
     assert sorted(seen["features"]) == sorted(f.model.strides)  # the model's features reached the network
+    assert seen["merge_scales"] == (1.0, 0.5)
     assert f.hierarchy(img, max_side=28).regions.shape == (40, 56)  # its map read at a working size, features too
-    with pytest.raises(ValueError, match="one scale"):
-        f.hierarchy_settings(boundary_scales=(1.0, 0.5))  # before any image is read
