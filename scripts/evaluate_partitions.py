@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge-scales", default=None, metavar="S[,S...]",
                    help="gradients grouping, learned map: the merge heights read the map averaged over these "
                         "factors while the watershed reads --boundary-scales' (default: the features', '1,0.5' for "
-                        "colour; '1': the fast option, one scale throughout)")
+                        "colour and bsds500-b0-all; '1': the fast option, one scale throughout)")
     p.add_argument("--nms", choices=("on", "off"), default=None,
                    help="gradients grouping, learned map: non-maximum suppression of the map before the watershed "
                         "and merging (featlib.boundary_net.suppress_nonmaxima; default: the features')")
