@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,16 @@ from skimage.morphology import thin
 from featlib.boundaries import bsds_boundaries
 from featlib.data.synthetic import make_scene
 from featlib.utils import shared_dir
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (its ``main(argv)`` callable in the test's process), under the
+    module name ``featlib_script_<name>``."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"featlib_script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

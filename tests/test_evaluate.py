@@ -1,15 +1,13 @@
 """featlib.evaluate: the reported metric's per-image sweep and ODS / OIS (shared by scripts/evaluate_partitions.py
 and training validation), validate_partitions, validation_set's BSDS choice, score_partition's segment count."""
 
-import importlib.util
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import write_fake_bsds
+from conftest import load_script, write_fake_bsds
 from featlib import features
 from featlib.cluster import build_hierarchy
 from featlib.config import TrainConfig
@@ -30,22 +28,12 @@ from featlib.evaluate import (
 from featlib.metrics import covering_pri_vi
 from featlib.model import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("featlib_evaluate_partitions", ROOT / "scripts" /
-                                                  "evaluate_partitions.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.parametrize("spec,grouping", [("lab-smooth", "mesh"), ("untrained-b0", "mesh"), ("lab", "gradients"),
                                            ("untrained-b0", "gradients")])
 def test_library_sweep_is_the_scripts(tmp_path, spec, grouping):
     ids = write_fake_bsds(tmp_path / "bsds", n=3)
-    script = _script()
+    script = load_script("evaluate_partitions")
     assert script.THRESHOLDS is THRESHOLDS and THRESHOLDS["mesh"] is HIER_THRESHOLDS  # grids defined in the library
     f = features.load(spec)
     results, ours = [], []

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import subprocess
 import sys
@@ -6,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_fake_bsds
+from conftest import load_script, write_fake_bsds
 from featlib.evaluate import THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,11 +21,7 @@ def run_script(*args, timeout=300):
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("featlib_evaluate_partitions_cli",
-                                                  ROOT / "scripts" / "evaluate_partitions.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("evaluate_partitions")
 
 
 def run_main(script, capsys, *args) -> tuple[int, str]:

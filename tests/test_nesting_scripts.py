@@ -1,22 +1,12 @@
 """The nested-masks studies behind docs/LOSS.md: scripts/evaluate_levels.py and scripts/loss_satisfiability.py."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_script
 from featlib.data.synthetic import SA1B_LIKE, level_maps, make_scene
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_sa1b_like_scenes_nest_three_levels_and_split_objects():
@@ -44,17 +34,17 @@ def test_sa1b_like_scenes_nest_three_levels_and_split_objects():
 
 def test_evaluate_levels_scores_every_level(tmp_path, capsys):
     out = tmp_path / "levels.json"
-    assert script("evaluate_levels").main(["--features", "lab", "--train", "1", "--held-out", "2",
+    assert load_script("evaluate_levels").main(["--features", "lab", "--train", "1", "--held-out", "2",
                                            "--scene-size", "96", "--output", str(out)]) == 0
     r = json.loads(out.read_text())[0]
     assert set(r["held_out"]) == {"object", "part", "subpart", "mean_ods"}
     assert all(0 < r["held_out"][k]["ods"] <= r["held_out"][k]["ois"] <= 1 for k in ("object", "part", "subpart"))
     with pytest.raises(SystemExit, match="exists"):
-        script("evaluate_levels").main(["--features", "lab", "--output", str(out)])
+        load_script("evaluate_levels").main(["--features", "lab", "--output", str(out)])
 
 
 def test_loss_satisfiability_reports_every_stride(tmp_path):
-    mod = script("loss_satisfiability")
+    mod = load_script("loss_satisfiability")
     masks, valid, groups = mod.scene_batch(1, hw=(64, 96))
     r = mod.run(mod.OBJECTIVES["nested, 1024, adjacent /1 /2"], masks, valid, groups, steps=2)
     assert set(r["strides"]) == {1, 2, 4, 8, 16}
