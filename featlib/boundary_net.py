@@ -1,10 +1,12 @@
 """A learned boundary map on the histogram-gradient cues: a small CNN trained on BSDS500 train boundaries.
 
     p = boundary_probability(image)            # uint8 [H, W, 3] -> float32 [H, W] in [0, 1]
-    p = boundary_probability(image, scales=(1.0, 0.5))   # averaged with the half-size image's map (accurate option)
+    p = boundary_probability(image, scales=(1.0, 0.5))   # averaged with the half-size image's map
+    p = boundary_probability(image, scales=(1.0, 2.0))   # ... with the 2x-upsampled image's (thinner, better placed)
     mesh = boundary_mesh(image)                # DistanceMesh for cluster.hierarchy_from_mesh
     mesh = boundary_mesh(image, nms=True)      # after non-maximum suppression across the boundary (the default's)
-    ws, merge = boundary_meshes(image, merge_scales=(1.0, 0.5), nms=True)   # watershed on one scale, merge on two
+    ws, merge = boundary_meshes(image, scales=(1.0, 2.0), merge_scales=(1.0, 0.5, 2.0), nms=True)  # the default
+    #   partitions' meshes: the watershed on scales 1 + 2, the merge heights on 1 + 0.5 + 2 (each map computed once)
     ws, merge = boundary_meshes(photo, merge_scales=(1.0, 0.5), nms=True, max_side=512)   # a large photo's maps at
     #   a 512-px working copy, brought back (docs/PARTITIONS.md "Large photos")
     q = suppress_nonmaxima(p)                  # that suppression alone: float32 [H, W]
@@ -54,6 +56,9 @@ N_INPUTS = 18  # 12 cue-scale strengths, combined strength, cos 2θ, sin 2θ, L,
 LAB_SCALE = np.array([100.0, 60.0, 60.0], np.float32)
 _ANISO_EPS = 1e-3
 MIN_SIDE = 16  # px: the shortest side a resized image may have
+# the largest scale a map may be read at: 2 (the image upsampled 2x, 4x the pixels) places boundaries more precisely
+# (docs/PARTITIONS.md "Reading the map at twice the size"); larger would cost 9x and more
+MAX_SCALE = 2.0
 # Non-maximum suppression (``suppress_nonmaxima``): a pixel below either neighbour across the boundary keeps
 # NMS_FLOOR of its probability; the normal is read from the Hessian of the map smoothed by NMS_SIGMA px. Chosen on
 # the 20 held-out BSDS500 train images (docs/PARTITIONS.md "Non-maximum suppression"): floor 0.5, sigma 1 gave
@@ -189,18 +194,20 @@ def probability_from_stack(x: np.ndarray, net: BoundaryNet, mirror: bool = True)
 
 
 def check_scales(scales) -> tuple[float, ...]:
-    """``scales`` as a tuple of floats in (0, 1]; ValueError otherwise (empty, repeated, <= 0 or > 1)."""
+    """``scales`` as a tuple of floats in (0, ``MAX_SCALE``]; ValueError otherwise (empty, repeated, <= 0 or > 2)."""
     try:
         out = tuple(float(s) for s in scales)
     except (TypeError, ValueError):
-        raise ValueError(f"scales must be a sequence of numbers in (0, 1], got {scales!r}") from None
-    if not out or any(not 0 < s <= 1 for s in out) or len(set(out)) != len(out):
-        raise ValueError(f"scales must be distinct numbers in (0, 1] (1 = full resolution), got {scales!r}")
+        raise ValueError(f"scales must be a sequence of numbers in (0, {MAX_SCALE:g}], got {scales!r}") from None
+    if not out or any(not 0 < s <= MAX_SCALE for s in out) or len(set(out)) != len(out):
+        raise ValueError(f"scales must be distinct numbers in (0, {MAX_SCALE:g}] (1 = full resolution, 2 = upsampled "
+                         f"2x), got {scales!r}")
     return out
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:
-    """uint8 [H, W, 3] -> uint8 [round(H * scale), round(W * scale), 3], anti-aliased (Gaussian before sampling)."""
+    """uint8 [H, W, 3] -> uint8 [round(H * scale), round(W * scale), 3]: anti-aliased (Gaussian before sampling)
+    when shrinking, bilinear when enlarging (skimage smooths only downsampling)."""
     h, w = image.shape[:2]
     size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
     return (resize(image, size, anti_aliasing=True) * 255).round().astype(np.uint8)
@@ -213,10 +220,10 @@ def boundary_probability(image: np.ndarray, net: BoundaryNet | str | Path | None
     prediction, ~0.1 s more at 481 x 321: held-out train covering ODS 0.657 vs 0.652, boundary F 0.754 vs 0.750,
     VI 1.454 vs 1.481 bits).
 
-    ``scales``: the mean of the predictions on the image resized by each factor (anti-aliased, the cues recomputed
-    there), each brought back to [H, W] bilinearly. ``(1.0, 0.5)`` (the ``accurate`` option; ~0.3 s more at
-    481 x 321): held-out train covering ODS 0.675 vs 0.657, PRI 0.873 vs 0.866, VI 1.405 vs 1.454 bits, boundary F
-    0.750 vs 0.754 (docs/PARTITIONS.md).
+    ``scales``: the mean of the predictions on the image resized by each factor in (0, 2] (the cues recomputed
+    there), each brought back to [H, W] bilinearly. ``(1.0, 0.5)``: held-out train covering ODS 0.675 vs 0.657, PRI
+    0.873 vs 0.866, VI 1.405 vs 1.454 bits, boundary F 0.750 vs 0.754; ``(1.0, 2.0)``, the default partitions'
+    watershed map (``boundary_meshes``), places boundaries more precisely (docs/PARTITIONS.md).
 
     ``features``: a FeatureNet's features of ``image`` {s: [C_s, ceil(H / s), ceil(W / s)]}, read as one more channel
     per stride (``feature_channels``) by a network trained on them (default: ``FEATURE_ASSET``) at scale 1; the

@@ -345,14 +345,15 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     boundary_map: "chi2" -- the equal-weight oriented histogram gradients (``featlib.gradients``), plus learned
     ``features`` {s: [C, h, w]} as one more cue when given; "learned" -- ``featlib.boundary_net`` on the same cues
     (trained on BSDS500 train boundaries; no ``cue_weights``), averaged over the image resized by each of
-    ``boundary_scales`` (``boundary_net.boundary_probability``; (1.0, 0.5) is the ``accurate`` option); with
+    ``boundary_scales`` (``boundary_net.boundary_probability``; scales in (0, 2], (1.0, 2.0) colour's default); with
     ``features`` the network that also reads them at scale 1 (other scales: the colour network's map of the resized
     image, ``boundary_net.boundary_probability``). ``boundary_net``: a network file
     (``scripts/train_boundary.py``) instead of the shipped one. ``nms``: the learned map after non-maximum
     suppression (``boundary_net.suppress_nonmaxima``). ``merge_scales``: the merge heights read the mean map over
-    these scales while the watershed reads ``boundary_scales``' (None: the same map; (1.0, 0.5) with one
-    boundary scale is colour's default, ``boundary_net.boundary_meshes``). ``max_side`` (learned map only): the working
-    resolution -- a larger image's map is computed at that longer side and brought back, and the watershed's seed
+    these scales while the watershed reads ``boundary_scales``' (None: the same map; (1.0, 0.5, 2.0) with
+    boundary scales (1.0, 2.0) is colour's default, ``featlib.features.SCALES``, ``boundary_net.boundary_meshes``).
+    ``max_side`` (learned map only): the working resolution -- a larger image's map is computed at that longer side
+    and brought back, and the watershed's seed
     spacing and the size prior (an area) grow with the image, so a photo gets the hierarchy of its working-size
     copy, drawn at full resolution (the cues' radii and the network are BSDS500's scale: docs/PARTITIONS.md "Large
     photos"). Defaults chosen on 20 held-out BSDS500 train images (docs/PARTITIONS.md)."""

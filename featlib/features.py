@@ -79,7 +79,15 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 # image's map (both after NMS; docs/PARTITIONS.md "Merging on two scales"): covering ODS / OIS 0.679 / 0.717 vs
 # 0.659 / 0.717, PRI 0.873 vs 0.866, VI 1.376 vs 1.449 bits, boundary F 0.764 / AP 0.823 vs 0.759 / 0.823 (both scales
 # for both, with NMS: 0.667 / 0.713, F 0.760); on 179 Stanford Background photos covering ODS 0.603 vs 0.587, VI
-# 1.754 vs 1.807 bits. It costs the half-size pass (~+30 % per build): merge_scales=(1.0,) is the fast option.
+# 1.754 vs 1.807 bits. It costs the half-size pass (~+30 % per build).
+# boundary_scales (1.0, 2.0) with merge_scales (1.0, 0.5, 2.0) (2026-12-04; docs/PARTITIONS.md "Reading the map at
+# twice the size"): the watershed reads the mean of the image's map and the 2x-upsampled image's (brought back), the
+# merge heights those and the half-size map. On the 20 held-out train images: boundary F / AP (lap) 0.784 / 0.845 vs
+# 0.764 / 0.823, PRI 0.876 vs 0.873, VI 1.364 vs 1.376 bits, covering ODS 0.677 vs 0.679 (the 2x map alone for the
+# watershed: F 0.788, but 0.603 vs 0.610 covering on Stanford); on 358 Stanford Background photos covering ODS 0.610
+# vs 0.605, PRI 0.871 vs 0.869, VI 1.707 vs 1.731 bits. Val (run once): boundary F / AP 0.708 / 0.777 vs 0.697 / 0.759,
+# covering ODS 0.590 vs 0.591, PRI 0.813 vs 0.810, VI 1.621 vs 1.642 bits.
+# The 2x pass reads 4x the pixels: SCALES names the cheaper settings (f.hierarchy(image, **SCALES["fast"])).
 # learned "mesh": build_hierarchy's defaults for FeatureNet features, chosen on the 20
 # held-out BSDS500 *train* images of the recipe's ablation model (docs/PARTITIONS.md "Learned features"): equal mesh
 # (covering ODS 0.574 vs 1/s 0.558, finest two 0.555, finest 0.530), contrast 0.07 (0: 0.534, 0.01: 0.574, 0.05:
@@ -108,11 +116,16 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 # at 512, 0.648 at 1024, 0.634 at full size (docs/PARTITIONS.md "Large photos"). f.hierarchy(image, max_side=0): full
 # size.
 MAX_SIDE = 512
+# The learned map's scales, named (the first is colour's and bsds500-b0-all's default; BENCHMARKS.md "partitions"):
+# "two-scale merge" the default until 2026-12-04 (no 2x pass), "fast" one scale throughout.
+SCALES = {"default": {"boundary_scales": (1.0, 2.0), "merge_scales": (1.0, 0.5, 2.0)},
+          "two-scale merge": {"boundary_scales": (1.0,), "merge_scales": (1.0, 0.5)},
+          "fast": {"boundary_scales": (1.0,), "merge_scales": (1.0,)}}
 DEFAULTS: dict[str, dict] = {
     "colour": {
         "grouping": "gradients",
         "gradients": {"boundary_map": "learned", "seed_spacing": 8, "size_prior": 256.0, "spectral": 0.0,
-                      "nms": True, "merge_scales": (1.0, 0.5), "max_side": MAX_SIDE},
+                      "nms": True, **SCALES["default"], "max_side": MAX_SIDE},
         "mesh": {},  # build_hierarchy's own defaults, tuned on Lab (seed spacing 6, size prior 64, contrast 0.01)
         "clicks": {},  # ClickSegmenter's own defaults, tuned on Lab (reach 3, touch-up 4.5)
     },
@@ -194,7 +207,7 @@ class Features:
             if self.model is None:
                 kw.pop("feature_weight", None)
             if overrides.get("boundary_map") == "chi2":  # the learned map's defaults; chi2 has none of them
-                for key in ("nms", "merge_scales", "max_side"):
+                for key in ("nms", "boundary_scales", "merge_scales", "max_side"):
                     if key not in overrides:
                         kw.pop(key, None)
         kw = {**kw, **overrides}

@@ -5,9 +5,10 @@
         --method hierarchy,slic,felzenszwalb --features lab-smooth --output outputs/partitions/val.json
 
 The hierarchy is the features' default grouping (``--grouping``: "gradients", a boundary map merged by mean
-boundary strength -- for colour the learned map of featlib.boundary_net, its merging on the map averaged with the
-half-size image's (``--merge-scales 1`` for one scale, the faster option), ``--boundary-map chi2`` the equal-weight
-histogram gradients + spectral globalisation, ``--boundary-scales 1,0.5`` the watershed too on two scales --
+boundary strength -- for colour the learned map of featlib.boundary_net, its watershed on the mean of the image's
+and the 2x-upsampled image's maps, its merging on those and the half-size image's (``--boundary-scales 1
+--merge-scales 1,0.5`` the default until 2026-12-04, ~3x faster; ``--boundary-scales 1 --merge-scales 1`` one scale,
+the fast option), ``--boundary-map chi2`` the equal-weight histogram gradients + spectral globalisation --
 the default partitions; "mesh", the fast grouping on neighbour
 distances; settings in featlib.features.DEFAULTS). For each method a sweep of its granularity parameter
 (hierarchy: merge-height thresholds, one dataset-wide grid per grouping; SLIC: segment counts; Felzenszwalb:
@@ -277,12 +278,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="gradients grouping: learned (featlib.boundary_net, colour features' default) or chi2 (the "
                         "equal-weight histogram gradients, plus learned features as a cue: FeatureNets' default)")
     p.add_argument("--boundary-scales", default=None, metavar="S[,S...]",
-                   help="gradients grouping, learned map: average the map over the image resized by these factors "
-                        "(default 1; '1,0.5': the accurate option, ~0.3 s more per 481x321 image)")
+                   help="gradients grouping, learned map: the watershed reads the map averaged over the image "
+                        "resized by these factors, each in (0, 2] (default: the features', '1,2' for colour and "
+                        "bsds500-b0-all; '1' with --merge-scales 1: the fast option, one scale throughout)")
     p.add_argument("--merge-scales", default=None, metavar="S[,S...]",
                    help="gradients grouping, learned map: the merge heights read the map averaged over these "
-                        "factors while the watershed reads --boundary-scales' (default: the features', '1,0.5' for "
-                        "colour and bsds500-b0-all; '1': the fast option, one scale throughout)")
+                        "factors while the watershed reads --boundary-scales' (default: the features', '1,0.5,2' "
+                        "for colour and bsds500-b0-all)")
     p.add_argument("--nms", choices=("on", "off"), default=None,
                    help="gradients grouping, learned map: non-maximum suppression of the map before the watershed "
                         "and merging (featlib.boundary_net.suppress_nonmaxima; default: the features')")

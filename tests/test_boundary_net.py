@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from skimage.transform import resize
 
 from conftest import write_fake_bsds
 from featlib import boundary_net as bn
@@ -178,7 +179,18 @@ def test_multiscale_map_averages_a_coarser_view(scene):
     assert load("lab").hierarchy_settings(boundary_scales=(1.0, 0.5))[1]["boundary_scales"] == (1.0, 0.5)
 
 
-@pytest.mark.parametrize("scales", [(), (0.0,), (1.5,), (1.0, 1.0), ("half",), 0.5])
+def test_twice_the_size_is_the_network_on_the_upsampled_image_brought_back(scene):
+    net = bn.load_boundary_net()
+    maps = bn.scale_probabilities(scene.image, net, scales=(1.0, 2.0))
+    big = resize(scene.image, (128, 160), order=1, anti_aliasing=False)  # bilinear, no smoothing when enlarging
+    want = bn.probability_from_stack(bn.cue_stack((big * 255).round().astype(np.uint8)), net)
+    np.testing.assert_allclose(maps[2.0], resize(want, (64, 80), order=1, anti_aliasing=False), atol=1e-5)
+    assert maps[2.0].shape == maps[1.0].shape == (64, 80)
+    edge, far = _edges_and_far(scene)
+    assert maps[2.0][edge].mean() > 3 * maps[2.0][far].mean()
+
+
+@pytest.mark.parametrize("scales", [(), (0.0,), (2.5,), (1.0, 1.0), ("half",), 0.5])
 def test_bad_scales_are_value_errors(scene, scales):
     with pytest.raises(ValueError, match="scales"):
         bn.boundary_probability(scene.image, scales=scales)
@@ -257,7 +269,7 @@ def test_merge_scales_split_the_watershed_map_from_the_merge_map(scene):
     with pytest.raises(ValueError, match="merge_scales"):
         gradient_hierarchy(scene.image, boundary_map="chi2", merge_scales=(1.0, 0.5))
     with pytest.raises(ValueError, match="scales"):
-        bn.boundary_meshes(scene.image, net, merge_scales=(1.0, 2.0))
+        bn.boundary_meshes(scene.image, net, merge_scales=(1.0, 3.0))
 
 
 def test_with_features_the_other_scales_are_the_colour_networks_maps(scene):

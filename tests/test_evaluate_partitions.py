@@ -106,7 +106,7 @@ def test_bad_settings_exit_2_before_any_image(tmp_path, script, capsys):
                "--boundary-map", "chi2"], "need boundary_map='learned'"),
              (["--split", "train", "--boundary-map", "chi2", "--nms", "on"], "nms=True thins the learned map")]
     cases += [(["--split", "train", flag, scales], msg) for flag in ("--boundary-scales", "--merge-scales")
-              for scales, msg in (("1,half", "numbers like"), ("1,2", "in (0, 1]"))]
+              for scales, msg in (("1,half", "numbers like"), ("1,3", "in (0, 2]"))]
     for args, msg in cases:
         rc, err = run_main(script, capsys, "--root", root, *args, "--output", out)
         assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)

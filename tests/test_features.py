@@ -101,7 +101,7 @@ def test_readme_quick_tour_runs_as_written():
     scope: dict = {}
     exec(compile(block.group(1), "README quick tour", "exec"), scope)
     assert scope["labels"].max() + 1 == 30 and scope["seg"].mask.any()
-    assert scope["acc"].partition(n_segments=30).shape == scope["labels"].shape
+    assert scope["quick"].partition(n_segments=30).shape == scope["labels"].shape
     assert set(np.unique(scope["multi"].labels)) <= {0, 1} and scope["multi"].labels[200, 300] == 1
 
 
@@ -111,19 +111,24 @@ def test_the_shipped_partitions_model_reads_its_features_through_its_own_boundar
     f = features.load("bsds500-b0-all")
     grouping, kw = f.hierarchy_settings()
     assert f.kind == "bsds500-b0-all" and grouping == "gradients"
-    # colour's learned-map grouping (not chi2) and settings: NMS, merge heights on scales 1 and 0.5
-    assert kw == features.DEFAULTS["colour"]["gradients"] and kw["merge_scales"] == (1.0, 0.5)
+    # colour's learned-map grouping (not chi2) and settings: NMS, the watershed on scales 1 and 2, merge heights on
+    # 1, 0.5 and 2
+    assert kw == features.DEFAULTS["colour"]["gradients"] and kw["boundary_scales"] == (1.0, 2.0)
+    assert kw["merge_scales"] == (1.0, 0.5, 2.0)
     assert features.load("bsds500-b0").kind == "learned" and features.load("bsds500-b0-all+lab").kind == "learned"
     assert boundary_net.cached_net(features=True).n_inputs == boundary_net.N_INPUTS + len(f.model.strides)
     seen = {}
     real = cluster.boundary_meshes
 
     def spy(image, net=None, mirror=True, scales=(1.0,), merge_scales=None, features=None, **kw):
-        seen["features"], seen["merge_scales"] = features, merge_scales
+        seen["features"], seen["scales"], seen["merge_scales"] = features, scales, merge_scales
         return real(image, net, mirror, scales, merge_scales, features, **kw)
     monkeypatch.setattr(cluster, "boundary_meshes", spy)
     img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
     assert f.hierarchy(img).partition(n_segments=4).max() + 1 == 4
     assert sorted(seen["features"]) == sorted(f.model.strides)  # the model's features reached the network
-    assert seen["merge_scales"] == (1.0, 0.5)
+    assert seen["scales"] == (1.0, 2.0) and seen["merge_scales"] == (1.0, 0.5, 2.0)
+    fast = features.SCALES["fast"]
+    f.hierarchy(img, **fast)
+    assert seen["scales"] == seen["merge_scales"] == (1.0,)
     assert f.hierarchy(img, max_side=28).regions.shape == (40, 56)  # its map read at a working size, features too

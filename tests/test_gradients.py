@@ -44,7 +44,8 @@ def test_chi2_tensor_is_one_across_a_step_between_disjoint_histograms():
     assert s[32, :12].max() < 0.05 and s[32, 52:].max() < 0.05
     assert abs(np.cos(g.orientation[32, 31])) > 0.99  # the normal points along x for a vertical edge
     thin = g.thin()
-    assert thin[20:44, 30:34].any() and not thin[20:44, 36:60].any()
+    # the crest survives; away from it nothing but rounding residue (~1e-14 on some CPUs, exactly 0 on others)
+    assert thin[20:44, 30:34].max(axis=1).min() > 0.8 * s[32, 31:33].max() and thin[20:44, 36:60].max() < 1e-6
 
 
 def test_orientation_follows_a_diagonal_edge():
@@ -120,7 +121,7 @@ def test_features_entry_point_uses_each_sources_defaults():
             part = f.hierarchy(img, grouping=grouping, seed_spacing=4).partition(n_segments=3)
             assert part.shape == lab.shape and part.max() == 2
     assert covering(colour.hierarchy(img, seed_spacing=4, boundary_map="chi2").partition(n_segments=3), lab) > 0.95
-    for key in ("nms", "merge_scales"):  # the learned map's defaults, not chi2's
+    for key in ("nms", "boundary_scales", "merge_scales"):  # the learned map's defaults, not chi2's
         assert key not in colour.hierarchy_settings(boundary_map="chi2")[1]
     # the default learned map is trained on "a boundary within 1 px" (a 3-px ridge): the cut may sit 1 px off
     assert covering(colour.hierarchy(img, seed_spacing=4).partition(n_segments=3), lab) > 0.93

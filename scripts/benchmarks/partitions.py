@@ -3,22 +3,24 @@
     python scripts/benchmark.py partitions [--quick]
 
 Rows: the default grouping of colour features (``featlib.features.load("lab").hierarchy``: the learned boundary map of
-``featlib.boundary_net`` on the histogram-gradient cues, thinned by non-maximum suppression, its watershed on the map
-of the image itself and its merge heights on that map averaged with the half-size image's, ``merge_scales=(1.0,
-0.5)``, without spectral globalisation), the fast option (one scale throughout, ``merge_scales=(1.0,)``: the default
-until the seventh session of 2026-12-03), the same without the suppression (``nms=False``, one scale), both stages on
-the two-scale map (``boundary_scales=(1.0, 0.5)``, the accurate option; BSDS size only) and the
+``featlib.boundary_net`` on the histogram-gradient cues, thinned by non-maximum suppression, its watershed on the mean
+of the image's map and the 2x-upsampled image's, its merge heights on those and the half-size image's map,
+``features.SCALES["default"]``, without spectral globalisation), the default until 2026-12-04 (no 2x map: the
+watershed on the image's map, the merging on it and the half-size map, ``SCALES["two-scale merge"]``), the fast option
+(one scale throughout, ``SCALES["fast"]``), the same without the suppression (``nms=False``, one scale), both stages
+on the 1 + 0.5 map (the accurate option until 2026-12-04; BSDS size only) and the
 equal-weight histogram gradients + spectral globalisation (``cluster.gradient_hierarchy`` with ``boundary_map="chi2"``,
 FeatureNet sources' default) on a BSDS-sized 481 x 321 crop and at 512^2; the shipped partitions model's whole build
-(``features.load("bsds500-b0-all").hierarchy``: its forward pass, then the map that also reads its features, merged
-on two scales as colour since 2026-12-04, the half-size map colour's; and the same at one scale without NMS, its
-earlier default; BSDS size only); the fast grouping (neighbour-distance mesh,
+(``features.load("bsds500-b0-all").hierarchy``: its forward pass, then the map that also reads its features, on
+colour's scales, the 2x and half-size maps colour's; its two-scale merge, the default until 2026-12-04; and one scale
+without NMS, its earlier default; BSDS size only); the fast grouping (neighbour-distance mesh,
 ``build_hierarchy``) on Lab and on FeatureNet(l0)-shaped features at 512^2. Targets: a default build <= 1 s per
-481 x 321 image on one core (issue 20; since the two-scale merging only the fast option's, ~10x SLIC), the mesh
+481 x 321 image on one core (issue 20; since the two-scale merging only the fast option's, ~7x SLIC), the mesh
 build <= 1x SLIC; a new cut <= 10 ms. Last, the kernel the default build spends most of its cue time in: Gaussian
 filtering of a 25-bin stack at the BSDS size (``featlib.gaussian``'s banded block products vs ``scipy.ndimage``),
 and (not with --quick) a large photo, the astronaut upscaled to 1500 x 2250: the default build, whose map is read at
-the 512-px working resolution (``max_side``), vs the map at full size (``max_side=0``), once each.
+the 512-px working resolution (``max_side``), and without the 2x map at 512 px vs at full size (``max_side=0``),
+once each.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from skimage.segmentation import slic
 from skimage.transform import resize
 
 from featlib.cluster import build_hierarchy, gradient_hierarchy, lab_hierarchy
+from featlib.features import SCALES
 from featlib.features import load as load_features
 from featlib.gaussian import gaussian_derivatives
 from featlib.model import build_model
@@ -64,14 +67,16 @@ def main(argv: list[str]) -> None:
     lab = load_features("lab")
     lab.hierarchy(img[:8, :8])  # load the boundary network once, outside the timings
     t_grad_b, hg = best(lambda: lab.hierarchy(bsds), repeats)
-    t_one_b, _ = best(lambda: lab.hierarchy(bsds, merge_scales=(1.0,)), repeats)
-    t_nonms_b, _ = best(lambda: lab.hierarchy(bsds, nms=False, merge_scales=(1.0,)), repeats)
-    t_acc_b, _ = best(lambda: lab.hierarchy(bsds, boundary_scales=(1.0, 0.5)), repeats)
+    t_two_b, _ = best(lambda: lab.hierarchy(bsds, **SCALES["two-scale merge"]), repeats)
+    t_one_b, _ = best(lambda: lab.hierarchy(bsds, **SCALES["fast"]), repeats)
+    t_nonms_b, _ = best(lambda: lab.hierarchy(bsds, nms=False, **SCALES["fast"]), repeats)
+    t_acc_b, _ = best(lambda: lab.hierarchy(bsds, boundary_scales=(1.0, 0.5), merge_scales=(1.0, 0.5)), repeats)
     t_chi_b, _ = best(lambda: gradient_hierarchy(bsds, boundary_map="chi2", spectral=1.0), repeats)
     b0all = load_features("bsds500-b0-all")
     b0all.hierarchy(img[:32, :32])  # load its boundary network once, outside the timings
     t_b0_b, _ = best(lambda: b0all.hierarchy(bsds), repeats)
-    t_b0one_b, _ = best(lambda: b0all.hierarchy(bsds, nms=False, merge_scales=(1.0,)), repeats)
+    t_b0two_b, _ = best(lambda: b0all.hierarchy(bsds, **SCALES["two-scale merge"]), repeats)
+    t_b0one_b, _ = best(lambda: b0all.hierarchy(bsds, nms=False, **SCALES["fast"]), repeats)
     t_slic, _ = best(lambda: slic(img, n_segments=300, compactness=10, start_label=0), repeats)
     t_grad, _ = best(lambda: lab.hierarchy(img), repeats)
     t_chi, _ = best(lambda: gradient_hierarchy(img, boundary_map="chi2", spectral=1.0), repeats)
@@ -94,13 +99,15 @@ def main(argv: list[str]) -> None:
           "(one core: 1)")
     row("SLIC (300 segments)", t_slic_b, t_slic_b)
     row("hierarchy, learned map (default)", t_grad_b, t_slic_b, f"({hg.n_regions} initial regions)")
-    row("hierarchy, learned map at one scale", t_one_b, t_slic_b, "(the fast option: merge_scales=(1.0,))")
+    row("hierarchy, no 2x map (two-scale merge)", t_two_b, t_slic_b, "(the default until 2026-12-04)")
+    row("hierarchy, learned map at one scale", t_one_b, t_slic_b, '(the fast option: SCALES["fast"])')
     row("hierarchy, one scale, without NMS", t_nonms_b, t_slic_b, "(the default until 2026-12-03, sixth session)")
-    row("hierarchy, scales 1 + 0.5 for both stages", t_acc_b, t_slic_b, "(the accurate option)")
+    row("hierarchy, scales 1 + 0.5 for both stages", t_acc_b, t_slic_b, "(the accurate option until 2026-12-04)")
     row("hierarchy, chi2 gradients + spectral", t_chi_b, t_slic_b)
     row("bsds500-b0-all: forward + its learned map", t_b0_b, t_slic_b, "(the shipped partitions model; NMS, "
-        "merged on its map + colour's half-size map)")
-    row("bsds500-b0-all, one scale, without NMS", t_b0one_b, t_slic_b, "(its default until 2026-12-04)")
+        "colour's scales)")
+    row("bsds500-b0-all, no 2x map (two-scale merge)", t_b0two_b, t_slic_b, "(its default until 2026-12-04)")
+    row("bsds500-b0-all, one scale, without NMS", t_b0one_b, t_slic_b, "(its default until 2026-12-04, first session)")
     cut_row(gcuts)
     print(f"image {size}x{size}; best of {repeats}")
     row("SLIC (300 segments)", t_slic, t_slic)
@@ -122,10 +129,13 @@ def main(argv: list[str]) -> None:
         big = (resize(data.astronaut(), (1500, 2250), order=3) * 255).round().astype(np.uint8)
         print("a 1500x2250 photo; once each")
         t_cap, h_cap = best(lambda: lab.hierarchy(big), 1)
-        t_full, h_full = best(lambda: lab.hierarchy(big, max_side=0), 1)
+        # at full size without the 2x map (a 2x map of this photo would be 3000 x 4500: ~4x the time and memory)
+        t_two, _ = best(lambda: lab.hierarchy(big, **SCALES["two-scale merge"]), 1)
+        t_full, h_full = best(lambda: lab.hierarchy(big, max_side=0, **SCALES["two-scale merge"]), 1)
         row("hierarchy, default (max_side 512)", t_cap, t_slic_b, f"({h_cap.n_regions} initial regions)")
-        row("hierarchy, map at full size (max_side=0)", t_full, t_slic_b,
-            f"({h_full.n_regions} initial regions; {t_full / t_cap:.1f}x the default)")
+        row("hierarchy, two-scale merge (max_side 512)", t_two, t_slic_b)
+        row("hierarchy, two-scale merge, full size", t_full, t_slic_b,
+            f"({h_full.n_regions} initial regions; {t_full / t_two:.1f}x the same at max_side 512)")
 
 
 if __name__ == "__main__":
