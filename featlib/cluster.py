@@ -353,10 +353,10 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     these scales while the watershed reads ``boundary_scales``' (None: the same map; (1.0, 0.5, 2.0) with
     boundary scales (1.0, 2.0) is colour's default, ``featlib.features.SCALES``, ``boundary_net.boundary_meshes``).
     ``max_side`` (learned map only): the working resolution -- a larger image's map is computed at that longer side
-    and brought back, and the watershed's seed
-    spacing and the size prior (an area) grow with the image, so a photo gets the hierarchy of its working-size
-    copy, drawn at full resolution (the cues' radii and the network are BSDS500's scale: docs/PARTITIONS.md "Large
-    photos"). Defaults chosen on 20 held-out BSDS500 train images (docs/PARTITIONS.md)."""
+    and brought back, and the watershed's seed spacing and the size prior (an area) grow with the image, so a photo
+    gets the hierarchy of its working-size copy, drawn at full resolution (the cues' radii and the network are
+    BSDS500's scale: docs/PARTITIONS.md "Large photos"). Defaults chosen on 20 held-out BSDS500 train images
+    (docs/PARTITIONS.md)."""
     check_map_settings(boundary_map, boundary_scales=boundary_scales,
                        boundary_net=boundary_net, cue_weights=cue_weights, nms=nms, merge_scales=merge_scales,
                        max_side=max_side)

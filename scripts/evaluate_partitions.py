@@ -7,7 +7,7 @@
 The hierarchy is the features' default grouping (``--grouping``: "gradients", a boundary map merged by mean
 boundary strength -- for colour the learned map of featlib.boundary_net, its watershed on the mean of the image's
 and the 2x-upsampled image's maps, its merging on those and the half-size image's (``--boundary-scales 1
---merge-scales 1,0.5`` the default until 2026-12-04, ~3x faster; ``--boundary-scales 1 --merge-scales 1`` one scale,
+--merge-scales 1,0.5`` the default until 2026-12-04, ~5x faster; ``--boundary-scales 1 --merge-scales 1`` one scale,
 the fast option), ``--boundary-map chi2`` the equal-weight histogram gradients + spectral globalisation --
 the default partitions; "mesh", the fast grouping on neighbour
 distances; settings in featlib.features.DEFAULTS). For each method a sweep of its granularity parameter

@@ -15,7 +15,7 @@ FeatureNet sources' default) on a BSDS-sized 481 x 321 crop and at 512^2; the sh
 colour's scales, the 2x and half-size maps colour's; its two-scale merge, the default until 2026-12-04; and one scale
 without NMS, its earlier default; BSDS size only); the fast grouping (neighbour-distance mesh,
 ``build_hierarchy``) on Lab and on FeatureNet(l0)-shaped features at 512^2. Targets: a default build <= 1 s per
-481 x 321 image on one core (issue 20; since the two-scale merging only the fast option's, ~7x SLIC), the mesh
+481 x 321 image on one core (issue 20; met by the two-scale merge and the fast option, not the 2x default), the mesh
 build <= 1x SLIC; a new cut <= 10 ms. Last, the kernel the default build spends most of its cue time in: Gaussian
 filtering of a 25-bin stack at the BSDS size (``featlib.gaussian``'s banded block products vs ``scipy.ndimage``),
 and (not with --quick) a large photo, the astronaut upscaled to 1500 x 2250: the default build, whose map is read at
