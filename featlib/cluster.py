@@ -12,7 +12,8 @@ Algorithm (chosen for speed and for partitions that follow the mesh; see docs/PA
    plateau, so every initial region is connected and small.
 3. Greedy region merging on the region adjacency graph: always merge the adjacent pair whose shared boundary has
    the lowest *mean* mesh distance (boundary sums and lengths are added on merge, as in OWT-UCM's merging), with
-   a mild size prior so specks merge before large regions. Merge heights are made monotone (running max), so
+   a mild size prior so specks merge before large regions (``featlib.merging``; optionally also the distance
+   between two regions' mean features, ``region_weight``). Merge heights are made monotone (running max), so
    cuts at increasing thresholds are nested and the heights form an ultrametric.
 A cut replays the first merges through a union-find over the initial regions (no pixel work beyond a final
 lookup), so moving a granularity slider costs milliseconds.
@@ -20,10 +21,8 @@ lookup), so moving a granularity slider costs milliseconds.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
@@ -34,7 +33,8 @@ from skimage.segmentation import felzenszwalb, slic, watershed
 from featlib.boundary_net import boundary_meshes, check_scales, working_scale
 from featlib.distances import LAB_SMOOTH_SIGMA, DistanceMesh, distance_mesh, lab_features
 from featlib.gradients import oriented_gradients
-from featlib.graphcut import grid_seeds, pixel_strength, region_adjacency
+from featlib.graphcut import grid_seeds, pixel_strength
+from featlib.merging import REGION_AREA, merge_regions, region_descriptors
 from featlib.spectral import add_to_mesh, spectral_boundaries
 
 
@@ -158,119 +158,6 @@ def seed_watershed(mesh: DistanceMesh, seed_spacing: int = 8) -> np.ndarray:
     return (np.cumsum(present) - 1).astype(np.int32)[regions]
 
 
-def _adjacency(regions: np.ndarray, mesh: DistanceMesh):
-    """Initial-region adjacency: pairs int64 [E, 2] (a < b, sorted), boundary distance sums [E] and lengths [E]."""
-    i, j, d = mesh.edges()
-    ei, ej, sums, lens = region_adjacency(regions, i, j, d.astype(np.float64))
-    return np.stack([ei, ej], 1), sums, lens
-
-
-def merge_regions(regions: np.ndarray, mesh: DistanceMesh, size_prior: float = 16.0, contrast: float = 0.0):
-    """Greedy mean-boundary merging. Returns (merges [M, 2], heights [M], edge_pairs [E, 2], edge_height [E]).
-
-    Cost of merging A and B: mean mesh distance along their common boundary, scaled by
-    ``m / (m + size_prior)`` with m = min(|A|, |B|) in pixels: specks (a few pixels sitting on a boundary, whose
-    mean boundary distance is high) merge first, large regions are ranked by their boundary alone. With
-    ``contrast > 0`` the cost is further divided by ``contrast + mean internal distance of A ∪ B``: a boundary
-    counts relative to the texture inside the regions (FH's adaptivity), so textured regions are not shattered.
-    """
-    r = int(regions.max()) + 1
-    area = np.bincount(regions.ravel(), minlength=r).astype(np.float64)
-    pairs, sums, lens = _adjacency(regions, mesh)
-    # internal edge statistics (sum, count) per region: the texture a boundary is compared against
-    i, j, d = mesh.edges()
-    a_all = regions.ravel()[i]
-    inside = a_all == regions.ravel()[j]
-    d_all = d.astype(np.float64)
-    isum = np.bincount(a_all[inside], weights=d_all[inside], minlength=r).astype(np.float64)
-    icnt = np.bincount(a_all[inside], minlength=r).astype(np.float64)
-    merges, heights, edge_height = _merge_loop(pairs.astype(np.int64), sums.astype(np.float64),
-                                               lens.astype(np.float64), area, isum, icnt, float(size_prior),
-                                               float(contrast))
-    return merges, heights, pairs, edge_height
-
-
-@numba.njit(cache=True)
-def _merge_cost(a, b, s, n, area, isum, icnt, size_prior, contrast):
-    m = min(area[a], area[b])
-    c = s / n * m / (m + size_prior)
-    if contrast:
-        # boundary relative to the regions' own texture (Felzenszwalb-Huttenlocher's adaptivity, in mean form)
-        c = c / (contrast + (isum[a] + isum[b]) / max(icnt[a] + icnt[b], 1.0))
-    return c
-
-
-@numba.njit(cache=True)
-def _merge_loop(pairs, sums, lens, area, isum, icnt, size_prior, contrast):
-    """The greedy loop, compiled with numba (scalar work: 47 ms at 512², 300 ms as the same loop in Python).
-
-    A boundary record is named by the id of its first initial edge; merging two records sums their boundary
-    statistics and chains their initial edges (``nxt``/``tail``) so each initial edge learns its merge height.
-    Heap entries are (cost, version a, version b, a, b) as floats (exact for these integers), popped in the same
-    total order as a tuple heap; entries whose clusters changed since are stale and skipped.
-    """
-    r, e_count = area.shape[0], pairs.shape[0]
-    area, isum, icnt = area.copy(), isum.copy(), icnt.copy()
-    rec_s, rec_n = sums.copy(), lens.copy()
-    nxt = np.full(e_count, -1, np.int64)
-    tail = np.arange(e_count)
-    nbrs = [numba.typed.Dict.empty(numba.int64, numba.int64) for _ in range(r)]  # cluster -> {neighbour: record}
-    for e in range(e_count):
-        nbrs[pairs[e, 0]][pairs[e, 1]] = e
-        nbrs[pairs[e, 1]][pairs[e, 0]] = e
-    alive = np.ones(r, np.bool_)
-    version = np.zeros(r, np.int64)
-    heap = [(_merge_cost(pairs[e, 0], pairs[e, 1], rec_s[e], rec_n[e], area, isum, icnt, size_prior, contrast),
-             0.0, 0.0, float(pairs[e, 0]), float(pairs[e, 1])) for e in range(e_count)]
-    heapq.heapify(heap)
-    merges = np.empty((max(r - 1, 0), 2), np.int64)
-    heights = np.empty(max(r - 1, 0))
-    edge_height = np.zeros(e_count)
-    n_merges, level = 0, 0.0
-    while len(heap):
-        c, fva, fvb, fa, fb = heapq.heappop(heap)
-        a, b = int(fa), int(fb)
-        if not (alive[a] and alive[b]) or version[a] != int(fva) or version[b] != int(fvb):
-            continue  # stale entry
-        level = max(level, c)
-        merges[n_merges, 0], merges[n_merges, 1] = a, b
-        heights[n_merges] = level
-        n_merges += 1
-        rec = nbrs[a][b]
-        e = rec
-        while e >= 0:
-            edge_height[e] = level
-            e = nxt[e]
-        isum[a] += isum[b] + rec_s[rec]
-        icnt[a] += icnt[b] + rec_n[rec]
-        isum[b], icnt[b] = isum[a], icnt[a]
-        if len(nbrs[a]) < len(nbrs[b]):  # fold the smaller neighbour map into the larger; keep that id
-            a, b = b, a
-        na, nb = nbrs[a], nbrs[b]
-        del na[b]
-        del nb[a]
-        for n, rb in nb.items():
-            del nbrs[n][b]
-            if n in na:  # a common neighbour: the two boundaries become one
-                ra = na[n]
-                rec_s[ra] += rec_s[rb]
-                rec_n[ra] += rec_n[rb]
-                nxt[tail[ra]] = rb
-                tail[ra] = tail[rb]
-            else:
-                na[n] = rb
-                nbrs[n][a] = rb
-        nb.clear()
-        alive[b] = False
-        area[a] += area[b]
-        version[a] += 1
-        for n, rn in na.items():
-            lo, hi = min(a, n), max(a, n)
-            heapq.heappush(heap, (_merge_cost(lo, hi, rec_s[rn], rec_n[rn], area, isum, icnt, size_prior, contrast),
-                                  float(version[lo]), float(version[hi]), float(lo), float(hi)))
-    return merges[:n_merges], heights[:n_merges], edge_height
-
-
 def build_hierarchy(features, *, mesh_weights=None, connectivity: int = 4, seed_spacing: int = 6,
                     size_prior: float = 64.0, contrast: float = 0.01, size: tuple[int, int] | None = None
                     ) -> Hierarchy:
@@ -293,11 +180,16 @@ def build_hierarchy(features, *, mesh_weights=None, connectivity: int = 4, seed_
 
 
 def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior: float = 64.0,
-                        contrast: float = 0.01, spectral: float = 0.0, merge_mesh: DistanceMesh | None = None
+                        contrast: float = 0.01, spectral: float = 0.0, merge_mesh: DistanceMesh | None = None,
+                        region_features=None, region_weight: float = 0.0, region_area: float = REGION_AREA
                         ) -> Hierarchy:
     """Steps 2-3 of the algorithm on any boundary mesh; ``spectral > 0`` first adds that weight x the spectral
     boundaries of the initial regions (``featlib.spectral``) to the mesh the merging reads. ``merge_mesh`` (same
-    shape): the merging reads it instead of ``mesh``, which then only places the watershed's arcs."""
+    shape): the merging reads it instead of ``mesh``, which then only places the watershed's arcs.
+    ``region_weight > 0``: the merge cost also reads the distance between the regions' mean ``region_features``
+    ({s: [C, ceil(H/s), ceil(W/s)]}, ramped in over ``region_area`` px: ``featlib.merging``)."""
+    if region_weight > 0 and region_features is None:
+        raise ValueError("region_weight > 0 needs region_features (the features whose region means it compares)")
     regions = seed_watershed(mesh, seed_spacing)
     if merge_mesh is not None:
         if merge_mesh.shape != mesh.shape:
@@ -305,7 +197,9 @@ def hierarchy_from_mesh(mesh: DistanceMesh, *, seed_spacing: int = 6, size_prior
         mesh = merge_mesh
     if spectral > 0:
         mesh = add_to_mesh(mesh, spectral_boundaries(regions, mesh), spectral)
-    merges, heights, pairs, edge_height = merge_regions(regions, mesh, size_prior, contrast)
+    desc = region_descriptors(regions, region_features) if region_weight > 0 else None
+    merges, heights, pairs, edge_height = merge_regions(regions, mesh, size_prior, contrast, desc, region_weight,
+                                                        region_area)
     return Hierarchy(regions, merges, heights, mesh, pairs, edge_height)
 
 
@@ -337,7 +231,8 @@ def check_map_settings(boundary_map: str = "chi2", *, boundary_scales=(1.0,),
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
                        size_prior: float = 256.0, spectral: float = 1.0, feature_weight: float = 1.0,
                        cue_weights=None, boundary_scales=(1.0,), boundary_net=None, nms: bool = False,
-                       merge_scales=None, max_side: int | None = None) -> Hierarchy:
+                       merge_scales=None, max_side: int | None = None, region_weight: float = 0.0,
+                       region_area: float = REGION_AREA) -> Hierarchy:
     """The hierarchy on a boundary map of ``image`` uint8 [H, W, 3], merged by mean boundary strength (no internal
     contrast term: histogram differences are already relative to the texture), after spectral globalisation when
     ``spectral > 0``.
@@ -355,8 +250,12 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     ``max_side`` (learned map only): the working resolution -- a larger image's map is computed at that longer side
     and brought back, and the watershed's seed spacing and the size prior (an area) grow with the image, so a photo
     gets the hierarchy of its working-size copy, drawn at full resolution (the cues' radii and the network are
-    BSDS500's scale: docs/PARTITIONS.md "Large photos"). Defaults chosen on 20 held-out BSDS500 train images
-    (docs/PARTITIONS.md)."""
+    BSDS500's scale: docs/PARTITIONS.md "Large photos"). ``region_weight > 0`` (needs ``features`` at the image's
+    own scale): the merge cost also reads how far apart the regions' mean features are (``featlib.merging``;
+    ``region_area`` px at BSDS500's scale, growing with the image as the size prior). Defaults chosen on 20
+    held-out BSDS500 train images (docs/PARTITIONS.md)."""
+    if region_weight > 0 and features is None:
+        raise ValueError("region_weight > 0 compares the regions' mean features: it needs features")
     check_map_settings(boundary_map, boundary_scales=boundary_scales,
                        boundary_net=boundary_net, cue_weights=cue_weights, nms=nms, merge_scales=merge_scales,
                        max_side=max_side)
@@ -367,7 +266,8 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
         mesh = merge_mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
     base = working_scale(np.shape(image), max_side)
     return hierarchy_from_mesh(mesh, seed_spacing=max(1, round(seed_spacing / base)), size_prior=size_prior / base**2,
-                               contrast=0.0, spectral=spectral, merge_mesh=merge_mesh)
+                               contrast=0.0, spectral=spectral, merge_mesh=merge_mesh, region_features=features,
+                               region_weight=region_weight, region_area=region_area / base**2)
 
 
 # ----------------------------------------------------------------------------------- baselines, same interface

@@ -150,10 +150,18 @@ DEFAULTS: dict[str, dict] = {
 # too since the eleventh session (its scale-1 map stays its own): on the same photos covering ODS 0.613 vs 0.609, PRI
 # 0.872 vs 0.870, VI 1.691 vs 1.709 bits; val covering 0.599 vs 0.597, VI 1.602 vs 1.612 bits, boundary F 0.713 (lap
 # matcher) vs 0.697. Its other rows are every FeatureNet's.
-DEFAULTS["bsds500-b0-all"] = {**DEFAULTS["learned"], "gradients": dict(DEFAULTS["colour"]["gradients"])}
+# region_weight 4 (featlib.merging: the merge cost also reads how far apart two regions' mean features are, for
+# regions above ~250 px; twelfth session, docs/PARTITIONS.md "Regions' mean features in the merging"): chosen on 179
+# Stanford Background photos (ids[0::4]) -- covering ODS / PRI / VI 0.603 / 0.865 / 1.723 bits -> 0.617 / 0.869 /
+# 1.667 (lambda 2: 0.614, 8: 0.614; a 64 / 1000 px: 0.616 / 0.612; mean Lab colour instead of the features, on
+# colour's default: 0.606 -> 0.608, or 0.611 added rather than multiplied) -- and confirmed on the 179 others
+# (ids[2::4]): 0.623 / 0.879 / 1.660 -> 0.633 / 0.887 / 1.569, covering OIS 0.664 -> 0.687.
+DEFAULTS["bsds500-b0-all"] = {**DEFAULTS["learned"],
+                              "gradients": {**DEFAULTS["colour"]["gradients"], "region_weight": 4.0}}
 GROUPINGS = ("gradients", "mesh")
 _KEYS = {"gradients": {"boundary_map", "seed_spacing", "size_prior", "spectral", "feature_weight", "cue_weights",
-                       "boundary_scales", "boundary_net", "nms", "merge_scales", "max_side"},
+                       "boundary_scales", "boundary_net", "nms", "merge_scales", "max_side", "region_weight",
+                       "region_area"},
          "mesh": {"mesh_weights", "seed_spacing", "size_prior", "contrast", "connectivity"}}
 
 
@@ -213,6 +221,8 @@ class Features:
                     if key not in overrides:
                         kw.pop(key, None)
         kw = {**kw, **overrides}
+        if grouping == "gradients" and kw.get("region_weight", 0) > 0 and self.model is None:
+            raise ValueError(f"region_weight compares regions' mean FeatureNet features: {self.name!r} has none")
         if grouping == "gradients":  # what gradient_hierarchy would refuse, refused before any image is read
             keys = ("boundary_map", "boundary_scales", "boundary_net", "cue_weights", "nms", "merge_scales",
                     "max_side")

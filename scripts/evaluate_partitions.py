@@ -288,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nms", choices=("on", "off"), default=None,
                    help="gradients grouping, learned map: non-maximum suppression of the map before the watershed "
                         "and merging (featlib.boundary_net.suppress_nonmaxima; default: the features')")
+    p.add_argument("--region-weight", type=float, default=None,
+                   help="gradients grouping, FeatureNet sources: weight of the distance between two regions' mean "
+                        "features in the merge cost (featlib.merging; default: the features', 4 for "
+                        "bsds500-b0-all, 0 for the others; 0 turns it off)")
     p.add_argument("--boundary-net", default=None, metavar="PATH",
                    help="with the learned map: this network file (scripts/train_boundary.py), not the shipped one")
     cli.add_workers(p)
@@ -319,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             ids = holdout_split(ids, a.holdout)[1]
         ids = ids[: a.limit]
         hier_kw = {k: v for k, v in (("size_prior", a.size_prior), ("contrast", a.contrast),
-                                     ("seed_spacing", a.seed_spacing)) if v is not None}
+                                     ("seed_spacing", a.seed_spacing), ("region_weight", a.region_weight))
+                  if v is not None}
         if a.mesh_weights is not None:
             resolve_mesh_weights(a.mesh_weights, [1, 2, 4, 8, 16])  # a bad name fails here, not in every worker
             hier_kw["mesh_weights"] = a.mesh_weights

@@ -4,9 +4,10 @@ import torch
 from scipy import ndimage
 from skimage import data
 
-from featlib.cluster import FixedPartitioner, _adjacency, build_hierarchy, lab_hierarchy, merge_regions, seed_watershed
+from featlib.cluster import FixedPartitioner, Hierarchy, build_hierarchy, lab_hierarchy, seed_watershed
 from featlib.data.synthetic import make_scene
 from featlib.distances import distance_mesh, lab_features
+from featlib.merging import _adjacency, merge_regions, region_descriptors
 from featlib.metrics import mean_best_iou
 
 
@@ -77,8 +78,11 @@ def test_feature_dict_input_and_baselines():
         build_hierarchy(feats, connectivity=8)
 
 
-def _greedy_merges_reference(regions, mesh, size_prior, contrast):
-    """The merge loop written plainly: recompute every adjacent pair's cost each step, merge the cheapest."""
+def _greedy_merges_reference(regions, mesh, size_prior, contrast, features=None, weight=0.0, region_area=250.0):
+    """The merge loop written plainly: recompute every adjacent pair's cost each step, merge the cheapest (with
+    ``weight``: each cluster's mean features taken afresh from its pixels, every stride upsampled by repetition)."""
+    h, w = regions.shape
+    full = {s: f.repeat(s, 1).repeat(s, 2)[:, :h, :w] for s, f in (features or {}).items()}
     pairs, sums, lens = _adjacency(regions, mesh)
     r = int(regions.max()) + 1
     area = np.bincount(regions.ravel(), minlength=r).astype(float)
@@ -104,6 +108,14 @@ def _greedy_merges_reference(regions, mesh, size_prior, contrast):
         cost = bsum / blen * m / (m + size_prior)
         if contrast:
             cost = cost / (contrast + (isum[pa] + isum[pb]) / np.maximum(icnt[pa] + icnt[pb], 1.0))
+        if weight:
+            cluster = owner[regions]
+            dist = np.zeros(len(pa))
+            for f in full.values():
+                mean = np.stack([np.bincount(cluster.ravel(), weights=c.ravel(), minlength=r) for c in f], 1)
+                mean = mean / np.maximum(np.bincount(cluster.ravel(), minlength=r), 1)[:, None]
+                dist += np.linalg.norm(mean[pa] - mean[pb], axis=1) / np.sqrt(len(f)) / len(full)
+            cost = cost * (1 + weight * dist * m / (m + region_area))
         i = int(np.argmin(cost))
         level = max(level, cost[i])
         merges.append((int(pa[i]), int(pb[i])))
@@ -113,13 +125,16 @@ def _greedy_merges_reference(regions, mesh, size_prior, contrast):
     return merges, np.array(heights)
 
 
-@pytest.mark.parametrize("contrast", [0.0, 0.01])
-def test_compiled_merge_loop_matches_plain_greedy_merging(contrast):
+@pytest.mark.parametrize("contrast, weight", [(0.0, 0.0), (0.01, 0.0), (0.0, 4.0)])
+def test_compiled_merge_loop_matches_plain_greedy_merging(contrast, weight):
     img = data.astronaut()[100:164, 180:244]  # 64 x 64: a face, hair and background
     mesh = distance_mesh(lab_features(img))
     regions = seed_watershed(mesh, 6)
-    merges, heights, _, _ = merge_regions(regions, mesh, 64.0, contrast)
-    ref_merges, ref_heights = _greedy_merges_reference(regions, mesh, 64.0, contrast)
+    rgb = (np.moveaxis(img, -1, 0) / 255).astype(np.float32)  # features are float32, as FeatureNet gives them
+    feats = {1: rgb, 4: rgb.reshape(3, 16, 4, 16, 4).transpose(0, 2, 4, 1, 3).reshape(48, 16, 16)}  # 4x4 patches
+    desc = region_descriptors(regions, feats) if weight else None
+    merges, heights, _, _ = merge_regions(regions, mesh, 64.0, contrast, desc, weight, 20.0)
+    ref_merges, ref_heights = _greedy_merges_reference(regions, mesh, 64.0, contrast, feats, weight, 20.0)
     assert len(merges) == len(ref_merges) == regions.max()
     np.testing.assert_allclose(heights, ref_heights, rtol=1e-9)
     # same pairs of clusters in the same order (cluster ids may differ: compare the partitions they produce)
@@ -132,3 +147,35 @@ def test_compiled_merge_loop_matches_plain_greedy_merging(contrast):
             out.append(frozenset(np.flatnonzero(parent == ra).tolist()))
         return out
     assert cuts(merges.tolist()) == cuts(ref_merges)
+
+
+def test_region_descriptors_are_sums_of_every_strides_cell_per_region():
+    rng = np.random.default_rng(0)
+    regions = rng.integers(0, 5, (10, 13))
+    feats = {1: rng.random((3, 10, 13)), 4: rng.random((48, 3, 4))}
+    desc, offsets = region_descriptors(regions, feats)
+    assert desc.shape == (5, 51) and offsets.tolist() == [0, 3, 51]
+    up = feats[4].repeat(4, 1).repeat(4, 2)[:, :10, :13]  # the cell each pixel lies in
+    for k in range(5):
+        np.testing.assert_allclose(desc[k, :3], feats[1][:, regions == k].sum(1))
+        np.testing.assert_allclose(desc[k, 3:], up[:, regions == k].sum(1))
+    with pytest.raises(ValueError, match="stride 4 features are 2 x 4"):
+        region_descriptors(regions, {4: rng.random((48, 2, 4))})
+
+
+def test_region_means_keep_apart_two_halves_that_no_boundary_separates():
+    """A flat boundary mesh says nothing; features that differ between the halves make them the last merge."""
+    h, w = 32, 48
+    mesh = distance_mesh(np.zeros((1, h, w), np.float32))
+    mesh.dy[:] = mesh.dx[:] = 0.1
+    regions = (np.arange(h)[:, None] // 8) * 6 + np.arange(w)[None] // 8  # 8 x 8 blocks, 4 x 6 of them
+    halves = (np.arange(w) >= 24)[None].repeat(h, 0)
+    feats = {1: np.stack([halves.astype(float) * 0.8, np.full((h, w), 0.5)])}
+    merges, heights, pairs, edge_height = merge_regions(regions, mesh, 16.0, 0.0, region_descriptors(regions, feats),
+                                                        4.0)
+    hier = Hierarchy(regions, merges, heights, mesh, pairs, edge_height)
+    two = hier.partition(n_segments=2)
+    assert mean_best_iou(two, halves.astype(int)) == pytest.approx(1.0)
+    assert heights[-1] > 2 * heights[-2]  # the halves merge far above everything inside them
+    with pytest.raises(ValueError, match="needs descriptors"):
+        merge_regions(regions, mesh, 16.0, 0.0, None, 4.0)

@@ -104,7 +104,8 @@ def test_bad_settings_exit_2_before_any_image(tmp_path, script, capsys):
              (["--split", "train", "--boundary-net", tmp_path / "no.pt"], "--boundary-net: no file"),
              (["--split", "train", "--boundary-net", ROOT / "featlib" / "assets" / "boundary-bsds500.pt",
                "--boundary-map", "chi2"], "need boundary_map='learned'"),
-             (["--split", "train", "--boundary-map", "chi2", "--nms", "on"], "nms=True thins the learned map")]
+             (["--split", "train", "--boundary-map", "chi2", "--nms", "on"], "nms=True thins the learned map"),
+             (["--split", "train", "--region-weight", "4"], "has none")]  # colour (lab-smooth) has no features
     cases += [(["--split", "train", flag, scales], msg) for flag in ("--boundary-scales", "--merge-scales")
               for scales, msg in (("1,half", "numbers like"), ("1,3", "in (0, 2]"))]
     for args, msg in cases:

@@ -112,8 +112,9 @@ def test_the_shipped_partitions_model_reads_its_features_through_its_own_boundar
     grouping, kw = f.hierarchy_settings()
     assert f.kind == "bsds500-b0-all" and grouping == "gradients"
     # colour's learned-map grouping (not chi2) and settings: NMS, the watershed on scales 1 and 2, merge heights on
-    # 1, 0.5 and 2
-    assert kw == features.DEFAULTS["colour"]["gradients"] and kw["boundary_scales"] == (1.0, 2.0)
+    # 1, 0.5 and 2; and the merge cost that also reads the regions' mean features (featlib.merging)
+    assert {k: v for k, v in kw.items() if k != "region_weight"} == features.DEFAULTS["colour"]["gradients"]
+    assert kw["region_weight"] == 4.0 and kw["boundary_scales"] == (1.0, 2.0)
     assert kw["merge_scales"] == (1.0, 0.5, 2.0)
     assert features.load("bsds500-b0").kind == "learned" and features.load("bsds500-b0-all+lab").kind == "learned"
     assert boundary_net.cached_net(features=True).n_inputs == boundary_net.N_INPUTS + len(f.model.strides)
@@ -124,10 +125,18 @@ def test_the_shipped_partitions_model_reads_its_features_through_its_own_boundar
         seen["features"], seen["scales"], seen["merge_scales"] = features, scales, merge_scales
         return real(image, net, mirror, scales, merge_scales, features, **kw)
     monkeypatch.setattr(cluster, "boundary_meshes", spy)
+    real_merge = cluster.merge_regions
+
+    def merge_spy(regions, mesh, size_prior, contrast, descriptors=None, region_weight=0.0, region_area=250.0):
+        seen["descriptors"], seen["region_weight"] = descriptors, region_weight
+        return real_merge(regions, mesh, size_prior, contrast, descriptors, region_weight, region_area)
+    monkeypatch.setattr(cluster, "merge_regions", merge_spy)
     img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
     assert f.hierarchy(img).partition(n_segments=4).max() + 1 == 4
     assert sorted(seen["features"]) == sorted(f.model.strides)  # the model's features reached the network
     assert seen["scales"] == (1.0, 2.0) and seen["merge_scales"] == (1.0, 0.5, 2.0)
+    channels = [3 * s * s for s in sorted(f.model.strides)]  # every stride's features, summed per region
+    assert seen["region_weight"] == 4.0 and seen["descriptors"][1].tolist() == np.cumsum([0, *channels]).tolist()
     fast = features.SCALES["fast"]
     f.hierarchy(img, **fast)
     assert seen["scales"] == seen["merge_scales"] == (1.0,)

@@ -106,6 +106,17 @@ def test_gradient_hierarchy_recovers_blocks(spectral):
     np.testing.assert_array_equal(same.heights, hierarchy_from_mesh(h.mesh, seed_spacing=8).heights)
     with pytest.raises(ValueError, match="differ in shape"):
         hierarchy_from_mesh(h.mesh, merge_mesh=pixel_mesh(np.zeros((8, 8), np.float32)))
+    with pytest.raises(ValueError, match="needs region_features"):
+        hierarchy_from_mesh(h.mesh, region_weight=4.0)
+    with pytest.raises(ValueError, match="it needs features"):
+        gradient_hierarchy(img, region_weight=4.0)
+    # the regions' mean features (here the image's own colours) reach the merging: other heights, same regions
+    feats = {1: np.moveaxis(img, -1, 0).astype(np.float32) / 255}
+    with_means = gradient_hierarchy(img, feats, spectral=spectral, seed_spacing=4, feature_weight=0.0,
+                                    region_weight=4.0)
+    plain = gradient_hierarchy(img, feats, spectral=spectral, seed_spacing=4, feature_weight=0.0)
+    np.testing.assert_array_equal(with_means.regions, plain.regions)
+    assert not np.allclose(with_means.heights, plain.heights)
 
 
 def test_features_entry_point_uses_each_sources_defaults():
