@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 from skimage import data
 
-from featlib.cluster import _adjacency
+from featlib.merging import _adjacency
 from featlib.distances import DistanceMesh, distance_mesh, lab_features
 from featlib.graphcut import (
     contrast_weights,
