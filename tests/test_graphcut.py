@@ -5,7 +5,6 @@ import pytest
 from scipy import ndimage
 from skimage import data
 
-from featlib.merging import _adjacency
 from featlib.distances import DistanceMesh, distance_mesh, lab_features
 from featlib.graphcut import (
     contrast_weights,
@@ -16,6 +15,7 @@ from featlib.graphcut import (
     pixel_strength,
     region_adjacency,
 )
+from featlib.merging import _adjacency
 
 _NO_MAXFLOW = pytest.mark.skipif(not maxflow_available(), reason="no PyMaxflow")
 BACKENDS = ["scipy", pytest.param("pymaxflow", marks=_NO_MAXFLOW)]
