@@ -16,7 +16,7 @@ regions merge, so the cost of any pair is exact at any time):
 - ``contrast > 0`` (the "mesh" grouping): c is divided by ``contrast + mean internal distance of A u B``
   (Felzenszwalb-Huttenlocher's adaptivity, in mean form);
 - ``region_weight`` lambda > 0 with ``descriptors``: the regions' mean features. The discriminative loss pulls a
-  mask's features to their mean and pushes neighbouring masks' means 0.4 sqrt(C_s) apart, so D reads exactly what
+  mask's features to their mean and pushes neighbouring masks' means 0.4 sqrt(C_s) apart, so D reads what
   FeatureNet was trained to say -- "these two regions are different objects" -- and reads it over whole regions,
   where a boundary map sees only the pixels along their border. The ramp m / (m + a) (``region_area`` a, pixels)
   lets it speak for large regions only (a small region's mean is noisy, and its boundary already decides). The
