@@ -26,6 +26,7 @@ only modules above it, never below.
 - ``featlib.gradients``    oriented multi-scale histogram gradients (colour, texture, learned features): boundaries.
 - ``featlib.boundary_net`` a learned boundary map: a small CNN on those cues, trained on BSDS500 train boundaries.
 - ``featlib.spectral``     spectral globalisation of a boundary mesh on the superpixel graph (sPb on regions).
+- ``featlib.merging``      greedy region merging: mean boundary, size prior, regions' mean features.
 - ``featlib.cluster``      merge hierarchy -> partitions at any granularity, baselines.
 - ``featlib.click_protocol`` click simulators (centre, dt, uniform, jitter, worst/best) and one object's trajectory.
 - ``featlib.click_metrics``  click robustness: NoC over seeds, ΔSB / ΔGR, IoU@1 noise-to-signal, paired bootstrap.
@@ -72,7 +73,7 @@ _EXPORTS = {
 _SUBMODULES = (
     "utils", "cli", "weights", "model", "brightness", "config", "pull", "relations", "loss", "data", "metrics",
     "boundaries", "boundary_runs", "distances", "gaussian", "graphcut", "gradients", "boundary_net", "spectral",
-    "cluster",
+    "merging", "cluster",
     "click_protocol", "click_metrics", "multi_protocol", "region_graph", "click_energy", "click_update", "multiclick",
     "interactive", "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
 )
