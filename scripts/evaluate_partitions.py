@@ -8,7 +8,8 @@ The hierarchy is the features' default grouping (``--grouping``: "gradients", a 
 boundary strength -- for colour the learned map of featlib.boundary_net, its watershed on the mean of the image's
 and the 2x-upsampled image's maps, its merging on those and the half-size image's (``--boundary-scales 1
 --merge-scales 1,0.5`` the default until 2026-12-04, ~5x faster; ``--boundary-scales 1 --merge-scales 1`` one scale,
-the fast option), ``--boundary-map chi2`` the equal-weight histogram gradients + spectral globalisation --
+the fast option), ``--boundary-map chi2`` the equal-weight histogram gradients + spectral globalisation; for
+bsds500-b0-all the merging also weighs how far apart two regions' mean features are, ``--region-weight``, 0 off --
 the default partitions; "mesh", the fast grouping on neighbour
 distances; settings in featlib.features.DEFAULTS). For each method a sweep of its granularity parameter
 (hierarchy: merge-height thresholds, one dataset-wide grid per grouping; SLIC: segment counts; Felzenszwalb:
