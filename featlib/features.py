@@ -121,13 +121,31 @@ MAX_SIDE = 512
 SCALES = {"default": {"boundary_scales": (1.0, 2.0), "merge_scales": (1.0, 0.5, 2.0)},
           "two-scale merge": {"boundary_scales": (1.0,), "merge_scales": (1.0, 0.5)},
           "fast": {"boundary_scales": (1.0,), "merge_scales": (1.0,)}}
+# Colour's clicks: the click graph also reads the learned boundary map (ClickSegmenter boundary_map; its weights and
+# geodesics: multiclick.BOUNDARY_TAU / BOUNDARY_GEO), with a stiffer Potts term, lam 24 instead of 8: the map makes
+# leaks rarer, so colour can now afford the capped growth the learned sources use (grow 2, grow_cap 2). On the 19
+# held-out train objects (the network never saw them; Lab, 3 seeds, 100 clicks; docs/CLICKS.md "The learned boundary
+# map in the click graph") NoC@90 centre / dt / jitter:10, drops > 1 point (dt): no map 13.89 / 16.09 / 14.89, 1.58 %;
+# map, lam 16 12.47 / 14.46 / 13.89, 1.12 %; + grow 2 / cap 2 12.16 / 13.70 / 13.51, 1.25 % (cap 3: 12.11 / 13.46 /
+# 13.39, 1.58 %; reach 5 instead: 12.26 / 13.81 / 13.32, 1.93 %); lam 24 11.84 / 13.28 / 13.35, 1.02 % (lam 32:
+# 11.68 / 13.51 / 12.72, 0.98 %). Val objects 9-30 (run once): 12.45 / 15.02 / 14.09, 1.41 % -> 11.45 / 13.62 /
+# 13.32, 1.05 %. The map alone raises the first click's noise-to-signal (20 seeds of the first dt click; held-out
+# 31.6 -> 43.3, val 32.3 -> 43.1): crisp boundaries make one click take the part it lands on. So an object's lone first
+# click now stands for its segment of 25 (lone_click_segments, an option since 2026-12-03 that cost ~1 click without
+# the map): held-out 11.37 / 13.67 / 12.79, 1.21 %, first-click nsr 16.2; val (run once) 11.64 / 13.42 / 12.94, 1.32 %,
+# nsr 19.7, dt's excess over centre clicks 15.4 % (was 20.6 %), jitter's 11.2 %.
+# FeatureNet sources keep their defaults: bsds500-b0 with the same map and lam 24 on val 9-30: 12.09 / 14.47 / 14.20
+# vs 11.32 / 14.48 / 13.17 (fewer drops, 0.77 vs 1.17 %, but no fewer clicks; its features already carry BSDS500's
+# boundaries).
+CLICK_BOUNDARY = {"boundary_map": "learned", "max_side": MAX_SIDE, "lam": 24.0}
 DEFAULTS: dict[str, dict] = {
     "colour": {
         "grouping": "gradients",
         "gradients": {"boundary_map": "learned", "seed_spacing": 8, "size_prior": 256.0, "spectral": 0.0,
                       "nms": True, **SCALES["default"], "max_side": MAX_SIDE},
         "mesh": {},  # build_hierarchy's own defaults, tuned on Lab (seed spacing 6, size prior 64, contrast 0.01)
-        "clicks": {},  # ClickSegmenter's own defaults, tuned on Lab (reach 3, touch-up 4.5)
+        # ClickSegmenter's own defaults, tuned on Lab (reach 3, touch-up 4.5), plus the learned boundary map (below)
+        "clicks": {**CLICK_BOUNDARY, "grow": 2, "grow_cap": 2.0, "lone_click_segments": 25},
     },
     "learned": {
         "grouping": "gradients",

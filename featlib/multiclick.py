@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featlib.boundary_net import boundary_probability
 from featlib.click_energy import ClickCut
 from featlib.click_update import (
     apply_click,
@@ -48,7 +49,16 @@ from featlib.click_update import (
     trust_box,
 )
 from featlib.cluster import gradient_hierarchy, hierarchy_from_mesh
-from featlib.region_graph import ImageGraph, check_image
+from featlib.region_graph import ImageGraph, check_boundary_settings, check_image
+
+# How a boundary map (``boundary_map``) enters the click graph (``featlib.region_graph``): Potts weights
+# x exp(-p / TAU), geodesic steps + GEO x p in units of the image's mean mesh distance. Chosen with the learned map on
+# the 19 objects of the 20 held-out BSDS500 train images (the network never saw them; Lab, 3 seeds, NoC@90 centre /
+# dt over 20 clicks; docs/CLICKS.md "The learned boundary map in the click graph"): weights alone, lam 16, TAU 0.1 /
+# 0.2: 13.63 / 15.00, 13.47 / 15.28 (x (1 - p), lam 8: 13.89 / 16.26; no map: 13.89 / 16.09); with the weights (TAU
+# 0.1, lam 16) GEO 1 / 2 / 4: 12.84 / 14.91, 12.47 / 14.46, 12.89 / 14.35.
+BOUNDARY_TAU = 0.1
+BOUNDARY_GEO = 2.0
 
 
 @dataclass
@@ -85,8 +95,13 @@ class CutSegmenter:
         lone_click_segments: int | None = None,
         grow: int = 0,
         grow_cap: float = float("inf"),
+        boundary_map=None,
+        boundary_tau: float | None = BOUNDARY_TAU,
+        boundary_geo: float = BOUNDARY_GEO,
+        max_side: int | None = None,
     ):
         self.image, size = check_image(image)
+        check_boundary_settings(boundary_tau, boundary_geo)
         check_policy(reach, touch_up)
         ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
         for name, value in (("seed_segments", seed_segments), ("lone_click_segments", lone_click_segments)):
@@ -96,7 +111,15 @@ class CutSegmenter:
             raise ValueError(f"grow must be an integer >= 0, got {grow!r}")
         if not grow_cap >= 1:  # also refuses NaN
             raise ValueError(f"grow_cap must be >= 1 (a ratio of changed areas; inf: no cap), got {grow_cap!r}")
-        self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing)
+        if isinstance(boundary_map, str):
+            if boundary_map != "learned":
+                raise ValueError(f"boundary_map must be None, 'learned' or a float [H, W] map, got {boundary_map!r}")
+            if self.image is None:
+                raise ValueError("boundary_map='learned' reads the image: pass image=")
+            boundary_map = boundary_probability(self.image, max_side=max_side)
+        self.boundary_map = boundary_map
+        self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing,
+                                boundary=boundary_map, boundary_tau=boundary_tau, boundary_geo=boundary_geo)
         self.mesh, self.shape = self.graph.mesh, self.graph.shape
         self.backend, self.lam = backend, float(lam)
         self.geo_weight, self.border_margin = float(geo_weight), float(border_margin)
@@ -162,7 +185,8 @@ class MultiClickSegmenter(CutSegmenter):
     Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
     ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None, ``lone_click_segments`` None: here each
-    object's first click, ``grow`` 0, ``grow_cap`` inf), so ``Features.click_kwargs()`` applies unchanged. Without
+    object's first click, ``grow`` 0, ``grow_cap`` inf, ``boundary_map`` None, ``boundary_tau`` 0.1, ``boundary_geo``
+    2.0, ``max_side`` None), so ``Features.click_kwargs()`` applies unchanged. Without
     ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its label, but other
     pixels may change to any label). ``seed_map``: the partition seeding the trust regions, or None.
 

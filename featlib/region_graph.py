@@ -20,6 +20,14 @@ is replaced by one node per pixel, so a hard constraint per clicked pixel is alw
 - a geodesic step per edge, ``mean mesh distance on the shared border + 0.08 sqrt(sqrt(area_i area_j)) / max(H, W)``
   (the spatial term keeps flat areas from being free), and ``border[r]``: the node touches the image border.
 
+With a boundary map ``boundary`` float [H, W] in [0, 1] (a per-pixel boundary probability, e.g. the learned one,
+``featlib.boundary_net.boundary_probability``), each pixel edge reads ``p = max`` of its two pixels' values and
+
+- its contrast weight is multiplied by ``exp(-p / boundary_tau)`` (``boundary_tau`` > 0; None: unchanged): cutting
+  along a boundary the map sees costs little even where the features' contrast is weak;
+- its geodesic length gains ``boundary_geo * p * mean(d) / mean(p)`` (``boundary_geo`` >= 0; 0: unchanged): crossing a
+  boundary is far, in units of the image's mean mesh distance, so the added term weighs the same for any features.
+
 Feature distance of node r to a reference vector f (one per stride): ``sum_s sw_s * mean over r's pixels of
 ||f_cell - f|| / sqrt(C_s)`` with the stride weights ``sw`` normalised to sum 1. It is computed per *cell*, then
 averaged to nodes by ``avg[s]``, so it costs ~H*W per stride whatever the channel count.
@@ -88,6 +96,14 @@ def check_image(image) -> tuple[np.ndarray | None, tuple[int, int] | None]:
     return image, image.shape[:2]
 
 
+def check_boundary_settings(tau, geo) -> None:
+    """``ImageGraph``'s ``boundary_tau`` (None or > 0) and ``boundary_geo`` (>= 0), else ValueError."""
+    if tau is not None and not (isinstance(tau, (int, float)) and np.isfinite(tau) and tau > 0):
+        raise ValueError(f"boundary_tau must be None or a number > 0, got {tau!r}")
+    if not (isinstance(geo, (int, float)) and np.isfinite(geo) and geo >= 0):
+        raise ValueError(f"boundary_geo must be a number >= 0, got {geo!r}")
+
+
 def split_regions(base_regions: np.ndarray, clicks: Iterable[tuple[int, int, object]]) -> frozenset:
     """Base regions (ids of ``base_regions`` int [H, W]) holding clicks (y, x, label) of more than one label."""
     labels: dict[int, set] = {}
@@ -105,12 +121,16 @@ class ImageGraph:
         mesh_weights: per-stride weights of the mesh and of the feature distances (None = equal).
         size: (H, W) of the image (default: the finest stride's map times its stride).
         region_spacing: seed spacing of the base regions in px (1 = pixel graph).
+        boundary: optional boundary probability float [H, W] in [0, 1]; ``boundary_tau``, ``boundary_geo``: how the
+            weights and geodesic steps read it (module docstring; both off by default).
 
     Attributes: ``shape`` (H, W), ``mesh`` (DistanceMesh), ``base_regions`` int32 [H, W].
     """
 
     def __init__(self, features, mesh_weights: Mapping[int, float] | None = None, size=None,
-                 region_spacing: int = 4):
+                 region_spacing: int = 4, boundary: np.ndarray | None = None, boundary_tau: float | None = None,
+                 boundary_geo: float = 0.0):
+        check_boundary_settings(boundary_tau, boundary_geo)
         feats = feature_dict(features)
         self.mesh = distance_mesh(feats, mesh_weights=mesh_weights, size=size)
         self.shape = self.mesh.shape
@@ -128,8 +148,22 @@ class ImageGraph:
             cx = np.minimum(np.arange(w) // s, f.shape[2] - 1)
             self._cell[s] = (cy[:, None] * f.shape[2] + cx[None, :]).ravel()
         self._pix_i, self._pix_j, self._pix_w, self._pix_d = contrast_weights(self.mesh)
+        if boundary is not None:
+            self._read_boundary(boundary, boundary_tau, boundary_geo)
         self.base_regions = edge_watershed(self.mesh, region_spacing)
         self._graphs: dict[frozenset, RegionGraph] = {}
+
+    def _read_boundary(self, boundary, tau: float | None, geo: float) -> None:
+        b = np.asarray(boundary, dtype=np.float64)
+        if b.shape != self.shape:
+            raise ValueError(f"boundary map must be [H, W] = {list(self.shape)}, got shape {list(b.shape)}")
+        if not np.isfinite(b).all() or b.min() < 0 or b.max() > 1:
+            raise ValueError("boundary map must be finite and in [0, 1] (a boundary probability)")
+        p = np.maximum(b.ravel()[self._pix_i], b.ravel()[self._pix_j])
+        if tau is not None:
+            self._pix_w = self._pix_w * np.exp(-p / tau)
+        if geo > 0:
+            self._pix_d = self._pix_d + geo * p * (float(np.mean(self._pix_d)) / max(float(np.mean(p)), 1e-12))
 
     def graph(self, split: frozenset = frozenset()) -> RegionGraph:
         """Node graph with the base regions in ``split`` replaced by single-pixel nodes (cached)."""

@@ -318,6 +318,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grow-cap", type=float, default=None,
                    help="with --grow, keep a doubled box's change only while it is at most this many times the "
                         "click's own box's change (ClickSegmenter grow_cap, e.g. 2; default: no cap)")
+    p.add_argument("--boundary-map", choices=["learned", "off"], default=None,
+                   help="the click graph reads the learned boundary map (ClickSegmenter boundary_map) or not "
+                        "(default: the features' own)")
+    p.add_argument("--boundary-tau", type=float, default=None,
+                   help="with a boundary map: Potts weights x exp(-p / TAU) (ClickSegmenter boundary_tau)")
+    p.add_argument("--boundary-geo", type=float, default=None,
+                   help="with a boundary map: geodesic steps + GEO x p (ClickSegmenter boundary_geo; 0: off)")
+    p.add_argument("--lam", type=float, default=None,
+                   help="Potts weight (ClickSegmenter lam; default: the features' own)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds500: which BSDS500 split")
     p.add_argument("--holdout", type=int, default=0,
@@ -379,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--grow-cap must be >= 1 (inf: no cap), got {a.grow_cap}")
             kw["grow_cap"] = a.grow_cap
         kw.update({dest: value or _COUNT_OPTIONS[dest] for dest, value in counts.items()})
+        if a.boundary_map is not None:
+            kw["boundary_map"] = None if a.boundary_map == "off" else a.boundary_map
+        kw.update({k: v for k, v in (("boundary_tau", a.boundary_tau), ("boundary_geo", a.boundary_geo),
+                                     ("lam", a.lam)) if v is not None})
         tag = "multi" if a.multi else "+".join(c.spec.replace(":", "") for c in clickers)
         out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{cli.slug(a.features)}_{tag}.json",
                               a.overwrite)

@@ -331,3 +331,49 @@ def test_grow_cap_keeps_a_larger_box_only_while_its_change_stays_within_the_cap(
     for bad in (0.5, 0.0, float("nan")):
         with pytest.raises(ValueError, match="grow_cap"):
             ClickSegmenter(lab_features(img), img, grow=2, grow_cap=bad)
+
+
+def ring_scene(size=48, seed=0):
+    """A disk of the background's own grey (colour cannot see it) and a boundary map that draws its outline."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disk = (yy - 20) ** 2 + (xx - 20) ** 2 < 11 ** 2
+    img = np.clip(128 + rng.normal(0, 6, (size, size, 3)), 0, 255).astype(np.uint8)
+    outline = ndimage.binary_dilation(disk ^ ndimage.binary_erosion(disk))
+    return img, disk, 0.9 * outline
+
+
+def test_boundary_map_guides_the_cut():
+    """Weights and geodesics read the map: one click inside an outline colour does not see gives the disk."""
+    img, disk, bmap = ring_scene()
+    seg = ClickSegmenter(lab_features(img), img, region_spacing=1, boundary_map=bmap)
+    seg.add_click(20, 20, True)
+    assert iou(seg.mask, disk) > 0.95
+    plain = ClickSegmenter(lab_features(img), img, region_spacing=1)
+    plain.add_click(20, 20, True)
+    assert iou(plain.mask, disk) < 0.5
+
+
+def test_learned_boundary_map_is_the_networks():
+    from featlib.boundary_net import boundary_probability
+
+    img, _ = scene()
+    seg = ClickSegmenter(lab_features(img), img, boundary_map="learned")
+    np.testing.assert_array_equal(seg.boundary_map, boundary_probability(img))
+    assert ClickSegmenter(lab_features(img), img).boundary_map is None
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"boundary_map": "nope"}, "boundary_map"), ({"boundary_map": np.zeros((5, 5))}, r"\[H, W\]"),
+    ({"boundary_map": np.full((64, 64), 1.5)}, r"\[0, 1\]"), ({"boundary_map": np.full((64, 64), np.nan)}, "finite"),
+    ({"boundary_tau": 0.0}, "boundary_tau"), ({"boundary_geo": -1.0}, "boundary_geo")])
+def test_bad_boundary_settings_raise(kw, match):
+    img, _ = scene()
+    with pytest.raises(ValueError, match=match):
+        ClickSegmenter(lab_features(img), img, **kw)
+
+
+def test_learned_boundary_map_needs_the_image():
+    img, _ = scene()
+    with pytest.raises(ValueError, match="image"):
+        ClickSegmenter(lab_features(img), boundary_map="learned")

@@ -51,11 +51,13 @@ def random_clicks(rng, n, size=64, n_labels=4):
 @pytest.mark.parametrize("local", [True, False])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("spacing", [1, 4])
-@pytest.mark.parametrize("kind", ["lab", "dict"])
+@pytest.mark.parametrize("kind", ["lab", "dict", "lab+boundary"])
 def test_clicked_pixels_keep_labels_and_changes_go_to_the_click_label(kind, spacing, backend, local):
     img, _ = scene()
-    feats = lab_features(img) if kind == "lab" else multistride(img)
-    seg = MultiClickSegmenter(feats, img, region_spacing=spacing, backend=backend, local=local)
+    feats = multistride(img) if kind == "dict" else lab_features(img)
+    # a boundary map (any values in [0, 1]) changes weights and geodesics, never the guarantees
+    extra = {"boundary_map": np.random.default_rng(1).random((64, 64))} if kind == "lab+boundary" else {}
+    seg = MultiClickSegmenter(feats, img, region_spacing=spacing, backend=backend, local=local, **extra)
     clicks = random_clicks(np.random.default_rng(7), 14)
     seen = {}
     for y, x, k in clicks:
@@ -71,7 +73,7 @@ def test_clicked_pixels_keep_labels_and_changes_go_to_the_click_label(kind, spac
             pieces, n = ndimage.label(changed)
             assert n <= 1 and (n == 0 or pieces[y, x] == 1)
     assert seg.labels.dtype == np.int32 and seg.n_objects == 3
-    other = MultiClickSegmenter(feats, img, region_spacing=spacing, backend=backend, local=local)
+    other = MultiClickSegmenter(feats, img, region_spacing=spacing, backend=backend, local=local, **extra)
     for y, x, k in clicks:
         other.add_click(y, x, k)
     np.testing.assert_array_equal(seg.labels, other.labels)  # deterministic
@@ -81,7 +83,7 @@ def test_clicked_pixels_keep_labels_and_changes_go_to_the_click_label(kind, spac
     (4, True, 3.0, 4.5, {}), (4, True, None, 0.0, {}), (1, True, 2.0, 4.5, {}), (4, False, 3.0, 4.5, {}),
     (1, False, None, 0.0, {}), (4, True, 3.0, 4.5, {"lone_click_segments": 8}),
     (4, False, None, 0.0, {"lone_click_segments": 8}), (4, True, 1.0, 4.5, {"grow": 2}),
-    (4, True, 1.0, 4.5, {"grow": 2, "grow_cap": 1.5})])
+    (4, True, 1.0, 4.5, {"grow": 2, "grow_cap": 1.5}), (4, True, 3.0, 4.5, {"boundary_map": "learned"})])
 @pytest.mark.parametrize("object_label", [1, 3])
 def test_one_object_is_the_binary_segmenter(spacing, local, reach, touch_up, extra, object_label):
     """K = 1: the same energy, the same single min cut and the same policy, so the same mask pixel for pixel."""

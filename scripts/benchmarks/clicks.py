@@ -9,8 +9,9 @@ Both max-flow backends run when PyMaxflow is installed (their masks are compared
 update's trust box around the click ("default"), the same with the first click standing for its segment ("lone",
 ``lone_click_segments=25``, an option: the precompute then includes the 25-segment partition), the box doubled up
 to twice while a click's change reaches its side ("grow", ``grow=2``, an option), seeded trust regions
-(``seed_segments=200``; the precompute includes the seeds' partition) and a global cut on every click
-(``reach=None``).
+(``seed_segments=200``; the precompute includes the seeds' partition), a global cut on every click
+(``reach=None``) and the source's own defaults ("source", ``Features.click_kwargs()``: since 2026-12-05 the learned
+boundary map, whose network runs in the precompute, with ``lam`` 24 and the capped growth).
 
 Many objects (``featlib.multiclick.MultiClickSegmenter``): the same image with its 3 largest first-annotator segments
 as objects 1-3 (the rest background; synthetic: the 3 largest objects). Multi-label run: one click per object at its
@@ -144,8 +145,9 @@ def main(argv: list[str]) -> None:
     masks = {}
     print(f"{'backend':10s} {'update':8s} {'precompute ms':>13s} {'median click ms':>15s} {'p90 ms':>7s} "
           f"{'ratio vs SLIC':>13s} {'final IoU':>9s}")
+    modes = {**MODES, "source": extractor.click_kwargs()}  # the source's own defaults: the learned boundary map
     for b in backends:
-        for mode, kw in MODES.items():
+        for mode, kw in modes.items():
             t0 = time.perf_counter()
             seg = ClickSegmenter(feats, image, backend=b, **kw)
             pre = time.perf_counter() - t0
@@ -156,7 +158,7 @@ def main(argv: list[str]) -> None:
             print(f"{b:10s} {mode:8s} {1000 * pre:13.1f} {1000 * med:15.1f} {1000 * np.percentile(lat, 90):7.1f} "
                   f"{med / slic_s:12.3f}x {run.ious[-1]:9.3f}")
     if len(backends) == 2:
-        for mode in MODES:
+        for mode in modes:
             same = np.mean(masks["scipy", mode] == masks["pymaxflow", mode])
             print(f"scipy vs PyMaxflow final masks ({mode}): {100 * same:.2f} % pixels equal")
     else:
