@@ -111,7 +111,7 @@ class ClickSegmenter(CutSegmenter):
 
         boundary_map: a per-pixel boundary probability the click graph also reads: ``"learned"`` (the shipped
             boundary network on ``image``, ``featlib.boundary_net.boundary_probability``, ~0.3 s at 481x321, once),
-            a float [H, W] map in [0, 1], or None (default: the features' contrast alone). Potts weights are
+            a float [H, W] map in [0, 1], or None / ``"off"`` (default: the features' contrast alone). Potts weights are
             multiplied by ``exp(-p / boundary_tau)`` and geodesic steps grow by ``boundary_geo`` x p in units of the
             image's mean mesh distance (``featlib.region_graph``; defaults ``multiclick.BOUNDARY_TAU`` 0.1 and
             ``BOUNDARY_GEO`` 2.0). Colour sources' default through ``featlib.features`` (with ``lam`` 24, the

@@ -112,8 +112,12 @@ class CutSegmenter:
         if not grow_cap >= 1:  # also refuses NaN
             raise ValueError(f"grow_cap must be >= 1 (a ratio of changed areas; inf: no cap), got {grow_cap!r}")
         if isinstance(boundary_map, str):
-            if boundary_map != "learned":
-                raise ValueError(f"boundary_map must be None, 'learned' or a float [H, W] map, got {boundary_map!r}")
+            if boundary_map not in ("learned", "off"):
+                raise ValueError(f"boundary_map must be None / 'off', 'learned' or a float [H, W] map, "
+                                 f"got {boundary_map!r}")
+            if boundary_map == "off":  # so that f.click_segmenter(image, boundary_map="off") can turn it off
+                boundary_map = None
+        if isinstance(boundary_map, str):
             if self.image is None:
                 raise ValueError("boundary_map='learned' reads the image: pass image=")
             boundary_map = boundary_probability(self.image, max_side=max_side)

@@ -65,6 +65,7 @@ from featlib.data.iis import LAYOUTS, IISSample, load_iis  # noqa: E402
 from featlib.data.samples import bsds_samples  # noqa: E402
 from featlib.interactive import ClickSegmenter  # noqa: E402
 from featlib.multi_protocol import MIN_AREA, multi_objects, simulate_multi, simulate_single  # noqa: E402
+from featlib.region_graph import check_boundary_settings  # noqa: E402
 
 DEFAULT_SEEDS = 3  # RClicks uses 10 click groups; 3 seeds keep 20 objects x 5 clickers to minutes on one CPU core
 _FEATURES: dict = {}  # per process: features spec -> Features (loaded once per worker)
@@ -389,9 +390,12 @@ def main(argv: list[str] | None = None) -> int:
             kw["grow_cap"] = a.grow_cap
         kw.update({dest: value or _COUNT_OPTIONS[dest] for dest, value in counts.items()})
         if a.boundary_map is not None:
-            kw["boundary_map"] = None if a.boundary_map == "off" else a.boundary_map
+            kw["boundary_map"] = a.boundary_map
         kw.update({k: v for k, v in (("boundary_tau", a.boundary_tau), ("boundary_geo", a.boundary_geo),
                                      ("lam", a.lam)) if v is not None})
+        check_boundary_settings(kw.get("boundary_tau"), kw.get("boundary_geo", 0.0))  # before any work
+        if a.lam is not None and not a.lam >= 0:
+            raise ValueError(f"--lam must be >= 0, got {a.lam}")
         tag = "multi" if a.multi else "+".join(c.spec.replace(":", "") for c in clickers)
         out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{cli.slug(a.features)}_{tag}.json",
                               a.overwrite)

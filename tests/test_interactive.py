@@ -355,12 +355,15 @@ def test_boundary_map_guides_the_cut():
 
 
 def test_learned_boundary_map_is_the_networks():
+    from featlib import features
     from featlib.boundary_net import boundary_probability
 
     img, _ = scene()
     seg = ClickSegmenter(lab_features(img), img, boundary_map="learned")
     np.testing.assert_array_equal(seg.boundary_map, boundary_probability(img))
     assert ClickSegmenter(lab_features(img), img).boundary_map is None
+    off = features.load("lab").click_segmenter(img, boundary_map="off")  # a source's default map, turned off
+    assert off.boundary_map is None and off.lam == 24.0
 
 
 @pytest.mark.parametrize("kw,match", [

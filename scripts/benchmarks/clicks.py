@@ -11,7 +11,8 @@ update's trust box around the click ("default"), the same with the first click s
 to twice while a click's change reaches its side ("grow", ``grow=2``, an option), seeded trust regions
 (``seed_segments=200``; the precompute includes the seeds' partition), a global cut on every click
 (``reach=None``) and the source's own defaults ("source", ``Features.click_kwargs()``: since 2026-12-05 the learned
-boundary map, whose network runs in the precompute, with ``lam`` 24 and the capped growth).
+boundary map, whose network runs in the precompute, with ``lam`` 24, the capped growth and a lone first click's
+25-segment partition).
 
 Many objects (``featlib.multiclick.MultiClickSegmenter``): the same image with its 3 largest first-annotator segments
 as objects 1-3 (the rest background; synthetic: the 3 largest objects). Multi-label run: one click per object at its
