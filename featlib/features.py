@@ -136,7 +136,8 @@ SCALES = {"default": {"boundary_scales": (1.0, 2.0), "merge_scales": (1.0, 0.5, 
 # nsr 19.7, dt's excess over centre clicks 15.4 % (was 20.6 %), jitter's 11.2 %.
 # FeatureNet sources keep their defaults: bsds500-b0 with the same map and lam 24 on val 9-30: 12.09 / 14.47 / 14.20
 # vs 11.32 / 14.48 / 13.17 (fewer drops, 0.77 vs 1.17 %, but no fewer clicks; its features already carry BSDS500's
-# boundaries).
+# boundaries); with its own lam 8, held-out 12.11 / 14.33 / 13.88 vs 12.47 / 14.68 / 14.23, but val 11.82 / 14.98 /
+# 13.77.
 CLICK_BOUNDARY = {"boundary_map": "learned", "max_side": MAX_SIDE, "lam": 24.0}
 DEFAULTS: dict[str, dict] = {
     "colour": {
