@@ -111,16 +111,13 @@ class CutSegmenter:
             raise ValueError(f"grow must be an integer >= 0, got {grow!r}")
         if not grow_cap >= 1:  # also refuses NaN
             raise ValueError(f"grow_cap must be >= 1 (a ratio of changed areas; inf: no cap), got {grow_cap!r}")
-        if isinstance(boundary_map, str):
+        if isinstance(boundary_map, str):  # "off": so that f.click_segmenter(image, boundary_map="off") turns it off
             if boundary_map not in ("learned", "off"):
                 raise ValueError(f"boundary_map must be None / 'off', 'learned' or a float [H, W] map, "
                                  f"got {boundary_map!r}")
-            if boundary_map == "off":  # so that f.click_segmenter(image, boundary_map="off") can turn it off
-                boundary_map = None
-        if isinstance(boundary_map, str):
-            if self.image is None:
+            if boundary_map == "learned" and self.image is None:
                 raise ValueError("boundary_map='learned' reads the image: pass image=")
-            boundary_map = boundary_probability(self.image, max_side=max_side)
+            boundary_map = None if boundary_map == "off" else boundary_probability(self.image, max_side=max_side)
         self.boundary_map = boundary_map
         self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing,
                                 boundary=boundary_map, boundary_tau=boundary_tau, boundary_geo=boundary_geo)
