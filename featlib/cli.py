@@ -15,16 +15,22 @@ The rules:
   overwritten silently: an explicit ``--output`` that exists is refused (exit 2) unless ``--overwrite``; the default
   path takes the first free suffix ``-2``, ``-3``, ... (so repeated default runs keep every result).
   ``segment_images.py`` writes a folder and resumes instead (existing per-image outputs are skipped, never rewritten).
-- ``--workers N``: N processes (1 = in this process); results do not depend on N.
+- ``--workers N``: N processes (1 = in this process); results do not depend on N. ``process_pool`` starts them from
+  a fresh forkserver process, never as forks of the caller: a fork taken after torch has run its OpenMP threads in
+  the caller (the boundary network, as an earlier in-process run does) hangs in the child's first parallel region.
 - Bad arguments exit with status 2 and one line on stderr (argparse's own errors also print the usage line).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import multiprocessing
 import os
 import re
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 DATASET_ALIASES = {"bsds": "bsds500"}  # deprecated name -> name
@@ -84,3 +90,29 @@ def fail(message: str) -> int:
     """Print ``error: message`` (one line) on stderr; returns the exit status 2."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
+
+
+def process_pool(workers: int, fn) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes for ``fn`` (a module-level function), started by a forkserver: each worker is
+    a fresh process that imports what it needs, so torch's threads in this process cannot hang it (``fork`` after
+    torch ran here deadlocks: tests/test_cli.py). ``fn``'s module must be importable there: a script run as the
+    main module is (multiprocessing re-imports it by path); one loaded from its file under another name is imported
+    again from that file (``_import_as``)."""
+    module = sys.modules[fn.__module__]
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
+                               initializer=_import_as, initargs=(fn.__module__, getattr(module, "__file__", None)))
+
+
+def _import_as(name: str, path: str | None) -> None:
+    """Make module ``name`` importable in a worker: imported normally, else loaded from ``path`` and registered."""
+    if name in sys.modules or name == "__main__":
+        return
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        if path is None:
+            raise
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)

@@ -78,15 +78,15 @@ class ClickSegmenter(CutSegmenter):
         seed_segments: with ``local`` and ``reach``, seed the trust region instead: the click's seed is its segment in a
             partition of the image into this many segments minus the pixels already of its label, and every click inside
             one seed gets the same region (``featlib.click_update.seeded_trust``), so a click off the error's centre is
-            not given a smaller one. The partition: the histogram-gradient hierarchy
-            (``featlib.cluster.gradient_hierarchy``) of ``image`` (~0.9 s at 481x321, once), or without an image the
-            "mesh" grouping of the features (``featlib.cluster.hierarchy_from_mesh``). Default None: the click-centred
-            box. 200 on 28 BSDS500 train objects (Lab, 3 seeds): dt-click NoC@90 15.23 -> 14.61 and its excess over
-            centre clicks +15.2 % -> +6.8 %, jitter:10 +9.8 % -> +2.3 %, but clicks losing > 1 IoU point 1.7 % -> 3.2 %
-            and centre clicks 13.21 -> 13.68 (docs/CLICKS.md "Robustness": the trade-off, and why it is not the
-            default).
+            not given a smaller one. The partition: a cut of ``hierarchy``. Default None: the click-centred box
+            (``grow`` applies only to it). 200 on 28 BSDS500 train objects (Lab, 3 seeds, histogram-gradient
+            partition, no boundary map): dt-click NoC@90 15.23 -> 14.61 and its excess over centre clicks +15.2 % ->
+            +6.8 %, jitter:10 +9.8 % -> +2.3 %, but clicks losing > 1 IoU point 1.7 % -> 3.2 % (docs/CLICKS.md
+            "Robustness"). With colour's default (the learned map) and its partitions as ``hierarchy``: held-out
+            train ΔSB / jitter +9.8 / +3.1 %, but on val (run once) no fewer clicks and drops 1.3 -> 2.8 %
+            (docs/CLICKS.md "Seeds and lone-click segments from the learned partitions").
         lone_click_segments: an object's first click stands for its segment in a partition of the image into this
-            many segments (the same partition source as ``seed_segments``), in the cut it makes: the first mask is the
+            many segments (a cut of ``hierarchy``, as for ``seed_segments``), in the cut it makes: the first mask is the
             same wherever in that segment the click lands; later cuts measure from the clicked pixels
             (``featlib.click_energy``). Default None: the clicked pixel. 25 on BSDS500 train objects (3 dt seeds)
             halves IoU@1's noise-to-signal (Lab 19.1 -> 8.5, held-out: 27.6 -> 8.8; bsds500-b0 16.9 -> 8.4) for
@@ -120,6 +120,12 @@ class ClickSegmenter(CutSegmenter):
             IoU point 1.41 -> 1.32 % (docs/CLICKS.md "The learned boundary map in the click graph").
         max_side: with ``boundary_map="learned"``, the working resolution of the network (longer side, px; None: the
             image's own size), as the partitions' ``max_side``.
+        hierarchy: where ``seed_segments``' and ``lone_click_segments``' partitions are cut from (built only when one
+            of them is set): a dict of ``featlib.cluster.gradient_hierarchy`` keywords, drawn on ``image`` (colour's
+            default: colour's own partitions, ``featlib.features.DEFAULTS["colour"]["gradients"]``, ~4-6 s at
+            481x321, once); a ``featlib.cluster.Hierarchy`` (e.g. ``Features.hierarchy(image)``), used as it is; or
+            None (default): the equal-weight histogram-gradient hierarchy ``gradient_hierarchy(image)`` (~0.9 s), or
+            without an image the "mesh" grouping of the features (``featlib.cluster.hierarchy_from_mesh``).
     Attributes: ``mask`` bool [H, W]; ``clicks`` list of ``Click``; ``shape`` (H, W); ``last_update_s``;
     ``graph`` (``featlib.region_graph.ImageGraph``) and ``cut`` (``featlib.click_energy.ClickCut``).
     """

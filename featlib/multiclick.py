@@ -31,6 +31,7 @@ all been replaced keeps its pixels until other labels' clicks take them.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from featlib.click_update import (
     seeded_trust,
     trust_box,
 )
-from featlib.cluster import gradient_hierarchy, hierarchy_from_mesh
+from featlib.cluster import check_map_settings, gradient_hierarchy, hierarchy_from_mesh
 from featlib.region_graph import ImageGraph, check_boundary_settings, check_image
 
 # How a boundary map (``boundary_map``) enters the click graph (``featlib.region_graph``): Potts weights
@@ -68,6 +69,30 @@ class LabelClick:
     y: int
     x: int
     label: int
+
+
+def _check_hierarchy(hierarchy, image):
+    """``hierarchy`` as the segmenters take it -> itself (a mapping copied): None; an object with
+    ``partition(n_segments=...)`` (a ``featlib.cluster.Hierarchy``); or a mapping of ``gradient_hierarchy``'s keywords
+    but ``features`` (checked here, before any precompute; it reads ``image``, which must be given). Else ValueError."""
+    if hierarchy is None or (not isinstance(hierarchy, Mapping) and callable(getattr(hierarchy, "partition", None))):
+        return hierarchy
+    if not isinstance(hierarchy, Mapping):
+        raise ValueError("hierarchy must be None, a dict of featlib.cluster.gradient_hierarchy keywords or a "
+                         f"Hierarchy (anything with .partition(n_segments=...)), got {type(hierarchy).__name__}")
+    if image is None:
+        raise ValueError("a hierarchy given as gradient_hierarchy keywords is drawn on the image: pass image=")
+    keywords = set(inspect.signature(gradient_hierarchy).parameters) - {"image", "features"}
+    unknown = set(hierarchy) - keywords
+    if unknown:
+        raise ValueError(f"hierarchy: gradient_hierarchy takes no {sorted(unknown)} here (its keywords: "
+                         f"{sorted(keywords)}; for a features' hierarchy pass the Hierarchy itself)")
+    if hierarchy.get("region_weight", 0) > 0:
+        raise ValueError("hierarchy: region_weight > 0 compares regions' mean features: pass the features' "
+                         "Hierarchy itself (Features.hierarchy(image))")
+    map_keys = set(inspect.signature(check_map_settings).parameters)
+    check_map_settings(**{k: v for k, v in hierarchy.items() if k in map_keys})
+    return dict(hierarchy)
 
 
 class CutSegmenter:
@@ -99,6 +124,7 @@ class CutSegmenter:
         boundary_tau: float | None = BOUNDARY_TAU,
         boundary_geo: float = BOUNDARY_GEO,
         max_side: int | None = None,
+        hierarchy=None,
     ):
         self.image, size = check_image(image)
         check_boundary_settings(boundary_tau, boundary_geo)
@@ -119,6 +145,7 @@ class CutSegmenter:
                 raise ValueError("boundary_map='learned' reads the image: pass image=")
             boundary_map = None if boundary_map == "off" else boundary_probability(self.image, max_side=max_side)
         self.boundary_map = boundary_map
+        hierarchy = _check_hierarchy(hierarchy, self.image)  # before the precompute, which takes a while
         self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing,
                                 boundary=boundary_map, boundary_tau=boundary_tau, boundary_geo=boundary_geo)
         self.mesh, self.shape = self.graph.mesh, self.graph.shape
@@ -131,12 +158,17 @@ class CutSegmenter:
         self.grow_cap = float(grow_cap)
         # Partitions of the image, when asked for: the seeds of the trust regions (click_update.seeded_trust; None:
         # click-centred boxes, trust_box) and the segments a lone first click stands for (click_energy). Both are
-        # cuts of one hierarchy: the histogram-gradient hierarchy of the image when there is one, else the "mesh"
-        # grouping of the features' mesh.
+        # cuts of one hierarchy: ``hierarchy`` (a Hierarchy, or gradient_hierarchy's keywords), else the
+        # histogram-gradient hierarchy of the image when there is one, else the "mesh" grouping of the features' mesh.
         seeded = bool(self.local and self.reach and seed_segments)
         h = None
         if seeded or lone_click_segments:
-            h = gradient_hierarchy(self.image) if self.image is not None else hierarchy_from_mesh(self.mesh)
+            if isinstance(hierarchy, Mapping):
+                h = gradient_hierarchy(self.image, **hierarchy)
+            elif hierarchy is not None:
+                h = hierarchy
+            else:
+                h = gradient_hierarchy(self.image) if self.image is not None else hierarchy_from_mesh(self.mesh)
         self.seed_map = h.partition(n_segments=seed_segments) if seeded else None
         segments = h.partition(n_segments=lone_click_segments) if lone_click_segments else None
         self.cut = ClickCut(self.graph, lam, geo_weight, border_margin, backend, segments=segments)
@@ -187,7 +219,7 @@ class MultiClickSegmenter(CutSegmenter):
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
     ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None, ``lone_click_segments`` None: here each
     object's first click, ``grow`` 0, ``grow_cap`` inf, ``boundary_map`` None, ``boundary_tau`` 0.1, ``boundary_geo``
-    2.0, ``max_side`` None), so ``Features.click_kwargs()`` applies unchanged. Without
+    2.0, ``max_side`` None, ``hierarchy`` None), so ``Features.click_kwargs()`` applies unchanged. Without
     ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its label, but other
     pixels may change to any label). ``seed_map``: the partition seeding the trust regions, or None.
 

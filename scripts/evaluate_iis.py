@@ -48,7 +48,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +110,7 @@ def _pmap(fn, jobs, workers: int, progress: bool, desc: str) -> list:
     """``[fn(j) for j in jobs]`` in order, in ``workers`` processes (1: here)."""
     if workers <= 1:
         return [fn(j) for j in tqdm(jobs, total=len(jobs), desc=desc, disable=not progress)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with cli.process_pool(workers, fn) as pool:
         return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress))
 
 
@@ -326,6 +325,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="with a boundary map: Potts weights x exp(-p / TAU) (ClickSegmenter boundary_tau)")
     p.add_argument("--boundary-geo", type=float, default=None,
                    help="with a boundary map: geodesic steps + GEO x p (ClickSegmenter boundary_geo; 0: off)")
+    p.add_argument("--click-hierarchy", choices=["gradients", "learned"], default=None,
+                   help="the hierarchy whose cuts give --seed-segments' seeds and --lone-click-segments' segments "
+                        "(ClickSegmenter hierarchy): the equal-weight histogram gradients, or colour's default "
+                        "partitions on the learned boundary map (default: the features' own)")
     p.add_argument("--lam", type=float, default=None,
                    help="Potts weight (ClickSegmenter lam; default: the features' own)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
@@ -391,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         kw.update({dest: value or _COUNT_OPTIONS[dest] for dest, value in counts.items()})
         if a.boundary_map is not None:
             kw["boundary_map"] = a.boundary_map
+        if a.click_hierarchy is not None:
+            learned = feature_registry.DEFAULTS["colour"]["gradients"]  # colour's partitions
+            kw["hierarchy"] = None if a.click_hierarchy == "gradients" else dict(learned)
         kw.update({k: v for k, v in (("boundary_tau", a.boundary_tau), ("boundary_geo", a.boundary_geo),
                                      ("lam", a.lam)) if v is not None})
         check_boundary_settings(kw.get("boundary_tau"), kw.get("boundary_geo", 0.0))  # before any work

@@ -57,7 +57,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +238,7 @@ def _run(a, jobs: list[tuple], ids: list[str], settings: dict, out: Path) -> lis
         print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} images already in {per_image}", file=sys.stderr)
     cache = boundary_runs.CountsCache(None if a.boundary_cache == "none" else
                                       Path(a.boundary_cache or out.parent / "boundary_cache.jsonl"))
-    pool = boundary_runs.InProcess() if a.workers == 1 else ProcessPoolExecutor(max_workers=a.workers)
+    pool = boundary_runs.InProcess() if a.workers == 1 else cli.process_pool(a.workers, evaluate_image)
     with pool, per_image.open("a") as f:
         for r in tqdm(boundary_runs.run_images(pool, todo, evaluate_image, match_map, a.matcher, cache,
                                                in_flight=2 * a.workers), total=len(todo), desc=f"BSDS500 {a.split}"):

@@ -61,3 +61,37 @@ def test_segment_images_default_output_and_bad_levels(seg, tmp_path, monkeypatch
         assert seg.main(["--features", "lab", "--input", str(src), "--levels", levels]) == 2
         err = capsys.readouterr().err
         assert "--levels" in err and len(err.strip().splitlines()) == 1
+
+
+_WORKER = '''
+import torch
+
+def job(n):
+    """A parallel torch op (conv over 64 channels uses the intra-op thread pool) -> a number."""
+    x = torch.ones(1, 64, 96, 96)
+    return float(torch.nn.functional.conv2d(x, torch.ones(64, 64, 3, 3)).sum()) + n
+'''
+
+
+def test_process_pool_after_torch_ran_here(tmp_path):
+    """Workers start from a forkserver, not as forks of a process whose torch threads ran (that fork hangs in the
+    child's first parallel op); a job function from a script loaded by file path under its own name is importable
+    in them."""
+    path = tmp_path / "pool_script.py"
+    path.write_text(_WORKER)
+    spec = importlib.util.spec_from_file_location("featlib_pool_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules["featlib_pool_script"] = mod  # as tests load scripts; the workers cannot import it by name
+    try:
+        here = [mod.job(n) for n in range(3)]  # torch's thread pool now runs in this process
+        pool = cli.process_pool(2, mod.job)
+        try:
+            futures = [pool.submit(mod.job, n) for n in range(3)]
+            assert [f.result(timeout=120) for f in futures] == here
+        finally:
+            for p in list(getattr(pool, "_processes", {}).values()):  # never leave a hung worker behind
+                p.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+    finally:
+        sys.modules.pop("featlib_pool_script", None)

@@ -188,6 +188,11 @@ def test_evaluate_iis_bsds_train_holdout_and_mesh_weights(tmp_path):
               "--output", str(out), "--overwrite", "--no-progress", "--workers", "1"])
     settings = json.loads(out.read_text())["settings"]
     assert settings["reach"] is None and settings["touch_up"] == 3.0  # explicit options override; 0 turns reach off
+    mod.main(["--dataset", "bsds500", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
+              "--features", "lab", "--click-hierarchy", "learned", "--seed-segments", "20", "--max-clicks", "2",
+              "--long-clicks", "0", "--output", str(out), "--overwrite", "--no-progress", "--workers", "1"])
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["hierarchy"]["boundary_map"] == "learned" and settings["seed_segments"] == 20
     # holdout is a train-split notion
     assert mod.main(["--dataset", "bsds500", "--root", str(tmp_path / "bsds"), "--holdout", "2", "--no-progress"]) == 2
 

@@ -271,6 +271,30 @@ def test_lone_click_segments_in_the_segmenter():
         ClickSegmenter(lab_features(img), img, lone_click_segments=0)
 
 
+@pytest.mark.parametrize("cls", ["binary", "multi"])
+def test_segmenter_partitions_come_from_the_hierarchy_given(cls):
+    from featlib.cluster import gradient_hierarchy
+    from featlib.multiclick import MultiClickSegmenter
+    make = ClickSegmenter if cls == "binary" else MultiClickSegmenter
+    img, _ = _two_tone_disk(96, seed=4)
+    feats = lab_features(img)
+    h = gradient_hierarchy(img, seed_spacing=4)  # a Hierarchy: its cuts, as they are
+    seg = make(feats, img, seed_segments=12, lone_click_segments=5, hierarchy=h)
+    np.testing.assert_array_equal(seg.seed_map, h.partition(n_segments=12))
+    np.testing.assert_array_equal(seg.cut.segments, h.partition(n_segments=5))
+    kw = {"boundary_map": "learned", "nms": True, "spectral": 0.0}  # gradient_hierarchy's keywords, on the image
+    seg = make(feats, img, lone_click_segments=5, hierarchy=kw)
+    np.testing.assert_array_equal(seg.cut.segments, gradient_hierarchy(img, **kw).partition(n_segments=5))
+    default = make(feats, img, lone_click_segments=5)  # None: the histogram gradients' own defaults
+    np.testing.assert_array_equal(default.cut.segments, gradient_hierarchy(img).partition(n_segments=5))
+    for bad, match in (({"seed_spacing": 4, "colour": 1}, "takes no"), ({"nms": True}, "nms"), (3, "hierarchy must"),
+                       ({"region_weight": 4.0}, "region_weight"), ({"features": feats}, "takes no")):
+        with pytest.raises(ValueError, match=match):
+            make(feats, img, lone_click_segments=5, hierarchy=bad)
+    with pytest.raises(ValueError, match="pass image="):
+        make(feats, None, hierarchy={"spectral": 0.0})
+
+
 def test_reaches_edge():
     from featlib.click_update import reaches_edge
 
