@@ -130,6 +130,7 @@ class CutSegmenter:
         check_boundary_settings(boundary_tau, boundary_geo)
         check_policy(reach, touch_up)
         ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
+        hierarchy = _check_hierarchy(hierarchy, self.image)
         for name, value in (("seed_segments", seed_segments), ("lone_click_segments", lone_click_segments)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {value}")
@@ -145,7 +146,6 @@ class CutSegmenter:
                 raise ValueError("boundary_map='learned' reads the image: pass image=")
             boundary_map = None if boundary_map == "off" else boundary_probability(self.image, max_side=max_side)
         self.boundary_map = boundary_map
-        hierarchy = _check_hierarchy(hierarchy, self.image)  # before the precompute, which takes a while
         self.graph = ImageGraph(features, mesh_weights=mesh_weights, size=size, region_spacing=region_spacing,
                                 boundary=boundary_map, boundary_tau=boundary_tau, boundary_geo=boundary_geo)
         self.mesh, self.shape = self.graph.mesh, self.graph.shape
