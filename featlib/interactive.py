@@ -121,11 +121,11 @@ class ClickSegmenter(CutSegmenter):
         max_side: with ``boundary_map="learned"``, the working resolution of the network (longer side, px; None: the
             image's own size), as the partitions' ``max_side``.
         hierarchy: where ``seed_segments``' and ``lone_click_segments``' partitions are cut from (built only when one
-            of them is set): a dict of ``featlib.cluster.gradient_hierarchy`` keywords, drawn on ``image`` (colour's
-            default: colour's own partitions, ``featlib.features.DEFAULTS["colour"]["gradients"]``, ~4-6 s at
-            481x321, once); a ``featlib.cluster.Hierarchy`` (e.g. ``Features.hierarchy(image)``), used as it is; or
-            None (default): the equal-weight histogram-gradient hierarchy ``gradient_hierarchy(image)`` (~0.9 s), or
-            without an image the "mesh" grouping of the features (``featlib.cluster.hierarchy_from_mesh``).
+            of them is set): a dict of ``featlib.cluster.gradient_hierarchy`` keywords, drawn on ``image`` (e.g.
+            colour's partitions, ``featlib.features.DEFAULTS["colour"]["gradients"]``: ~4-6 s at 481x321, once;
+            measured, not adopted); a ``featlib.cluster.Hierarchy`` (e.g. ``Features.hierarchy(image)``), used as it
+            is; or None (default): the equal-weight histogram-gradient hierarchy ``gradient_hierarchy(image)``
+            (~0.9 s), or without an image the "mesh" grouping of the features (``featlib.cluster.hierarchy_from_mesh``).
     Attributes: ``mask`` bool [H, W]; ``clicks`` list of ``Click``; ``shape`` (H, W); ``last_update_s``;
     ``graph`` (``featlib.region_graph.ImageGraph``) and ``cut`` (``featlib.click_energy.ClickCut``).
     """

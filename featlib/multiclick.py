@@ -163,12 +163,10 @@ class CutSegmenter:
         seeded = bool(self.local and self.reach and seed_segments)
         h = None
         if seeded or lone_click_segments:
-            if isinstance(hierarchy, Mapping):
-                h = gradient_hierarchy(self.image, **hierarchy)
-            elif hierarchy is not None:
-                h = hierarchy
+            if isinstance(hierarchy, Mapping) or (hierarchy is None and self.image is not None):
+                h = gradient_hierarchy(self.image, **(hierarchy or {}))
             else:
-                h = gradient_hierarchy(self.image) if self.image is not None else hierarchy_from_mesh(self.mesh)
+                h = hierarchy if hierarchy is not None else hierarchy_from_mesh(self.mesh)
         self.seed_map = h.partition(n_segments=seed_segments) if seeded else None
         segments = h.partition(n_segments=lone_click_segments) if lone_click_segments else None
         self.cut = ClickCut(self.graph, lam, geo_weight, border_margin, backend, segments=segments)
