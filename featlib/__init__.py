@@ -12,6 +12,7 @@ only modules above it, never below.
 - ``featlib.pull``         the loss's pull term and per-mask means: dense and sparse layouts, fused CPU loops.
 - ``featlib.relations``    masks per stride (area-downsampling) and between each other: disjoint, contains,
                            adjacent; the pairs each push mode may push (``nested``: per stride).
+- ``featlib.contrast``     the boundary contrast term: neighbouring cells a mask separates should differ (optional).
 - ``featlib.loss``         multi-stride discriminative loss (De Brabandere et al. 2017): formulas, push modes,
                            tensor logs (no host sync), free-feature satisfiability.
 - ``featlib.data``         SA-1B reading (folders, raw/prepared tar shards), synthetic scenes, BSDS500, click sets,
@@ -71,7 +72,7 @@ _EXPORTS = {
 
 # In layer order (the docstring's list): tests/test_structure.py checks that imports only go up this list.
 _SUBMODULES = (
-    "utils", "cli", "weights", "model", "brightness", "config", "pull", "relations", "loss", "data", "metrics",
+    "utils", "cli", "weights", "model", "brightness", "config", "pull", "relations", "contrast", "loss", "data", "metrics",
     "boundaries", "boundary_runs", "distances", "gaussian", "graphcut", "gradients", "boundary_net", "spectral",
     "merging", "cluster",
     "click_protocol", "click_metrics", "multi_protocol", "region_graph", "click_energy", "click_update", "multiclick",

@@ -102,6 +102,8 @@ class TrainConfig:
     margin_d: float = 0.2
     min_cells: int = 2
     loss_weights: dict | None = None       # loss balance per stride {s: w}; None = w ∝ s
+    contrast_weight: float = 0.0           # featlib.contrast: cells a mask separates differ (issue 20); 0 = off
+    contrast_min_cut: float = 0.0          # featlib.contrast: only borders drawn by this share (c) of the masks
     # logging, validation, checkpoints
     output_dir: str = "runs/demo"
     log_every: int = 10
@@ -218,6 +220,9 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"cross_fit must be [k, n] with n >= 2 and 0 <= k < n, got {cfg.cross_fit!r}")
     if cfg.cross_fit is not None and cfg.data != "bsds500":
         raise ConfigError(f"cross_fit needs data=bsds500, got data={cfg.data!r}")
+    if cfg.contrast_weight < 0 or not 0 <= cfg.contrast_min_cut <= 1:
+        raise ConfigError(f"contrast_weight must be >= 0 and contrast_min_cut in [0, 1], got {cfg.contrast_weight}, "
+                          f"{cfg.contrast_min_cut}")
     if not 0 <= cfg.colour_jitter < 1 or cfg.holdout < 0:
         raise ConfigError("colour_jitter must be in [0, 1) and holdout >= 0")
     if cfg.prefetch_factor < 1 or cfg.num_workers < 0:

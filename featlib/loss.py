@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from featlib.contrast import multi_stride_contrast
 from featlib.pull import EPS, pull_term
 from featlib.relations import (  # noqa: F401  (re-exported: the loss's public names since 2026-11)
     PUSH_MODES,
@@ -253,6 +254,9 @@ class MultiStrideLoss(torch.nn.Module):
             stride; None = no upper bound.
         adjacent_strides: ("nested") strides that push only neighbouring masks (within ``adjacency_radius`` cells
             of the <= 128-cell relation grid).
+        contrast_weight, contrast_margin, contrast_min_cut: weight, margin and min_cut of ``featlib.contrast``'s
+            boundary term (neighbouring cells a mask separates should differ), added with the same stride weights;
+            weight 0 = off (the default).
 
     ``forward(features {s: [B, base*s^2, ceil(H/s), ceil(W/s)]}, masks bool [B, K, H, W], mask_valid bool [B, K]
     | None, valid_pixels bool [B, H, W] | None (None: no padding), groups int [B, K] | None (the annotation each
@@ -266,7 +270,8 @@ class MultiStrideLoss(torch.nn.Module):
                  margin_d: float = 0.2, push_pairs: str = "all", min_cells: int = 2, alpha: float = 1.0,
                  beta: float = 1.0, gamma: float = 0.001, overlap_threshold: float = 0.1,
                  adjacency_radius: int = 2, push_norm: str = "allowed", max_cells: float | None = None,
-                 adjacent_strides: Sequence[int] = ()):
+                 adjacent_strides: Sequence[int] = (), contrast_weight: float = 0.0, contrast_margin: float = 0.4,
+                 contrast_min_cut: float = 0.0):
         super().__init__()
         self.strides = tuple(sorted(int(s) for s in strides))
         if push_pairs not in PUSH_MODES:
@@ -287,6 +292,11 @@ class MultiStrideLoss(torch.nn.Module):
         self.overlap_threshold, self.adjacency_radius = overlap_threshold, adjacency_radius
         self.push_norm, self.max_cells = push_norm, max_cells
         self.adjacent_strides = tuple(int(s) for s in adjacent_strides)
+        if contrast_weight < 0 or contrast_margin <= 0 or not 0 <= contrast_min_cut <= 1:
+            raise ValueError(f"contrast_weight must be >= 0, contrast_margin > 0 and contrast_min_cut in [0, 1], got "
+                             f"{contrast_weight}, {contrast_margin}, {contrast_min_cut}")
+        self.contrast_weight, self.contrast_margin = float(contrast_weight), float(contrast_margin)
+        self.contrast_min_cut = float(contrast_min_cut)
 
     def stride_pairs(self, masks: torch.Tensor, mask_valid: torch.Tensor, groups: torch.Tensor | None = None,
                      pooled: dict | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
@@ -349,6 +359,12 @@ class MultiStrideLoss(torch.nn.Module):
                              f"s{s}/reg": parts.reg.detach(),
                              f"s{s}/active_masks": parts.n_masks.float().mean(),
                              f"s{s}/spread": feature_spread(features[s], None if valid_pixels is None else cell_valid)})
+        if self.contrast_weight > 0:
+            cells = {s: (down[s][0] & mask_valid[:, :, None, None], down[s][1]) for s in self.strides}
+            term, parts = multi_stride_contrast(features, cells, self.loss_weights, self.contrast_margin,
+                                                min_cut=self.contrast_min_cut)
+            total = total + self.contrast_weight * term
+            out.logs.update({f"s{s}/contrast": v.detach() for s, v in parts.items()})
         out.total = total
         out.logs["loss/total"] = total.detach()
         return out

@@ -62,7 +62,8 @@ def build_training(cfg: TrainConfig):
                            if cfg.loss_weights else None,
                            margin_v=cfg.margin_v, margin_d=cfg.margin_d, push_pairs=cfg.push_pairs,
                            min_cells=cfg.min_cells, push_norm=cfg.push_norm, max_cells=cfg.max_cells,
-                           adjacent_strides=tuple(cfg.adjacent_strides))
+                           adjacent_strides=tuple(cfg.adjacent_strides), contrast_weight=cfg.contrast_weight,
+                           contrast_min_cut=cfg.contrast_min_cut)
     if bn_frozen(cfg):
         freeze_batchnorm(model)
     if cfg.channels_last:  # NHWC weights; train_step converts the images alike

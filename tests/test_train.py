@@ -303,10 +303,12 @@ def _one_batch(tmp_path, *extra):
 
 def test_a_training_step_reads_nothing_on_the_host(tmp_path, no_host_reads):
     """Outside log steps the CPU must run ahead of the device: no tensor becomes a Python value in train_step
-    (model, loss with nested pairs, backward, clipping, the non-finite guard, fused AdamW, the schedule)."""
+    (model, loss with nested pairs and the boundary contrast term, backward, clipping, the non-finite guard, fused
+    AdamW, the schedule)."""
     from featlib.train import prepare_training, train_step
 
-    cfg, batch = _one_batch(tmp_path, "push_pairs=nested", "max_cells=64", "adjacent_strides=[1]")
+    cfg, batch = _one_batch(tmp_path, "push_pairs=nested", "max_cells=64", "adjacent_strides=[1]",
+                            "contrast_weight=0.1")
     acc = Accelerator(cpu=True)
     t = prepare_training(cfg, acc)
     t.model.train()
@@ -316,6 +318,7 @@ def test_a_training_step_reads_nothing_on_the_host(tmp_path, no_host_reads):
         out, grad_norm = train_step(acc, t, batch, cfg)
     logs = out.read()  # what a log step does: one read
     assert np.isfinite(logs["loss/total"]) and logs["nonfinite_step"] == 0 and float(grad_norm) > 0
+    assert all(np.isfinite(logs[f"s{s}/contrast"]) for s in cfg.strides)
 
 
 def test_nonfinite_gradients_are_zeroed_and_counted(tmp_path):
