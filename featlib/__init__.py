@@ -73,8 +73,8 @@ _EXPORTS = {
 # In layer order (the docstring's list): tests/test_structure.py checks that imports only go up this list.
 _SUBMODULES = (
     "utils", "cli", "weights", "model", "brightness", "config", "pull", "relations", "contrast", "loss", "data",
-    "metrics", "boundaries", "boundary_runs", "distances", "gaussian", "graphcut", "gradients", "boundary_net", "spectral",
-    "merging", "cluster",
+    "metrics", "boundaries", "boundary_runs", "distances", "gaussian", "graphcut", "gradients", "boundary_net",
+    "spectral", "merging", "cluster",
     "click_protocol", "click_metrics", "multi_protocol", "region_graph", "click_energy", "click_update", "multiclick",
     "interactive", "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
 )
