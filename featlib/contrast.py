@@ -45,22 +45,24 @@ def cut_fractions(masks: torch.Tensor, offset: int = 1) -> tuple[torch.Tensor, t
         raise ValueError(f"masks must be bool [B, K, H, W], got {masks.dtype} {tuple(masks.shape)}")
     if offset < 1:
         raise ValueError(f"offset must be >= 1, got {offset}")
-    d = offset
     out = []
-    for a, b in ((masks[..., :, :-d], masks[..., :, d:]), (masks[..., :-d, :], masks[..., d:, :])):
+    for a, b in _pairs(masks, offset):
         cut = (a ^ b).sum(1, dtype=torch.float32)
         held = (a | b).sum(1, dtype=torch.float32)
         out.append(cut / held.clamp(min=1.0))
     return out[0], out[1]
 
 
+def _pairs(t: torch.Tensor, d: int):
+    """The (first, second) cells of the horizontal and of the vertical pairs d apart, as views of t [..., h, w]."""
+    return (t[..., :, :-d], t[..., :, d:]), (t[..., :-d, :], t[..., d:, :])
+
+
 def boundary_contrast(features: torch.Tensor, members: torch.Tensor, cell_valid: torch.Tensor | None = None,
-                      margin: float = 0.4, offset: int = 1, min_cut: float = 0.0,
-                      fractions: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                      margin: float = 0.4, offset: int = 1, min_cut: float = 0.0) -> torch.Tensor:
     """term_s of the module docstring: cells ``features`` [B, D, h, w], their masks ``members`` bool [B, K, h, w],
     ``cell_valid`` bool [B, h, w] or None (every cell valid); pairs with c < ``min_cut`` do not count (0.6: only
-    borders most annotators draw); ``fractions``: ``cut_fractions(members, offset)`` if already computed.
-    Returns a 0-dim tensor."""
+    borders most annotators draw). Returns a 0-dim tensor."""
     if features.ndim != 4 or members.ndim != 4 or features.shape[0] != members.shape[0] \
             or features.shape[2:] != members.shape[2:]:
         raise ValueError(f"features {tuple(features.shape)} and members {tuple(members.shape)} must be [B, D, h, w] "
@@ -68,29 +70,18 @@ def boundary_contrast(features: torch.Tensor, members: torch.Tensor, cell_valid:
     if margin <= 0 or not 0 <= min_cut <= 1:
         raise ValueError(f"margin must be > 0 and min_cut in [0, 1], got {margin}, {min_cut}")
     x = features.float() / math.sqrt(features.shape[1])
-    ch, cv = fractions if fractions is not None else cut_fractions(members, offset)
-    d = offset
+    valid = _pairs(cell_valid, offset) if cell_valid is not None else (None, None)
     num = features.new_zeros((), dtype=torch.float32)
     den = features.new_zeros((), dtype=torch.float32)
-    for c, xa, xb, va, vb in (
-            (ch, x[..., :, :-d], x[..., :, d:], *_pair_valid(cell_valid, d, horizontal=True)),
-            (cv, x[..., :-d, :], x[..., d:, :], *_pair_valid(cell_valid, d, horizontal=False))):
+    for c, (xa, xb), v in zip(cut_fractions(members, offset), _pairs(x, offset), valid):
         if min_cut > 0:
             c = c * (c >= min_cut)
-        if va is not None:
-            c = c * (va & vb)
+        if v is not None:
+            c = c * (v[0] & v[1])
         gap = (xa - xb).pow(2).sum(1).add(1e-12).sqrt()          # [B, h', w']
         num = num + (c * F.relu(margin - gap).pow(2)).sum()
         den = den + c.sum()
     return num / den.clamp(min=1e-6)
-
-
-def _pair_valid(valid: torch.Tensor | None, d: int, horizontal: bool):
-    if valid is None:
-        return None, None
-    if horizontal:
-        return valid[..., :, :-d], valid[..., :, d:]
-    return valid[..., :-d, :], valid[..., d:, :]
 
 
 def multi_stride_contrast(features: Mapping[int, torch.Tensor],
