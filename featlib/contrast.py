@@ -1,7 +1,8 @@
 """Boundary contrast: neighbouring cells that a mask separates should differ in the features (issue 20, item 2).
 
     term = boundary_contrast(features, members, cell_valid, margin=0.4)   # one stride; 0-dim tensor
-    loss = MultiStrideLoss(..., contrast_weight=1.0)                       # every stride, inside the training loss
+    loss = MultiStrideLoss(..., contrast_weight=0.1)                       # every stride, inside the training loss
+    #   (0.1: the screened weight; at 1 the features fall apart, docs/LOSS.md "Boundary contrast")
 
 The discriminative loss (``featlib.loss``) acts on masks' *means*: two segments whose means differ satisfy its push
 even where the cells along their common border look alike. What the partitions read, though, are differences
