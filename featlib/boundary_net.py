@@ -205,7 +205,7 @@ def check_scales(scales) -> tuple[float, ...]:
     return out
 
 
-def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+def resized(image: np.ndarray, scale: float) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [round(H * scale), round(W * scale), 3]: anti-aliased (Gaussian before sampling)
     when shrinking, bilinear when enlarging (skimage smooths only downsampling)."""
     h, w = image.shape[:2]
@@ -275,10 +275,10 @@ def _working_maps(image: np.ndarray, net, mirror: bool, scales, features, max_si
     if N_INPUTS + n_feat != net.n_inputs:
         raise ValueError(f"the boundary network reads {net.n_inputs} channels ({net.n_inputs - N_INPUTS} from "
                          f"features), the cue stack would have {N_INPUTS + n_feat} ({n_feat} from features)")
-    work = image if base == 1 else _resized(image, base)
+    work = image if base == 1 else resized(image, base)
     out = {}
     for s in scales:
-        x = work if s == 1 else _resized(work, s)
+        x = work if s == 1 else resized(work, s)
         if features is not None and s != 1:  # features exist at the image's own scale: other scales read colour
             p = probability_from_stack(cue_stack(x), cached_net(), mirror)
         else:

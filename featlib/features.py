@@ -137,7 +137,9 @@ SCALES = {"default": {"boundary_scales": (1.0, 2.0), "merge_scales": (1.0, 0.5, 
 # FeatureNet sources keep their defaults: bsds500-b0 with the same map and lam 24 on val 9-30: 12.09 / 14.47 / 14.20
 # vs 11.32 / 14.48 / 13.17 (fewer drops, 0.77 vs 1.17 %, but no fewer clicks; its features already carry BSDS500's
 # boundaries); with its own lam 8, held-out 12.11 / 14.33 / 13.88 vs 12.47 / 14.68 / 14.23, but val 11.82 / 14.98 /
-# 13.77.
+# 13.77. max_side: the map's and the lone click's partition's working resolution (a 1920 x 1080 photo's precompute
+# 22 s -> 9 s; 19 held-out objects enlarged to 854 px: 12.47 / 14.49 / 13.11 -> 12.11 / 14.28 / 12.93; docs/CLICKS.md
+# "Large photos").
 CLICK_BOUNDARY = {"boundary_map": "learned", "max_side": MAX_SIDE, "lam": 24.0}
 DEFAULTS: dict[str, dict] = {
     "colour": {

@@ -118,8 +118,11 @@ class ClickSegmenter(CutSegmenter):
             capped growth and ``lone_click_segments`` 25): on BSDS500 val objects 9-30 (Lab, 3 seeds, 100 clicks)
             NoC@90 centre / dt / jitter:10 12.45 / 15.02 / 14.09 -> 11.64 / 13.42 / 12.94, `dt` clicks losing > 1
             IoU point 1.41 -> 1.32 % (docs/CLICKS.md "The learned boundary map in the click graph").
-        max_side: with ``boundary_map="learned"``, the working resolution of the network (longer side, px; None: the
-            image's own size), as the partitions' ``max_side``.
+        max_side: the working resolution (longer side, px; None: the image's own size) of the learned boundary map
+            (as the partitions' ``max_side``) and of the hierarchy ``seed_segments`` / ``lone_click_segments`` cut,
+            built on a copy of that size and its partitions brought back (``multiclick.click_partitions``). Colour's
+            default 512 (``featlib.features``): a 1920 x 1080 photo's precompute 31 s -> 9 s (docs/CLICKS.md "Large
+            photos").
         hierarchy: where ``seed_segments``' and ``lone_click_segments``' partitions are cut from (built only when one
             of them is set): a dict of ``featlib.cluster.gradient_hierarchy`` keywords, drawn on ``image`` (e.g.
             colour's partitions, ``featlib.features.DEFAULTS["colour"]["gradients"]``: ~4-6 s at 481x321, once;

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featlib.boundary_net import boundary_probability
+from featlib.boundary_net import boundary_probability, resized, working_scale
 from featlib.click_energy import ClickCut
 from featlib.click_update import (
     apply_click,
@@ -95,6 +95,36 @@ def _check_hierarchy(hierarchy, image):
     return dict(hierarchy)
 
 
+def click_partitions(image: np.ndarray | None, mesh, hierarchy, counts, max_side: int | None = None
+                     ) -> dict[int, np.ndarray]:
+    """{n: int [H, W]} for each n in ``counts``: the partition into n segments that the segmenters' ``seed_segments``
+    and ``lone_click_segments`` cut, from ``hierarchy`` (as ``_check_hierarchy`` returns it): a Hierarchy, used as it
+    is; a dict of ``gradient_hierarchy`` keywords or None (its defaults), drawn on ``image``; None without an image:
+    the "mesh" grouping of the features' ``mesh``.
+
+    ``max_side``: the working resolution. A drawn hierarchy is built on a copy of the image whose longer side is
+    ``max_side`` (``boundary_net.working_scale``, anti-aliased) and its partitions are brought back nearest-neighbour:
+    the histogram-gradient cues' radii are BSDS500's scale (a photo read larger looks at texture instead of objects:
+    docs/PARTITIONS.md "Large photos"), and the build costs what a ``max_side`` image costs (a 1920 x 1080 photo:
+    ~22 s at full size). A segment's border only decides which regions stand for a lone click (those with more than
+    half their pixels in it) and where a seed's box lies; the masks' borders are the cut's, at full resolution
+    (docs/CLICKS.md "Large photos")."""
+    if hierarchy is not None and not isinstance(hierarchy, Mapping):
+        return {n: hierarchy.partition(n_segments=n) for n in counts}
+    if image is None:
+        h = hierarchy_from_mesh(mesh)
+        return {n: h.partition(n_segments=n) for n in counts}
+    base = working_scale(image.shape, max_side)
+    h = gradient_hierarchy(image if base == 1 else resized(image, base), **(hierarchy or {}))
+    parts = {n: h.partition(n_segments=n) for n in counts}
+    if base == 1:
+        return parts
+    (height, width), (h0, w0) = image.shape[:2], next(iter(parts.values())).shape
+    rows = np.minimum(((np.arange(height) + 0.5) * h0 / height).astype(np.intp), h0 - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w0 / width).astype(np.intp), w0 - 1)
+    return {n: p[rows[:, None], cols[None, :]] for n, p in parts.items()}
+
+
 class CutSegmenter:
     """What both click segmenters share: the checked settings, the image's region graph and its cut.
 
@@ -131,6 +161,7 @@ class CutSegmenter:
         check_policy(reach, touch_up)
         ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
         hierarchy = _check_hierarchy(hierarchy, self.image)
+        working_scale((1, 1), max_side)  # ValueError for a bad max_side, before the precompute
         for name, value in (("seed_segments", seed_segments), ("lone_click_segments", lone_click_segments)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {value}")
@@ -161,14 +192,10 @@ class CutSegmenter:
         # cuts of one hierarchy: ``hierarchy`` (a Hierarchy, or gradient_hierarchy's keywords), else the
         # histogram-gradient hierarchy of the image when there is one, else the "mesh" grouping of the features' mesh.
         seeded = bool(self.local and self.reach and seed_segments)
-        h = None
-        if seeded or lone_click_segments:
-            if isinstance(hierarchy, Mapping) or (hierarchy is None and self.image is not None):
-                h = gradient_hierarchy(self.image, **(hierarchy or {}))
-            else:
-                h = hierarchy if hierarchy is not None else hierarchy_from_mesh(self.mesh)
-        self.seed_map = h.partition(n_segments=seed_segments) if seeded else None
-        segments = h.partition(n_segments=lone_click_segments) if lone_click_segments else None
+        counts = [n for n in (seed_segments if seeded else None, lone_click_segments) if n]
+        parts = click_partitions(self.image, self.mesh, hierarchy, counts, max_side) if counts else {}
+        self.seed_map = parts[seed_segments] if seeded else None
+        segments = parts[lone_click_segments] if lone_click_segments else None
         self.cut = ClickCut(self.graph, lam, geo_weight, border_margin, backend, segments=segments)
         self.reset()
         self.last_update_s = 0.0

@@ -397,7 +397,7 @@ def test_working_resolution_reads_a_large_image_at_max_side(scene):
     net = bn.load_boundary_net()
     big = np.kron(scene.image, np.ones((2, 2, 1), np.uint8))  # [128, 160]: the scene at twice its size
     p = bn.boundary_probability(big, net, max_side=80)
-    small = bn.boundary_probability(bn._resized(big, 0.5), net)
+    small = bn.boundary_probability(bn.resized(big, 0.5), net)
     np.testing.assert_array_equal(p, resize(small, big.shape[:2], order=1, anti_aliasing=False).astype(np.float32))
     ws, _ = bn.boundary_meshes(big, net, merge_scales=(1.0, 0.5), nms=True, max_side=80)
     thin = bn.suppress_nonmaxima(small)  # thinned at the working size, then brought back

@@ -295,6 +295,30 @@ def test_segmenter_partitions_come_from_the_hierarchy_given(cls):
         make(feats, None, hierarchy={"spectral": 0.0})
 
 
+@pytest.mark.parametrize("cls", ["binary", "multi"])
+def test_segmenter_partitions_at_a_working_resolution(cls):
+    """With ``max_side`` a larger image's partitions are its working copy's, brought back nearest-neighbour: the
+    same segment count, full size, each segment a block-upsampled working segment; an image within ``max_side`` is
+    read as it is."""
+    from featlib.boundary_net import resized
+    from featlib.cluster import gradient_hierarchy
+    from featlib.multiclick import MultiClickSegmenter, click_partitions
+    make = ClickSegmenter if cls == "binary" else MultiClickSegmenter
+    img, _ = _two_tone_disk(96, seed=4)
+    big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)  # [192, 192, 3]
+    seg = make(lab_features(big), big, lone_click_segments=5, seed_segments=12, max_side=96)
+    work = gradient_hierarchy(resized(big, 0.5))  # the 96-px copy's hierarchy
+    for n, got in ((5, seg.cut.segments), (12, seg.seed_map)):
+        assert got.shape == big.shape[:2]
+        np.testing.assert_array_equal(got, np.repeat(np.repeat(work.partition(n_segments=n), 2, 0), 2, 1))
+    as_is = make(lab_features(img), img, lone_click_segments=5, max_side=96)  # 96 px: no copy
+    np.testing.assert_array_equal(as_is.cut.segments, gradient_hierarchy(img).partition(n_segments=5))
+    odd = click_partitions(big[:190, :181], None, None, [7], max_side=64)[7]  # a non-integer factor
+    assert odd.shape == (190, 181) and len(np.unique(odd)) == 7
+    with pytest.raises(ValueError, match="max_side"):
+        make(lab_features(img), img, lone_click_segments=5, max_side=3)
+
+
 def test_reaches_edge():
     from featlib.click_update import reaches_edge
 

@@ -12,7 +12,8 @@ to twice while a click's change reaches its side ("grow", ``grow=2``, an option)
 (``seed_segments=200``; the precompute includes the seeds' partition), a global cut on every click
 (``reach=None``) and the source's own defaults ("source", ``Features.click_kwargs()``: since 2026-12-05 the learned
 boundary map, whose network runs in the precompute, with ``lam`` 24, the capped growth and a lone first click's
-25-segment partition).
+25-segment partition). With ``--size`` above the source's working resolution (``max_side``, 512 for colour) a
+"full-size" row adds the same defaults with the map and the partition computed at the image's own size.
 
 Many objects (``featlib.multiclick.MultiClickSegmenter``): the same image with its 3 largest first-annotator segments
 as objects 1-3 (the rest background; synthetic: the 3 largest objects). Multi-label run: one click per object at its
@@ -147,6 +148,8 @@ def main(argv: list[str]) -> None:
     print(f"{'backend':10s} {'update':8s} {'precompute ms':>13s} {'median click ms':>15s} {'p90 ms':>7s} "
           f"{'ratio vs SLIC':>13s} {'final IoU':>9s}")
     modes = {**MODES, "source": extractor.click_kwargs()}  # the source's own defaults: the learned boundary map
+    if modes["source"].get("max_side") and size > modes["source"]["max_side"]:  # a photo over the working size:
+        modes["full-size"] = {**modes["source"], "max_side": None}  # the same, its map and partition at full size
     for b in backends:
         for mode, kw in modes.items():
             t0 = time.perf_counter()
