@@ -29,10 +29,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.morphology import local_minima
 from skimage.segmentation import felzenszwalb, slic, watershed
+from skimage.transform import resize
 
-from featlib.boundary_net import boundary_meshes, check_scales, working_scale
+from featlib.boundary_net import boundary_meshes, check_scales, resized, working_scale
 from featlib.distances import LAB_SMOOTH_SIGMA, DistanceMesh, distance_mesh, lab_features
-from featlib.gradients import oriented_gradients
+from featlib.gradients import oriented_gradients, pixel_mesh
 from featlib.graphcut import grid_seeds, pixel_strength
 from featlib.merging import REGION_AREA, merge_regions, region_descriptors
 from featlib.spectral import add_to_mesh, spectral_boundaries
@@ -208,7 +209,7 @@ def check_map_settings(boundary_map: str = "chi2", *, boundary_scales=(1.0,),
                        max_side: int | None = None) -> None:
     """ValueError for a combination ``gradient_hierarchy`` cannot run (callers check before reading any image):
     an unknown map; ``cue_weights`` with the learned map (it learned its own weighting); ``boundary_scales`` /
-    ``merge_scales`` other than one scale or a ``boundary_net`` with chi2; a bad ``max_side``, or one with chi2."""
+    ``merge_scales`` other than one scale or a ``boundary_net`` with chi2; a bad ``max_side``."""
     if boundary_map not in ("chi2", "learned"):
         raise ValueError(f"boundary_map must be 'chi2' or 'learned', got {boundary_map!r}")
     given = {"boundary_scales": boundary_scales} if merge_scales is None else \
@@ -221,11 +222,21 @@ def check_map_settings(boundary_map: str = "chi2", *, boundary_scales=(1.0,),
     if boundary_map == "chi2" and nms:
         raise ValueError("nms=True thins the learned map: it needs boundary_map='learned'")
     working_scale((1, 1), max_side)  # ValueError for a bad max_side
-    if boundary_map == "chi2" and max_side:
-        raise ValueError(f"max_side={max_side!r} sets the learned map's working resolution: it needs "
-                         "boundary_map='learned'")
     if boundary_map == "learned" and cue_weights is not None:
         raise ValueError("boundary_map='learned' learned its own cue weighting: pass no cue_weights")
+
+
+def chi2_mesh(image: np.ndarray, features=None, cue_weights=None, feature_weight: float = 1.0,
+              max_side: int | None = None) -> DistanceMesh:
+    """The histogram-gradient boundary mesh (``gradients.oriented_gradients``' strength) of ``image`` read at its
+    working resolution: a larger image's strength is computed on a copy whose longer side is ``max_side``
+    (``features`` {s: [C, ceil(H/s), ceil(W/s)]} of the full image join it there) and brought back bilinearly."""
+    base = working_scale(np.shape(image), max_side)
+    work = image if base == 1 else resized(image, base)
+    strength = oriented_gradients(work, features, cue_weights, feature_weight).strength
+    if base != 1:
+        strength = resize(strength, np.shape(image)[:2], order=1, anti_aliasing=False).astype(np.float32)
+    return pixel_mesh(strength)
 
 
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,
@@ -247,7 +258,7 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
     suppression (``boundary_net.suppress_nonmaxima``). ``merge_scales``: the merge heights read the mean map over
     these scales while the watershed reads ``boundary_scales``' (None: the same map; (1.0, 0.5, 2.0) with
     boundary scales (1.0, 2.0) is colour's default, ``featlib.features.SCALES``, ``boundary_net.boundary_meshes``).
-    ``max_side`` (learned map only): the working resolution -- a larger image's map is computed at that longer side
+    ``max_side``: the working resolution -- a larger image's map (either kind) is computed at that longer side
     and brought back, and the watershed's seed spacing and the size prior (an area) grow with the image, so a photo
     gets the hierarchy of its working-size copy, drawn at full resolution (the cues' radii and the network are
     BSDS500's scale: docs/PARTITIONS.md "Large photos"). ``region_weight > 0`` (needs ``features`` at the image's
@@ -263,7 +274,7 @@ def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = 
         mesh, merge_mesh = boundary_meshes(image, boundary_net, scales=boundary_scales, merge_scales=merge_scales,
                                            features=features, nms=nms, max_side=max_side)
     else:
-        mesh = merge_mesh = oriented_gradients(image, features, cue_weights, feature_weight).mesh()
+        mesh = merge_mesh = chi2_mesh(image, features, cue_weights, feature_weight, max_side)
     base = working_scale(np.shape(image), max_side)
     return hierarchy_from_mesh(mesh, seed_spacing=max(1, round(seed_spacing / base)), size_prior=size_prior / base**2,
                                contrast=0.0, spectral=spectral, merge_mesh=merge_mesh, region_features=features,

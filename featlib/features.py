@@ -114,7 +114,9 @@ def image_features(model: FeatureNet, image: np.ndarray, device="cpu") -> dict[i
 # (481 x 321, read as it is); a larger photo's map is computed at this size and the hierarchy drawn at full size. On the
 # 20 held-out BSDS500 train images upscaled 2x (GT too), covering ODS 0.681 at 512 vs 0.648 at full size; 3x: 0.666
 # at 512, 0.648 at 1024, 0.634 at full size (docs/PARTITIONS.md "Large photos"). f.hierarchy(image, max_side=0): full
-# size.
+# size. The histogram gradients (chi2, FeatureNets' grouping) the same since the eighteenth session: the 2x images
+# with Lab, covering ODS / PRI / VI 0.635 / 0.841 / 1.526 bits at 512 vs 0.624 / 0.858 / 1.559 at full size (as they
+# are: 0.642 / 0.840 / 1.505), with bsds500-b0 0.628 / 0.843 / 1.544 vs 0.619 / 0.847 / 1.569, half the time.
 MAX_SIDE = 512
 # The learned map's scales, named (the first is colour's and bsds500-b0-all's default; BENCHMARKS.md "partitions"):
 # "two-scale merge" the default until 2026-12-04 (no 2x pass), "fast" one scale throughout.
@@ -153,7 +155,7 @@ DEFAULTS: dict[str, dict] = {
     "learned": {
         "grouping": "gradients",
         "gradients": {"boundary_map": "chi2", "seed_spacing": 8, "size_prior": 256.0, "spectral": 1.0,
-                      "feature_weight": 1.0},
+                      "feature_weight": 1.0, "max_side": MAX_SIDE},
         "mesh": {"mesh_weights": "equal", "contrast": 0.07, "seed_spacing": 8},
         "clicks": {"mesh_weights": "finest two", "reach": 2.0, "grow": 2, "grow_cap": 2.0},
     },
@@ -240,7 +242,7 @@ class Features:
             if self.model is None:
                 kw.pop("feature_weight", None)
             if overrides.get("boundary_map") == "chi2":  # the learned map's defaults; chi2 has none of them
-                for key in ("nms", "boundary_scales", "merge_scales", "max_side"):
+                for key in ("nms", "boundary_scales", "merge_scales"):
                     if key not in overrides:
                         kw.pop(key, None)
         kw = {**kw, **overrides}

@@ -267,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="mesh grouping: stride combination: equal, 1/s, finest, 'finest two' or JSON {stride: weight} "
                         "(default: the features' own choice, featlib.features.DEFAULTS)")
     p.add_argument("--max-side", type=int, default=None,
-                   help="the learned map's working resolution in px (longer side): larger photos get their map at "
+                   help="the boundary map's working resolution in px (longer side): larger photos get their map at "
                         "that size, the hierarchy at full size; 0: every image at full size (default: the "
-                        "features', featlib.features.DEFAULTS: 512 for colour and bsds500-b0-all; "
+                        "features', featlib.features.DEFAULTS: 512 for every source's gradients grouping; "
                         "docs/PARTITIONS.md 'Large photos')")
     a = p.parse_args(argv)
     try:

@@ -413,9 +413,16 @@ def test_working_resolution_reads_a_large_image_at_max_side(scene):
     assert capped.n_regions < 0.5 * full.n_regions  # seeds every 16 px instead of 8
     same = gradient_hierarchy(scene.image, max_side=80, **kw)
     np.testing.assert_array_equal(same.ucm(), gradient_hierarchy(scene.image, **kw).ucm())
-    with pytest.raises(ValueError, match="needs boundary_map='learned'"):
-        gradient_hierarchy(scene.image, boundary_map="chi2", max_side=80)
+    # the histogram gradients too: the copy's strength brought back, the hierarchy drawn at full size
+    from featlib.cluster import chi2_mesh
+    from featlib.gradients import oriented_gradients
+    strength = resize(oriented_gradients(bn.resized(big, 0.5)).strength, big.shape[:2], order=1, anti_aliasing=False)
+    np.testing.assert_array_equal(chi2_mesh(big, max_side=80).dx, pixel_mesh(strength.astype(np.float32)).dx)
+    chi2 = gradient_hierarchy(big, boundary_map="chi2", max_side=80)
+    assert chi2.regions.shape == big.shape[:2] and chi2.n_regions < 0.5 * gradient_hierarchy(big).n_regions
+    np.testing.assert_array_equal(gradient_hierarchy(scene.image, boundary_map="chi2", max_side=80).ucm(),
+                                  gradient_hierarchy(scene.image).ucm())
     with pytest.raises(ValueError, match="max_side"):
         load("lab").hierarchy_settings(max_side=4)  # before any image is read
     assert load("lab").hierarchy_settings()[1]["max_side"] == 512  # colour's default working resolution
-    assert "max_side" not in load("lab").hierarchy_settings(boundary_map="chi2")[1]
+    assert load("lab").hierarchy_settings(boundary_map="chi2")[1]["max_side"] == 512  # chi2 reads a copy too

@@ -20,8 +20,8 @@ those (``region_weight=0``, its default until the twelfth session); its two-scal
 build <= 1x SLIC; a new cut <= 10 ms. Last, the kernel the default build spends most of its cue time in: Gaussian
 filtering of a 25-bin stack at the BSDS size (``featlib.gaussian``'s banded block products vs ``scipy.ndimage``),
 and (not with --quick) a large photo, the astronaut upscaled to 1500 x 2250: the default build, whose map is read at
-the 512-px working resolution (``max_side``), and without the 2x map at 512 px vs at full size (``max_side=0``),
-once each.
+the 512-px working resolution (``max_side``), without the 2x map at 512 px vs at full size (``max_side=0``), and the
+histogram gradients + spectral at 512 px vs at full size, once each.
 """
 
 from __future__ import annotations
@@ -140,6 +140,12 @@ def main(argv: list[str]) -> None:
         row("hierarchy, two-scale merge (max_side 512)", t_two, t_slic_b)
         row("hierarchy, two-scale merge, full size", t_full, t_slic_b,
             f"({h_full.n_regions} initial regions; {t_full / t_two:.1f}x the same at max_side 512)")
+        chi2 = {"boundary_map": "chi2", "spectral": 1.0}  # FeatureNets' grouping (here without a feature cue)
+        t_c, h_c = best(lambda: lab.hierarchy(big, **chi2), 1)
+        t_cf, h_cf = best(lambda: lab.hierarchy(big, max_side=0, **chi2), 1)
+        row("hierarchy, chi2 + spectral (max_side 512)", t_c, t_slic_b, f"({h_c.n_regions} initial regions)")
+        row("hierarchy, chi2 + spectral, full size", t_cf, t_slic_b,
+            f"({h_cf.n_regions} initial regions; {t_cf / t_c:.1f}x the same at max_side 512)")
 
 
 if __name__ == "__main__":
