@@ -121,7 +121,7 @@ class ClickSegmenter(CutSegmenter):
         max_side: the working resolution (longer side, px; None: the image's own size) of the learned boundary map
             (as the partitions' ``max_side``) and of the hierarchy ``seed_segments`` / ``lone_click_segments`` cut,
             built on a copy of that size and its partitions brought back (``multiclick.click_partitions``). Colour's
-            default 512 (``featlib.features``): a 1920 x 1080 photo's precompute 31 s -> 9 s (docs/CLICKS.md "Large
+            default 512 (``featlib.features``): a 1920 x 1080 photo's precompute 22 s -> 9 s (docs/CLICKS.md "Large
             photos").
         hierarchy: where ``seed_segments``' and ``lone_click_segments``' partitions are cut from (built only when one
             of them is set): a dict of ``featlib.cluster.gradient_hierarchy`` keywords, drawn on ``image`` (e.g.
