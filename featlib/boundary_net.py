@@ -255,10 +255,17 @@ def scale_probabilities(image: np.ndarray, net: BoundaryNet | str | Path | None 
     bilinearly (arguments as ``boundary_probability``, which averages them). With ``max_side`` a larger image is
     first resized to its working copy (``working_scale``), whose maps these are, brought back."""
     maps = _working_maps(image, net, mirror, scales, features, max_side)
-    return {s: _to_size(p, image.shape[:2]) for s, p in maps.items()}
+    return {s: to_size(p, image.shape[:2]) for s, p in maps.items()}
 
 
-def _to_size(p: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def working_copy(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """(the image read at its working resolution, the factor ``working_scale`` gives): the image itself and 1.0 when
+    its longer side is within ``max_side`` (or for None / 0), else its anti-aliased copy (``resized``)."""
+    base = working_scale(np.shape(image), max_side)
+    return (image if base == 1 else resized(image, base)), base
+
+
+def to_size(p: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A map float32 [h, w] brought to ``size`` bilinearly (itself when it has that size)."""
     return p if p.shape == tuple(size) else resize(p, size, order=1, anti_aliasing=False).astype(np.float32)
 
@@ -268,14 +275,13 @@ def _working_maps(image: np.ndarray, net, mirror: bool, scales, features, max_si
     ``max_side``): each scale's map of the working copy resized by it, brought back to the copy's size."""
     image = check_image(image)
     scales = check_scales(scales)
-    base = working_scale(image.shape, max_side)
     if not isinstance(net, BoundaryNet):
         net = cached_net(net, features is not None)
     n_feat = 0 if features is None else len(feature_dict(features))  # checked before any cue is computed
     if N_INPUTS + n_feat != net.n_inputs:
         raise ValueError(f"the boundary network reads {net.n_inputs} channels ({net.n_inputs - N_INPUTS} from "
                          f"features), the cue stack would have {N_INPUTS + n_feat} ({n_feat} from features)")
-    work = image if base == 1 else resized(image, base)
+    work, _ = working_copy(image, max_side)
     out = {}
     for s in scales:
         x = work if s == 1 else resized(work, s)
@@ -283,7 +289,7 @@ def _working_maps(image: np.ndarray, net, mirror: bool, scales, features, max_si
             p = probability_from_stack(cue_stack(x), cached_net(), mirror)
         else:
             p = probability_from_stack(cue_stack(x, features), net, mirror)
-        out[s] = _to_size(p, work.shape[:2])
+        out[s] = to_size(p, work.shape[:2])
     return out
 
 
@@ -340,7 +346,7 @@ def boundary_meshes(image: np.ndarray, net: BoundaryNet | str | Path | None = No
 
     def mesh(group):  # averaged and thinned at the working copy's size, then brought to the image's
         p = sum(maps[s] for s in group) / len(group)
-        return pixel_mesh(_to_size(suppress_nonmaxima(p) if nms else p, np.shape(image)[:2]))
+        return pixel_mesh(to_size(suppress_nonmaxima(p) if nms else p, np.shape(image)[:2]))
 
     watershed = mesh(scales)
     return watershed, watershed if merge_scales == scales else mesh(merge_scales)

@@ -29,9 +29,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.morphology import local_minima
 from skimage.segmentation import felzenszwalb, slic, watershed
-from skimage.transform import resize
 
-from featlib.boundary_net import boundary_meshes, check_scales, resized, working_scale
+from featlib.boundary_net import boundary_meshes, check_scales, to_size, working_copy, working_scale
 from featlib.distances import LAB_SMOOTH_SIGMA, DistanceMesh, distance_mesh, lab_features
 from featlib.gradients import oriented_gradients, pixel_mesh
 from featlib.graphcut import grid_seeds, pixel_strength
@@ -231,12 +230,9 @@ def chi2_mesh(image: np.ndarray, features=None, cue_weights=None, feature_weight
     """The histogram-gradient boundary mesh (``gradients.oriented_gradients``' strength) of ``image`` read at its
     working resolution: a larger image's strength is computed on a copy whose longer side is ``max_side``
     (``features`` {s: [C, ceil(H/s), ceil(W/s)]} of the full image join it there) and brought back bilinearly."""
-    base = working_scale(np.shape(image), max_side)
-    work = image if base == 1 else resized(image, base)
-    strength = oriented_gradients(work, features, cue_weights, feature_weight).strength
-    if base != 1:
-        strength = resize(strength, np.shape(image)[:2], order=1, anti_aliasing=False).astype(np.float32)
-    return pixel_mesh(strength)
+    work, _ = working_copy(image, max_side)
+    return pixel_mesh(to_size(oriented_gradients(work, features, cue_weights, feature_weight).strength,
+                              np.shape(image)[:2]))
 
 
 def gradient_hierarchy(image: np.ndarray, features=None, *, boundary_map: str = "chi2", seed_spacing: int = 8,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featlib.boundary_net import boundary_probability, resized, working_scale
+from featlib.boundary_net import boundary_probability, working_copy, working_scale
 from featlib.click_energy import ClickCut
 from featlib.click_update import (
     apply_click,
@@ -114,8 +114,8 @@ def click_partitions(image: np.ndarray | None, mesh, hierarchy, counts, max_side
     if image is None:
         h = hierarchy_from_mesh(mesh)
         return {n: h.partition(n_segments=n) for n in counts}
-    base = working_scale(image.shape, max_side)
-    h = gradient_hierarchy(image if base == 1 else resized(image, base), **(hierarchy or {}))
+    work, base = working_copy(image, max_side)
+    h = gradient_hierarchy(work, **(hierarchy or {}))
     parts = {n: h.partition(n_segments=n) for n in counts}
     if base == 1:
         return parts
