@@ -3,7 +3,7 @@
 Which file holds what (one concept each), lowest layer first. Imports flow one way, down this list: a module imports
 only modules above it, never below.
 
-- ``featlib.utils``        smoke mode, ../shared lookup, numba/torch thread-count sync.
+- ``featlib.utils``        smoke mode, ../shared lookup, numba/torch thread-count sync, freed memory kept for reuse.
 - ``featlib.cli``          the scripts' command-line convention: dataset names, result paths, --workers, exit 2.
 - ``featlib.weights``      strict loading of official EfficientViT-SAM image-encoder weights.
 - ``featlib.model``        FeatureNet (EfficientViT backbone + MBConv decode stages), backbone registry.
@@ -54,7 +54,10 @@ from __future__ import annotations
 
 import importlib
 
+from featlib import utils as _utils
+
 __version__ = "0.1.0"
+_utils.reuse_freed_memory()  # glibc keeps freed blocks <= 1 GiB for reuse: no page faults per temporary (utils)
 
 _EXPORTS = {
     "FeatureNet": "featlib.model",
