@@ -48,7 +48,7 @@ def reuse_freed_memory() -> bool:
     5.5 -> 3.6 s, its hierarchy of a 2000 x 1500 SA-1B photo 14.6 / 11.9 / 9.8 s -> 7.8 / 10.5 / 0.1 s (two
     threads), peak memory 1.8 -> 2.4 GB there (freed memory stays with the process; 1.19 -> 1.29 GB at BSDS size).
 
-    Raises glibc's mmap and trim thresholds to 1 GiB (``mallopt``; 32 MiB where an older glibc refuses more). Called
+    Raises glibc's mmap and trim thresholds to 1 GiB (``mallopt``; 32 MiB where a glibc refuses more). Called
     once when featlib is imported; a no-op returning False off glibc Linux, with ``FEATLIB_MALLOC=0``, or when any
     ``MALLOC_*_`` tunable or ``GLIBC_TUNABLES`` malloc setting is in the environment. Returns True when applied.
     """
