@@ -39,6 +39,7 @@ only modules above it, never below.
 - ``featlib.click_update`` the update policy (pure): local piece taken for the click's label, reach, touch-up.
 - ``featlib.multiclick``   many objects at once: MultiClickSegmenter (labelled clicks, one label per pixel).
 - ``featlib.interactive``  click segmentation by s-t graph cut, the standard click protocol.
+- ``featlib.oracle_cues`` another annotator's grouping as the click graph's cues: an upper bound for features.
 - ``featlib.refine``       HILL: patch scores -> mask by graph cut.
 - ``featlib.checkpoint``   training checkpoints (atomic, exact resume) and model files (weights_only).
 - ``featlib.features``     the features registry: "lab", "lab-smooth", "rgb", "untrained-<backbone>", checkpoints.
@@ -79,7 +80,7 @@ _SUBMODULES = (
     "metrics", "boundaries", "boundary_runs", "distances", "gaussian", "graphcut", "gradients", "boundary_net",
     "spectral", "merging", "cluster",
     "click_protocol", "click_metrics", "multi_protocol", "region_graph", "click_energy", "click_update", "multiclick",
-    "interactive", "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
+    "interactive", "oracle_cues", "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
 )
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)

@@ -30,6 +30,11 @@ feature sources see the same draws; ``center`` always runs too (once), for ``del
 paired bootstrap 95 % interval of the per-object NoC difference (this run - OTHER) under ``compare``. The plot beside
 it (.png): mean IoU vs clicks per clicker, drops per click index, NoC@90 ± std per clicker.
 
+**--oracle-annotator K** (bsds500 single objects; ``featlib.oracle_cues``): BSDS500 annotator K's segmentation of
+each object's photo (K >= 1; annotator 0 drew the objects) also feeds the click graph (``--oracle-cues``: its borders
+as the boundary map, its segments as the lone click's partition, an embedding of them as extra features): what a
+second person's grouping would buy the segmenter, an upper bound for features (docs/CLICKS.md).
+
 **--multi** (bsds500 only; ``featlib.multi_protocol``): objects = the ``--annotator``'s segments >= ``--min-area``
 of the image; one click per object at its centre, then corrective clicks on the object with the lowest IoU, with
 ``MultiClickSegmenter``; JSON ``nci`` (clicks per image until every object reaches ``--multi-iou``, at most
@@ -64,6 +69,7 @@ from featlib.data.iis import LAYOUTS, IISSample, load_iis  # noqa: E402
 from featlib.data.samples import bsds_samples  # noqa: E402
 from featlib.interactive import ClickSegmenter  # noqa: E402
 from featlib.multi_protocol import MIN_AREA, multi_objects, simulate_multi, simulate_single  # noqa: E402
+from featlib.oracle_cues import CUES, oracle_cues  # noqa: E402
 from featlib.region_graph import check_boundary_settings  # noqa: E402
 
 DEFAULT_SEEDS = 3  # RClicks uses 10 click groups; 3 seeds keep 20 objects x 5 clickers to minutes on one CPU core
@@ -116,9 +122,18 @@ def _pmap(fn, jobs, workers: int, progress: bool, desc: str) -> list:
 
 def _object_job(job) -> dict:
     """One object, every clicker and seed -> {"precompute_s", "latency_s", "records": {clicker: record}}."""
-    sample, spec, kw, clickers, seeds, n_clicks, max_clicks = job
+    sample, spec, kw, clickers, seeds, n_clicks, max_clicks, oracle = job
     t0 = time.perf_counter()
-    seg = ClickSegmenter(_features(spec)(sample.image), sample.image, **kw)
+    feats = _features(spec)(sample.image)
+    if oracle is not None:  # (root, split, annotator, cues): another person's grouping as the graph's cues
+        root, split, k, cues = oracle
+        segs = load_record(root, split, sample.name).segmentations
+        if not 0 < k < len(segs):
+            raise ValueError(f"{sample.name}: --oracle-annotator {k}, but it has annotators 0-{len(segs) - 1} "
+                             "(0 drew the objects)")
+        feats, extra = oracle_cues(segs[k], feats, cues)
+        kw = {**kw, **extra}
+    seg = ClickSegmenter(feats, sample.image, **kw)
     out = {"precompute_s": time.perf_counter() - t0, "latency_s": [], "records": {}}
     for c in clickers:
         runs = []
@@ -139,8 +154,11 @@ def _object_job(job) -> dict:
 
 
 def evaluate(dataset, features: str, clickers=("center",), seeds: int = DEFAULT_SEEDS, max_clicks: int = 20,
-             long_clicks: int = 100, workers: int = 1, progress: bool = True, **seg_kwargs) -> dict:
-    """Every clicker on every object of ``dataset`` (IISSample list); returns the result dict written as JSON."""
+             long_clicks: int = 100, workers: int = 1, progress: bool = True, oracle: tuple | None = None,
+             **seg_kwargs) -> dict:
+    """Every clicker on every object of ``dataset`` (IISSample list); returns the result dict written as JSON.
+    ``oracle``: (BSDS500 root, split, annotator, cues) -- that annotator's segmentation of each object's image as the
+    click graph's cues (``featlib.oracle_cues``; objects named by their BSDS500 id)."""
     clickers = [parse_clicker(c) for c in clickers]
     if len({c.spec for c in clickers}) != len(clickers):
         raise ValueError(f"a clicker is listed twice: {[c.spec for c in clickers]}")
@@ -149,7 +167,7 @@ def evaluate(dataset, features: str, clickers=("center",), seeds: int = DEFAULT_
     if any(c.stochastic for c in clickers) and "center" not in {c.spec for c in clickers}:
         clickers.append(parse_clicker("center"))
     n_clicks = max(max_clicks, long_clicks)
-    jobs = _Jobs(dataset, lambda s: (s, features, seg_kwargs, clickers, seeds, n_clicks, max_clicks))
+    jobs = _Jobs(dataset, lambda s: (s, features, seg_kwargs, clickers, seeds, n_clicks, max_clicks, oracle))
     if not len(jobs):
         raise ValueError("no objects found")
     done = _pmap(_object_job, jobs, workers, progress, "objects")
@@ -331,6 +349,11 @@ def _parser() -> argparse.ArgumentParser:
                         "partitions on the learned boundary map (default: the features' own)")
     p.add_argument("--lam", type=float, default=None,
                    help="Potts weight (ClickSegmenter lam; default: the features' own)")
+    p.add_argument("--oracle-annotator", type=int, default=None, metavar="K",
+                   help="bsds500, single objects: BSDS500 annotator K's segmentation (K >= 1; annotator 0 drew the "
+                        "objects) as the click graph's cues, an upper bound for better features (featlib.oracle_cues)")
+    p.add_argument("--oracle-cues", default=",".join(CUES),
+                   help="with --oracle-annotator: which cues, comma-separated subset of map, partition, features")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "pymaxflow"])
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="bsds500: which BSDS500 split")
     p.add_argument("--holdout", type=int, default=0,
@@ -379,6 +402,19 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--{dest.replace('_', '-')} must be >= 0 (0: off), got {value}")
         if a.multi and dataset != "bsds500":
             raise ValueError("--multi needs --dataset bsds500 (whole-image annotations)")
+        oracle = None
+        if a.oracle_annotator is not None:
+            if dataset != "bsds500" or a.multi:
+                raise ValueError("--oracle-annotator needs --dataset bsds500 without --multi (another annotator of "
+                                 "the same image)")
+            if a.oracle_annotator < 1:
+                raise ValueError(f"--oracle-annotator must be >= 1 (annotator 0 drew the objects), got "
+                                 f"{a.oracle_annotator}")
+            cues = tuple(c.strip() for c in a.oracle_cues.split(",") if c.strip())
+            if not cues or set(cues) - set(CUES):
+                raise ValueError(f"--oracle-cues must be a comma-separated subset of {','.join(CUES)}, got "
+                                 f"{a.oracle_cues!r}")
+            oracle = (a.root, a.split, a.oracle_annotator, cues)
         other = json.loads(a.compare[0].read_text()) if a.compare else None
         features = feature_registry.load(a.features)
         kw = features.click_kwargs(a.mesh_weights)
@@ -403,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.lam is not None and not a.lam >= 0:
             raise ValueError(f"--lam must be >= 0, got {a.lam}")
         tag = "multi" if a.multi else "+".join(c.spec.replace(":", "") for c in clickers)
-        out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{cli.slug(a.features)}_{tag}.json",
+        name = cli.slug(a.features) + ("" if oracle is None else f"_oracle{oracle[2]}")
+        out = cli.result_path(a.output, Path("outputs/iis") / f"{dataset}_{name}_{tag}.json",
                               a.overwrite)
         if a.multi:
             ids = _bsds_ids(a) or bsds_ids(a.root, a.split)
@@ -425,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                 full = load_iis(dataset, a.root, limit=a.limit)
                 ds = _Lazy(full, range(a.skip, len(full)))
             res = evaluate(ds, a.features, [c.spec for c in clickers], a.seeds, a.max_clicks, a.long_clicks,
-                           a.workers, not a.no_progress, **kw)
+                           a.workers, not a.no_progress, oracle=oracle, **kw)
     except (ValueError, FileNotFoundError) as e:
         return cli.fail(str(e))
     if other is not None:
@@ -437,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: no comparison with {a.compare[0]}: {e}", file=sys.stderr)
     mw = kw.get("mesh_weights")
     res.update(dataset=dataset, features=a.features, split=a.split, holdout=a.holdout,
+               oracle=None if oracle is None else {"annotator": oracle[2], "cues": list(oracle[3])},
                mesh_weights=None if mw is None else {str(k): v for k, v in mw.items()},
                settings={k: v for k, v in kw.items() if k != "mesh_weights"})
     out.parent.mkdir(parents=True, exist_ok=True)
