@@ -486,10 +486,11 @@ def main(argv: list[str] | None = None) -> int:
               f"(binary {1000 * res['latency_single_median_s']:.1f})")
         print(f"wrote {out}")
         return 0
-    _print(res, a.features)
+    label = Path(a.features).name + ("" if oracle is None else f"+oracle{oracle[2]}")
+    _print(res, label)
     if other is not None and "by_clicker" in res["compare"]:
         _print_compare(res["compare"]["by_clicker"], "this run", str(a.compare[0]))
-    plot(res, out.with_suffix(".png"), Path(a.features).name)
+    plot(res, out.with_suffix(".png"), label)
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
