@@ -43,6 +43,7 @@ only modules above it, never below.
 - ``featlib.refine``       HILL: patch scores -> mask by graph cut.
 - ``featlib.checkpoint``   training checkpoints (atomic, exact resume) and model files (weights_only).
 - ``featlib.features``     the features registry: "lab", "lab-smooth", "rgb", "untrained-<backbone>", checkpoints.
+- ``featlib.click_eval``   click evaluation over a dataset: clickers x seeds per object, many objects per image.
 - ``featlib.viz``          feature maps as colours, label and click-mask overlays.
 - ``featlib.evaluate``     scoring features by their partitions: validation, mesh-weight choice, figures.
 - ``featlib.widgets``      ipywidgets explorers and the click widget for the notebooks.
@@ -80,7 +81,8 @@ _SUBMODULES = (
     "metrics", "boundaries", "boundary_runs", "distances", "gaussian", "graphcut", "gradients", "boundary_net",
     "spectral", "merging", "cluster",
     "click_protocol", "click_metrics", "multi_protocol", "region_graph", "click_energy", "click_update", "multiclick",
-    "interactive", "oracle_cues", "refine", "checkpoint", "features", "viz", "evaluate", "widgets", "train",
+    "interactive", "oracle_cues", "refine", "checkpoint", "features", "click_eval", "viz", "evaluate", "widgets",
+    "train",
 )
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)

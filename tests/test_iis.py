@@ -1,6 +1,5 @@
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +8,10 @@ import torch
 from PIL import Image
 
 from conftest import write_fake_bsds
+from featlib import click_eval
 from featlib.checkpoint import save_model
 from featlib.data.bsds import holdout_split
-from featlib.data.iis import IISDataset, load_iis
+from featlib.data.iis import IISDataset, IISSample, load_iis
 from featlib.data.samples import iis_samples, sample_sets
 from featlib.model import build_model
 
@@ -114,7 +114,6 @@ def _script():
     spec = importlib.util.spec_from_file_location("evaluate_iis", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    sys.modules["evaluate_iis"] = mod  # --workers > 1 pickles the job functions by module name
     return mod
 
 
@@ -132,6 +131,35 @@ def test_evaluate_iis_script(tmp_path):
     assert sum(res["drops_over_0.01_per_click"]) == res["drops_over_0.01"]
     assert res["drops_per_click"][0] == 0  # nothing to fall from before the first click
     assert out.with_suffix(".png").is_file()
+
+
+def test_click_eval_library_errors_and_centre_run():
+    """featlib.click_eval without the script: a stochastic clicker brings the centre run along, bad arguments are
+    ValueErrors naming them, and Lazy reads a dataset's items one at a time, in order."""
+    img = np.full((32, 40, 3), 30, np.uint8)
+    gt = np.zeros((32, 40), bool)
+    gt[8:24, 10:30] = True
+    img[gt] = (200, 180, 40)
+    samples = [IISSample(f"o{k}", img, gt, np.zeros_like(gt)) for k in range(2)]
+    res = click_eval.evaluate(samples, "lab", ("dt",), seeds=2, max_clicks=3, long_clicks=4, progress=False)
+    assert res["clickers_run"] == ["dt", "center"] and res["n_objects"] == 2 and res["n_seeds"] == 2
+    assert len(res["clickers"]["center"]["objects"][0]["runs"]) == 1 and res["clicks_honoured"] == 1.0
+    for kw, msg in [({"clickers": ("dt", "dt")}, "twice"), ({"seeds": 0}, "--seeds")]:
+        with pytest.raises(ValueError, match=msg):
+            click_eval.evaluate(samples, "lab", **{"clickers": ("dt",), **kw}, max_clicks=2, progress=False)
+    with pytest.raises(ValueError, match="no objects"):
+        click_eval.evaluate([], "lab", progress=False)
+    with pytest.raises(ValueError, match="no image"):
+        click_eval.evaluate_multi([], "lab", progress=False)
+
+    class Reads(list):
+        def __getitem__(self, i):
+            seen.append(i)
+            return super().__getitem__(i)
+
+    seen = []
+    lazy = click_eval.Lazy(Reads("abcd"), range(1, 3))
+    assert len(lazy) == 2 and not seen and list(lazy) == ["b", "c"] and seen == [1, 2]
 
 
 def test_evaluate_iis_bsds_skip(shared, tmp_path):
