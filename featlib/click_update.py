@@ -3,7 +3,7 @@
     r = click_radius(labels == k, y, x)                   # px from the click to the nearest pixel already labelled k
     roi = trust_box(y, x, r, reach=3.0, shape=(H, W))      # the box the cut is solved in, or None (global cut)
     roi, within = seeded_trust(labels, k, y, x, r, segments, reach=3.0)   # or: seeded box + pixels it may change
-    new = apply_click(labels, cut, y, x, k, r, touch_up=4.5, within=within)   # labels after the click (inputs kept)
+    new = apply_click(labels, cut, y, x, k, r, touch_up=4.5, within=within, touch_up_disc=0.0)   # labels after it
 
 ``labels`` and ``cut`` are label maps [H, W] of one dtype: bool for a binary segmenter (True = object, a positive
 click has k = True, a negative one k = False) or int for a multi-label one (k = the click's label). Rules:
@@ -30,7 +30,9 @@ click has k = True, a negative one k = False) or int for a multi-label one (k = 
   the segmenters' ``grow_cap`` a doubled box's change is kept only while it is at most that many times the change of
   the click's own box: a change that outgrows it is mostly a leak the click does not support (measured there).
 - Touch-up: for r < ``touch_up`` the click is a boundary correction at its own scale: only pixels closer to it than
-  r (the empty disc) may change. For r = 1 that is the clicked pixel alone.
+  max(r, ``touch_up_disc``) may change. With ``touch_up_disc`` 0 that is the empty disc (radius r; for r = 1 the
+  clicked pixel alone); with a floor a click that lands next to its label (a loose click on an error's rim) may
+  still take the cut's change around it instead of the pixel alone (docs/CLICKS.md "Touch-ups for loose clicks").
 
 Each rule and default is measured in docs/CLICKS.md ("Updates and guarantees": reach 3 and touch-up 4.5 on the
 GrabCut sample and BSDS objects; "Robustness": the seeded trust region).
@@ -123,7 +125,7 @@ def seeded_trust(labels: np.ndarray, label, y: int, x: int, r: float, segments: 
 
 
 def apply_click(labels: np.ndarray, cut: np.ndarray, y: int, x: int, label, r: float, touch_up: float,
-                within: np.ndarray | None = None) -> np.ndarray:
+                within: np.ndarray | None = None, touch_up_disc: float = 0.0) -> np.ndarray:
     """The label map after a click of ``label`` at (y, x): the local piece of the cut's change FOR ``label``.
 
     Args:
@@ -132,6 +134,7 @@ def apply_click(labels: np.ndarray, cut: np.ndarray, y: int, x: int, label, r: f
         y, x: the click; label: its label (True/False for a binary map).
         r: ``click_radius(labels == label, y, x)``; touch_up: the touch-up radius in px (0 = off).
         within: optional bool [H, W], the only pixels the click may change (``seeded_trust``).
+        touch_up_disc: the touch-up disc's smallest radius in px (0: the empty disc, radius r).
     Returns a new array [H, W] that differs from ``labels`` only where it equals ``label``.
     """
     h, w = labels.shape
@@ -139,12 +142,13 @@ def apply_click(labels: np.ndarray, cut: np.ndarray, y: int, x: int, label, r: f
     if within is not None:
         change &= within
     if r < touch_up:
-        # pixels closer to the click than the nearest pixel of its label: the empty disc
-        k = int(r)
+        # pixels closer to the click than the nearest pixel of its label (the empty disc), or than the floor
+        rad = max(r, touch_up_disc)
+        k = int(rad)
         y0, y1, x0, x1 = max(0, y - k), min(h, y + k + 1), max(0, x - k), min(w, x + k + 1)
         yy, xx = np.ogrid[y0:y1, x0:x1]
         disc = np.zeros_like(change)
-        disc[y0:y1, x0:x1] = (yy - y) ** 2 + (xx - x) ** 2 < r**2
+        disc[y0:y1, x0:x1] = (yy - y) ** 2 + (xx - x) ** 2 < rad**2
         change &= disc
     new = labels.copy()
     if change[y, x]:
@@ -163,9 +167,11 @@ def check_click(y, x, shape: tuple[int, int]) -> tuple[int, int]:
     return y, x
 
 
-def check_policy(reach: float | None, touch_up: float) -> None:
-    """ValueError unless ``reach`` is None or >= 0 and ``touch_up`` >= 0."""
+def check_policy(reach: float | None, touch_up: float, touch_up_disc: float = 0.0) -> None:
+    """ValueError unless ``reach`` is None or >= 0, and ``touch_up`` and ``touch_up_disc`` are >= 0."""
     if reach is not None and reach < 0:
         raise ValueError(f"reach must be None or >= 0, got {reach}")
     if touch_up < 0:
         raise ValueError(f"touch_up must be >= 0, got {touch_up}")
+    if not touch_up_disc >= 0:  # also refuses NaN
+        raise ValueError(f"touch_up_disc must be >= 0, got {touch_up_disc}")

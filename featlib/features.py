@@ -142,6 +142,12 @@ SCALES = {"default": {"boundary_scales": (1.0, 2.0), "merge_scales": (1.0, 0.5, 
 # 13.77. max_side: the map's and the lone click's partition's working resolution (a 1920 x 1080 photo's precompute
 # 22 s -> 9 s; 19 held-out objects enlarged to 854 px: 12.47 / 14.49 / 13.11 -> 12.11 / 14.28 / 12.93; docs/CLICKS.md
 # "Large photos").
+# touch_up_disc 6 (2026-12-05): a touch-up click may take the cut's change within 6 px of it, not only its empty disc,
+# so a loose click on an error's rim (r 1-2 px) corrects more than a pixel or two. Chosen on the 19 held-out objects
+# (3 seeds, 100 clicks; 0 / 3 / 4.4 / 6): NoC@90 within 100 centre / dt / jitter:10 18.32 / 26.07 / 28.12 -> 16.00 /
+# 22.39 / 21.46 (4.4: 16.47 / 24.51 / 23.54), within 20 unchanged, drops 1.05 / 1.21 / 1.53 -> 1.11 / 1.21 / 1.40 %;
+# val 9-30 (run once) 15.32 / 23.41 / 23.64 -> 14.91 / 21.59 / 21.18, NoC@95 36.2 / 53.8 / 54.7 -> 33.2 / 44.7 / 48.1,
+# drops 1.14 / 1.32 / 1.71 -> 1.05 / 1.18 / 1.64 % (docs/CLICKS.md "Touch-ups for loose clicks").
 CLICK_BOUNDARY = {"boundary_map": "learned", "max_side": MAX_SIDE, "lam": 24.0}
 DEFAULTS: dict[str, dict] = {
     "colour": {
@@ -150,7 +156,7 @@ DEFAULTS: dict[str, dict] = {
                       "nms": True, **SCALES["default"], "max_side": MAX_SIDE},
         "mesh": {},  # build_hierarchy's own defaults, tuned on Lab (seed spacing 6, size prior 64, contrast 0.01)
         # ClickSegmenter's own defaults, tuned on Lab (reach 3, touch-up 4.5), plus the learned boundary map (below)
-        "clicks": {**CLICK_BOUNDARY, "grow": 2, "grow_cap": 2.0, "lone_click_segments": 25},
+        "clicks": {**CLICK_BOUNDARY, "grow": 2, "grow_cap": 2.0, "lone_click_segments": 25, "touch_up_disc": 6.0},
     },
     "learned": {
         "grouping": "gradients",

@@ -146,6 +146,7 @@ class CutSegmenter:
         local: bool = True,
         reach: float | None = 3.0,
         touch_up: float = 4.5,
+        touch_up_disc: float = 0.0,
         seed_segments: int | None = None,
         lone_click_segments: int | None = None,
         grow: int = 0,
@@ -158,7 +159,7 @@ class CutSegmenter:
     ):
         self.image, size = check_image(image)
         check_boundary_settings(boundary_tau, boundary_geo)
-        check_policy(reach, touch_up)
+        check_policy(reach, touch_up, touch_up_disc)
         ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
         hierarchy = _check_hierarchy(hierarchy, self.image)
         working_scale((1, 1), max_side)  # ValueError for a bad max_side, before the precompute
@@ -184,7 +185,7 @@ class CutSegmenter:
         self.geo_weight, self.border_margin = float(geo_weight), float(border_margin)
         self.local = bool(local)
         self.reach = None if reach is None else float(reach)
-        self.touch_up = float(touch_up)
+        self.touch_up, self.touch_up_disc = float(touch_up), float(touch_up_disc)
         self.seed_segments, self.lone_click_segments, self.grow = seed_segments, lone_click_segments, int(grow)
         self.grow_cap = float(grow_cap)
         # Partitions of the image, when asked for: the seeds of the trust regions (click_update.seeded_trust; None:
@@ -234,7 +235,9 @@ class CutSegmenter:
         return new
 
     def _apply(self, labels, cut, y, x, label, r, within) -> np.ndarray:
-        return apply_click(labels, cut, y, x, label, r, self.touch_up, within) if self.local else cut
+        if not self.local:
+            return cut
+        return apply_click(labels, cut, y, x, label, r, self.touch_up, within, self.touch_up_disc)
 
 
 class MultiClickSegmenter(CutSegmenter):
@@ -242,11 +245,12 @@ class MultiClickSegmenter(CutSegmenter):
 
     Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
-    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``seed_segments`` None, ``lone_click_segments`` None: here each
-    object's first click, ``grow`` 0, ``grow_cap`` inf, ``boundary_map`` None, ``boundary_tau`` 0.1, ``boundary_geo``
-    2.0, ``max_side`` None, ``hierarchy`` None), so ``Features.click_kwargs()`` applies unchanged. Without
-    ``local`` the labels are the whole cut after each click (every clicked pixel still keeps its label, but other
-    pixels may change to any label). ``seed_map``: the partition seeding the trust regions, or None.
+    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``touch_up_disc`` 0, ``seed_segments`` None,
+    ``lone_click_segments`` None: here each object's first click, ``grow`` 0, ``grow_cap`` inf, ``boundary_map``
+    None, ``boundary_tau`` 0.1, ``boundary_geo`` 2.0, ``max_side`` None, ``hierarchy`` None), so
+    ``Features.click_kwargs()`` applies unchanged. Without ``local`` the labels are the whole cut after each click
+    (every clicked pixel still keeps its label, but other pixels may change to any label). ``seed_map``: the
+    partition seeding the trust regions, or None.
 
     Attributes: ``labels`` int32 [H, W]; ``clicks`` list of ``LabelClick``; ``shape`` (H, W); ``n_objects`` (K, the
     largest object label clicked); ``last_update_s``; ``last_cuts`` (min cuts of the last click).

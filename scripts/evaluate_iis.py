@@ -63,6 +63,7 @@ from featlib import features as feature_registry  # noqa: E402
 from featlib.click_eval import DEFAULT_SEEDS, Lazy, evaluate, evaluate_multi  # noqa: E402
 from featlib.click_metrics import compare_results  # noqa: E402
 from featlib.click_protocol import parse_clicker  # noqa: E402
+from featlib.click_update import check_policy  # noqa: E402
 from featlib.data.bsds import bsds_ids, holdout_split, load_record  # noqa: E402
 from featlib.data.iis import LAYOUTS, IISSample, load_iis  # noqa: E402
 from featlib.data.samples import bsds_samples  # noqa: E402
@@ -158,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="trust-region factor (ClickSegmenter reach; 0: off; default: the features' own, 3 for Lab)")
     p.add_argument("--touch-up", type=float, default=None,
                    help="ClickSegmenter touch_up in px (0: off; default: the features' own, 4.5)")
+    p.add_argument("--touch-up-disc", type=float, default=None,
+                   help="the touch-up disc's smallest radius in px (ClickSegmenter touch_up_disc; 0: the empty disc "
+                        "of radius r; default: the features' own)")
     p.add_argument("--seed-segments", type=int, default=None,
                    help="segments of the partition that seeds the trust regions (ClickSegmenter seed_segments; "
                         "e.g. 200; default and 0: the click-centred box)")
@@ -257,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             kw["reach"] = a.reach or None
         if a.touch_up is not None:
             kw["touch_up"] = a.touch_up
+        if a.touch_up_disc is not None:
+            kw["touch_up_disc"] = a.touch_up_disc
+        check_policy(kw.get("reach"), kw.get("touch_up", 0.0), kw.get("touch_up_disc", 0.0))  # before any work
         if a.grow_cap is not None:
             if not a.grow_cap >= 1:
                 raise ValueError(f"--grow-cap must be >= 1 (inf: no cap), got {a.grow_cap}")

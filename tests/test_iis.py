@@ -217,6 +217,10 @@ def test_evaluate_iis_bsds_train_holdout_and_mesh_weights(tmp_path):
     settings = json.loads(out.read_text())["settings"]
     assert settings["reach"] is None and settings["touch_up"] == 3.0  # explicit options override; 0 turns reach off
     mod.main(["--dataset", "bsds500", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
+              "--features", "lab", "--touch-up-disc", "2.5", "--max-clicks", "2", "--long-clicks", "0",
+              "--output", str(out), "--overwrite", "--no-progress", "--workers", "1"])
+    assert json.loads(out.read_text())["settings"]["touch_up_disc"] == 2.5
+    mod.main(["--dataset", "bsds500", "--root", str(tmp_path / "bsds"), "--split", "train", "--holdout", "2",
               "--features", "lab", "--click-hierarchy", "learned", "--seed-segments", "20", "--max-clicks", "2",
               "--long-clicks", "0", "--output", str(out), "--overwrite", "--no-progress", "--workers", "1"])
     settings = json.loads(out.read_text())["settings"]
@@ -296,7 +300,8 @@ def test_evaluate_iis_cli_convention(tmp_path, monkeypatch, capsys):
                      (["--workers", "0"], "--workers"), (["--seeds", "0", "--clicker", "dt"], "--seeds"),
                      (["--lone-click-segments", "-1"], "--lone-click-segments"), (["--grow", "-1"], "--grow"),
                      (["--grow", "2", "--grow-cap", "0.5"], "--grow-cap"), (["--boundary-tau", "0"], "boundary_tau"),
-                     (["--boundary-geo", "-1"], "boundary_geo"), (["--lam", "-1"], "--lam")]:
+                     (["--boundary-geo", "-1"], "boundary_geo"), (["--lam", "-1"], "--lam"),
+                     (["--touch-up-disc", "-1"], "touch_up_disc"), (["--reach", "-1"], "reach")]:
         assert mod.main(_grabcut_args(root, *bad)) == 2, bad
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1, err

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from featlib.click_energy import alpha_expansion, potts_energy
-from featlib.click_update import apply_click, click_radius, seed_region, seeded_trust, trust_box
+from featlib.click_update import apply_click, check_policy, click_radius, seed_region, seeded_trust, trust_box
 from featlib.distances import lab_features
 from featlib.graphcut import maxflow_available
 from featlib.interactive import ClickSegmenter
@@ -83,7 +83,8 @@ def test_clicked_pixels_keep_labels_and_changes_go_to_the_click_label(kind, spac
     (4, True, 3.0, 4.5, {}), (4, True, None, 0.0, {}), (1, True, 2.0, 4.5, {}), (4, False, 3.0, 4.5, {}),
     (1, False, None, 0.0, {}), (4, True, 3.0, 4.5, {"lone_click_segments": 8}),
     (4, False, None, 0.0, {"lone_click_segments": 8}), (4, True, 1.0, 4.5, {"grow": 2}),
-    (4, True, 1.0, 4.5, {"grow": 2, "grow_cap": 1.5}), (4, True, 3.0, 4.5, {"boundary_map": "learned"})])
+    (4, True, 1.0, 4.5, {"grow": 2, "grow_cap": 1.5}), (4, True, 3.0, 4.5, {"boundary_map": "learned"}),
+    (1, True, 3.0, 4.5, {"touch_up_disc": 3.0})])
 @pytest.mark.parametrize("object_label", [1, 3])
 def test_one_object_is_the_binary_segmenter(spacing, local, reach, touch_up, extra, object_label):
     """K = 1: the same energy, the same single min cut and the same policy, so the same mask pixel for pixel."""
@@ -263,6 +264,33 @@ def test_touch_up_disc_and_trust_box():
     assert new[y, x] == 1 and len(d2) > 1 and (d2 < r**2).all()
     assert trust_box(y, x, r, 2.0, (30, 30)) == (9, 22, 16, 29)
     assert trust_box(y, x, float("inf"), 2.0, (30, 30)) is None and trust_box(y, x, r, None, (30, 30)) is None
+
+
+def test_touch_up_disc_floor():
+    """A touch-up click 1 px from its label flips the clicked pixel alone with the empty disc (touch_up_disc 0), and
+    with a floor the cut's change for its label within that radius (no farther, none of what the cut leaves)."""
+    labels = np.zeros((30, 30), np.int32)
+    labels[10:20, 10:20] = 1
+    y, x = 15, 20  # 1 px right of object 1
+    r = click_radius(labels == 1, y, x)
+    assert r == pytest.approx(1.0)
+    cut = labels.copy()
+    cut[12:18, 10:27] = 1  # the cut takes a band right of the object
+    assert (np.argwhere(apply_click(labels, cut, y, x, 1, r, touch_up=4.5) != labels) == (y, x)).all()
+    for disc in (2.5, 4.0):
+        new = apply_click(labels, cut, y, x, 1, r, touch_up=4.5, touch_up_disc=disc)
+        changed = np.argwhere(new != labels)
+        d2 = ((changed - (y, x)) ** 2).sum(1)
+        assert len(changed) > 1 and (d2 < disc**2).all() and (cut[tuple(changed.T)] == 1).all()
+        expect = (cut == 1) & (labels != 1)
+        yy, xx = np.mgrid[:30, :30]
+        np.testing.assert_array_equal(new != labels, expect & ((yy - y) ** 2 + (xx - x) ** 2 < disc**2))
+    # not a touch-up (r >= touch_up): the floor does not apply, the local piece does
+    far = apply_click(labels, cut, y, x, 1, r, touch_up=0.0, touch_up_disc=4.0)
+    np.testing.assert_array_equal(far != labels, (cut == 1) & (labels != 1))
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="touch_up_disc"):
+            check_policy(3.0, 4.5, bad)
 
 
 def test_seeded_trust_region_is_the_same_for_every_click_in_the_seed_until_the_cap():
