@@ -33,6 +33,8 @@ click has k = True, a negative one k = False) or int for a multi-label one (k = 
   max(r, ``touch_up_disc``) may change. With ``touch_up_disc`` 0 that is the empty disc (radius r; for r = 1 the
   clicked pixel alone); with a floor a click that lands next to its label (a loose click on an error's rim) may
   still take the cut's change around it instead of the pixel alone (docs/CLICKS.md "Touch-ups for loose clicks").
+  The segmenters' ``escalate_within`` (they keep the click history, this module does not): a would-be touch-up
+  within that many px of an earlier click of its label is an ordinary click with r = ``touch_up``.
 
 Each rule and default is measured in docs/CLICKS.md ("Updates and guarantees": reach 3 and touch-up 4.5 on the
 GrabCut sample and BSDS objects; "Robustness": the seeded trust region).

@@ -147,6 +147,7 @@ class CutSegmenter:
         reach: float | None = 3.0,
         touch_up: float = 4.5,
         touch_up_disc: float = 0.0,
+        escalate_within: float = 0.0,
         seed_segments: int | None = None,
         lone_click_segments: int | None = None,
         grow: int = 0,
@@ -160,6 +161,8 @@ class CutSegmenter:
         self.image, size = check_image(image)
         check_boundary_settings(boundary_tau, boundary_geo)
         check_policy(reach, touch_up, touch_up_disc)
+        if not escalate_within >= 0:  # also refuses NaN
+            raise ValueError(f"escalate_within must be >= 0 px, got {escalate_within!r}")
         ClickCut.check_args(lam, geo_weight, border_margin, backend)  # before the precompute, which takes a while
         hierarchy = _check_hierarchy(hierarchy, self.image)
         working_scale((1, 1), max_side)  # ValueError for a bad max_side, before the precompute
@@ -186,6 +189,7 @@ class CutSegmenter:
         self.local = bool(local)
         self.reach = None if reach is None else float(reach)
         self.touch_up, self.touch_up_disc = float(touch_up), float(touch_up_disc)
+        self.escalate_within = float(escalate_within)
         self.seed_segments, self.lone_click_segments, self.grow = seed_segments, lone_click_segments, int(grow)
         self.grow_cap = float(grow_cap)
         # Partitions of the image, when asked for: the seeds of the trust regions (click_update.seeded_trust; None:
@@ -208,8 +212,15 @@ class CutSegmenter:
         """(r, box, within) of a click for ``label`` at (y, x) on ``labels`` (``featlib.click_update``)."""
         r = click_radius(labels == label, y, x) if self.local else float("inf")
         if self.seed_map is None:
+            if r < self.touch_up and self._clicked_near(label, y, x):
+                r = self.touch_up  # escalation: the touch-up here fell short, so this click gets a box
             return r, trust_box(y, x, r, self.reach, self.shape), None
         return (r, *seeded_trust(labels, label, y, x, r, self.seed_map, self.reach))
+
+    def _clicked_near(self, label, y: int, x: int) -> bool:
+        """Whether an earlier click of ``label`` lies within ``escalate_within`` px of (y, x) (never when 0)."""
+        e = self.escalate_within
+        return e > 0 and any(c.label == label and (c.y - y) ** 2 + (c.x - x) ** 2 <= e * e for c in self.clicks)
 
     def _policy_update(self, labels: np.ndarray, label, y: int, x: int, solve) -> np.ndarray:
         """The labels after a click for ``label`` at (y, x): ``solve(box)`` -> the cut's label map (box None: global),
@@ -245,9 +256,9 @@ class MultiClickSegmenter(CutSegmenter):
 
     Args: as ``featlib.interactive.ClickSegmenter`` (same names, meanings and defaults, with the same sources:
     ``mesh_weights``, ``region_spacing`` 4, ``lam`` 8.0, ``geo_weight`` 1.0, ``border_margin`` 0.2, ``backend``,
-    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``touch_up_disc`` 0, ``seed_segments`` None,
-    ``lone_click_segments`` None: here each object's first click, ``grow`` 0, ``grow_cap`` inf, ``boundary_map``
-    None, ``boundary_tau`` 0.1, ``boundary_geo`` 2.0, ``max_side`` None, ``hierarchy`` None), so
+    ``local`` True, ``reach`` 3.0, ``touch_up`` 4.5, ``touch_up_disc`` 0, ``escalate_within`` 0, ``seed_segments``
+    None, ``lone_click_segments`` None: here each object's first click, ``grow`` 0, ``grow_cap`` inf,
+    ``boundary_map`` None, ``boundary_tau`` 0.1, ``boundary_geo`` 2.0, ``max_side`` None, ``hierarchy`` None), so
     ``Features.click_kwargs()`` applies unchanged. Without ``local`` the labels are the whole cut after each click
     (every clicked pixel still keeps its label, but other pixels may change to any label). ``seed_map``: the
     partition seeding the trust regions, or None.

@@ -162,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--touch-up-disc", type=float, default=None,
                    help="the touch-up disc's smallest radius in px (ClickSegmenter touch_up_disc; 0: the empty disc "
                         "of radius r; default: the features' own)")
+    p.add_argument("--escalate-within", type=float, default=None,
+                   help="a would-be touch-up click within this many px of an earlier click of its label gets a box "
+                        "instead (ClickSegmenter escalate_within; 0: off; default: the features' own)")
     p.add_argument("--seed-segments", type=int, default=None,
                    help="segments of the partition that seeds the trust regions (ClickSegmenter seed_segments; "
                         "e.g. 200; default and 0: the click-centred box)")
@@ -263,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
             kw["touch_up"] = a.touch_up
         if a.touch_up_disc is not None:
             kw["touch_up_disc"] = a.touch_up_disc
+        if a.escalate_within is not None:
+            if not a.escalate_within >= 0:
+                raise ValueError(f"--escalate-within must be >= 0 px (0: off), got {a.escalate_within}")
+            kw["escalate_within"] = a.escalate_within
         check_policy(kw.get("reach"), kw.get("touch_up", 0.0), kw.get("touch_up_disc", 0.0))  # before any work
         if a.grow_cap is not None:
             if not a.grow_cap >= 1:

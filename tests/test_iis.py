@@ -301,7 +301,8 @@ def test_evaluate_iis_cli_convention(tmp_path, monkeypatch, capsys):
                      (["--lone-click-segments", "-1"], "--lone-click-segments"), (["--grow", "-1"], "--grow"),
                      (["--grow", "2", "--grow-cap", "0.5"], "--grow-cap"), (["--boundary-tau", "0"], "boundary_tau"),
                      (["--boundary-geo", "-1"], "boundary_geo"), (["--lam", "-1"], "--lam"),
-                     (["--touch-up-disc", "-1"], "touch_up_disc"), (["--reach", "-1"], "reach")]:
+                     (["--touch-up-disc", "-1"], "touch_up_disc"), (["--reach", "-1"], "reach"),
+                     (["--escalate-within", "-1"], "--escalate-within")]:
         assert mod.main(_grabcut_args(root, *bad)) == 2, bad
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1, err

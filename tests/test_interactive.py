@@ -213,6 +213,35 @@ def test_touch_up_changes_only_the_empty_disc(dist):
     assert len(changes[0.0]) > len(changes[4.5])
 
 
+def test_escalation_turns_a_repeated_touch_up_into_a_box_click():
+    """escalate_within: a would-be touch-up click (1 px from the mask) near an earlier click of its label is solved
+    as an ordinary click (r = touch_up: a box), so it may take more than its empty disc; far from earlier clicks, or
+    with escalate_within 0, it stays a touch-up (the clicked pixel alone at r = 1)."""
+    img, disk = scene(96, seed=6)
+    changes = {}
+    for within in (0.0, 6.0):
+        seg = ClickSegmenter(lab_features(img), img, escalate_within=within, backend="scipy")
+        seg.add_click(38, 38, True)
+        dt = ndimage.distance_transform_edt(~seg.mask)
+        x = int(np.flatnonzero(np.isclose(dt[38], 1) & (np.arange(96) > 38))[0])
+        before = seg.mask.copy()
+        seg.add_click(38, x, True)  # the first click near here: a touch-up either way
+        assert np.argwhere(seg.mask != before).tolist() == [[38, x]]
+        dt = ndimage.distance_transform_edt(~seg.mask)
+        yy, xx = np.mgrid[:96, :96]
+        near = ((yy - 38) ** 2 + (xx - x) ** 2 <= 25) & (yy != 38)
+        ys, xs = np.nonzero(np.isclose(dt, 1) & near)
+        y2, x2 = int(ys[0]), int(xs[0])  # 1 px from the mask, within 5 px of the last click
+        before = seg.mask.copy()
+        seg.add_click(y2, x2, True)
+        assert seg.mask[y2, x2] and (seg.mask | ~before).all()  # honoured, nested
+        changes[within] = np.argwhere(seg.mask != before)
+    assert changes[0.0].tolist() == [[y2, x2]]
+    assert len(changes[6.0]) > 1
+    with pytest.raises(ValueError, match="escalate_within"):
+        ClickSegmenter(lab_features(img), img, escalate_within=-1)
+
+
 def test_touch_up_validation():
     img, _ = scene()
     with pytest.raises(ValueError, match="touch_up"):

@@ -84,7 +84,7 @@ def test_clicked_pixels_keep_labels_and_changes_go_to_the_click_label(kind, spac
     (1, False, None, 0.0, {}), (4, True, 3.0, 4.5, {"lone_click_segments": 8}),
     (4, False, None, 0.0, {"lone_click_segments": 8}), (4, True, 1.0, 4.5, {"grow": 2}),
     (4, True, 1.0, 4.5, {"grow": 2, "grow_cap": 1.5}), (4, True, 3.0, 4.5, {"boundary_map": "learned"}),
-    (1, True, 3.0, 4.5, {"touch_up_disc": 3.0})])
+    (1, True, 3.0, 4.5, {"touch_up_disc": 3.0}), (4, True, 3.0, 4.5, {"touch_up_disc": 6.0, "escalate_within": 9.0})])
 @pytest.mark.parametrize("object_label", [1, 3])
 def test_one_object_is_the_binary_segmenter(spacing, local, reach, touch_up, extra, object_label):
     """K = 1: the same energy, the same single min cut and the same policy, so the same mask pixel for pixel."""
