@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from featlib import cli
 from featlib import features as feature_registry
-from featlib.click_metrics import delta_gr, delta_sb, summarise
+from featlib.click_metrics import delta_gr, delta_sb, delta_sb_interval, noc, summarise
 from featlib.click_protocol import parse_clicker, simulate_clicks
 from featlib.data.bsds import load_record
 from featlib.interactive import ClickSegmenter
@@ -133,6 +133,11 @@ def evaluate(dataset, features: str, clickers=("center",), seeds: int = DEFAULT_
     centre = summaries["center"]["noc90"]
     res["delta_sb_by_clicker"] = {s: delta_sb(v["noc90"], centre) for s, v in summaries.items() if s != "center"}
     res["delta_sb"] = res["delta_sb_by_clicker"].get(first, 0.0)
+    per_obj = {s: [noc(np.array([r["ious"] for r in o["runs"]]), 0.9, max_clicks).mean() for o in objs]
+               for s, objs in per.items()}
+    res["delta_sb_ci95_by_clicker"] = {s: delta_sb_interval(per_obj[s], per_obj["center"])
+                                       for s in summaries if s != "center"}
+    res["delta_sb_ci95"] = res["delta_sb_ci95_by_clicker"].get(first)
     ms = {c.param for c in clickers if c.kind == "worst"} & {c.param for c in clickers if c.kind == "best"}
     res["delta_gr"] = {f"{m:g}": delta_gr(summaries[f"worst:{m:g}"]["noc90"], summaries[f"best:{m:g}"]["noc90"])
                        for m in sorted(ms)} or None

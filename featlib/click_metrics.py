@@ -5,6 +5,7 @@ drops, honoured clicks, and a paired bootstrap between two feature sources.
     s["noc90"], s["noc90_std"], s["nsr_iou1"], s["never_falls"], s["clicks_honoured"]
     delta_sb(noc90_dt, noc90_center); delta_gr(noc90_worst, noc90_best)
     paired_bootstrap(noc_a, noc_b)             # {"mean_diff", "ci95": [lo, hi], ...}
+    delta_sb_interval(noc_dt, noc_center)      # [lo, hi]: ΔSB's 95 % interval over resampled objects
     compare_results(result_a, result_b)        # two scripts/evaluate_iis.py JSONs, per common clicker
 
 A per-object record is ``{"name": str, "runs": [{"seed": s, "ious": [N floats], "clicks": [[y, x, positive], ...],
@@ -21,6 +22,9 @@ A per-object record is ``{"name": str, "runs": [{"seed": s, "ious": [N floats], 
   with the adversarial ``worst:M`` and ``best:M`` clickers (same M) standing in for the hardest and easiest group.
 - ``nsr_iou1``: per object ``std_s I[o, s, 0] / mean_s I[o, s, 0] × 100`` (ddof 0), averaged over objects (an object
   whose IoU@1 is 0 on every seed counts 0); None with one seed.
+- ``delta_sb_ci95`` / ``nsr_iou1_ci95``: percentile bootstrap intervals over objects (``N_BOOT`` resamples of the
+  objects with replacement, the per-object values of both clickers resampled together). They say how far a target
+  such as "ΔSB <= 10 %" is from what the objects resolve; the seeds' own noise is inside the per-object means.
 - ``drops``: clicks after which IoU fell (> 1e-9); ``drops_over_0.01``: fell by more than one IoU point;
   ``drops_over_0.01_share`` = that count / clicks made. Per click index: ``drops_per_click``,
   ``drops_over_0.01_per_click`` (index k: the fall from click k to k + 1; index 0 is always 0).
@@ -68,8 +72,13 @@ def nsr(iou1: np.ndarray) -> float | None:
         raise ValueError(f"iou1 must be [objects, seeds], got shape {iou1.shape}")
     if iou1.shape[1] < 2:
         return None
+    return float(np.mean(_nsr_per_object(iou1)))
+
+
+def _nsr_per_object(iou1: np.ndarray) -> np.ndarray:
+    """Per-object noise-to-signal [O] (%) of IoU@1 [O, S]."""
     mean, std = iou1.mean(1), iou1.std(1)
-    return float(np.mean(np.where(mean > 0, std / np.maximum(mean, EPS), 0.0) * 100))
+    return np.where(mean > 0, std / np.maximum(mean, EPS), 0.0) * 100
 
 
 def delta_sb(noc_clicker: float, noc_center: float) -> float:
@@ -77,6 +86,35 @@ def delta_sb(noc_clicker: float, noc_center: float) -> float:
     if noc_center <= 0:
         raise ValueError(f"the centre protocol's NoC must be > 0, got {noc_center}")
     return float((noc_clicker - noc_center) / noc_center * 100)
+
+
+def bootstrap_interval(stat, *arrays, n_boot: int = N_BOOT, level: float = 0.95, seed: int = 0) -> list[float]:
+    """Percentile interval of ``stat`` under resampling objects: every array's axis 0 is the object axis (the same
+    resampled objects for all arrays); ``stat`` maps the resampled arrays [n_boot, n, ...] to [n_boot] values."""
+    arrays = [np.asarray(a, np.float64) for a in arrays]
+    if not arrays or arrays[0].ndim == 0 or arrays[0].shape[0] == 0:
+        raise ValueError("bootstrap_interval needs at least one non-empty array with an object axis")
+    n = arrays[0].shape[0]
+    if any(a.ndim == 0 or a.shape[0] != n for a in arrays):
+        raise ValueError(f"every array needs the same number of objects on axis 0, got {[a.shape for a in arrays]}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    idx = np.random.default_rng(seed).integers(0, n, (int(n_boot), n))
+    values = np.asarray(stat(*(a[idx] for a in arrays)), np.float64)
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo), float(hi)]
+
+
+def delta_sb_interval(noc_clicker, noc_center, n_boot: int = N_BOOT, level: float = 0.95) -> list[float]:
+    """Bootstrap interval of ΔSB (%) from per-object NoC@90 [n] (mean over seeds) of a clicker and of the centre
+    protocol on the same objects, in the same order."""
+    a, b = np.asarray(noc_clicker, np.float64), np.asarray(noc_center, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"noc_clicker and noc_center must be 1-D of the same length, got {a.shape} and {b.shape}")
+    if np.any(b <= 0):
+        raise ValueError("the centre protocol's per-object NoC must be > 0")
+    return bootstrap_interval(lambda x, y: (x.mean(1) - y.mean(1)) / y.mean(1) * 100, a, b, n_boot=n_boot,
+                              level=level)
 
 
 def delta_gr(noc_worst: float, noc_best: float) -> float:
@@ -101,6 +139,8 @@ def summarise(objects: list[dict], max_clicks: int) -> dict:
                 out[f"noc{name}_p{p}"] = float(np.percentile(per, p))
     out["iou@1"] = float(ious[:, :, 0].mean())
     out["nsr_iou1"] = nsr(ious[:, :, 0])
+    out["nsr_iou1_ci95"] = (None if n_seeds < 2 else
+                            bootstrap_interval(lambda v: v.mean(1), _nsr_per_object(ious[:, :, 0])))
     fall = np.zeros_like(ious)
     fall[..., 1:] = np.maximum(ious[..., :-1] - ious[..., 1:], 0)
     sizes = fall[fall > EPS]
@@ -126,14 +166,9 @@ def paired_bootstrap(a, b, n_boot: int = N_BOOT, level: float = 0.95, seed: int 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError(f"a and b must be non-empty 1-D arrays of the same length, got {a.shape} and {b.shape}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
     d = a - b
-    idx = np.random.default_rng(seed).integers(0, d.size, (int(n_boot), d.size))
-    means = d[idx].mean(1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return {"mean_diff": float(d.mean()), "ci95": [float(lo), float(hi)], "n": int(d.size), "n_boot": int(n_boot),
-            "level": level}
+    ci = bootstrap_interval(lambda v: v.mean(1), d, n_boot=n_boot, level=level, seed=seed)
+    return {"mean_diff": float(d.mean()), "ci95": ci, "n": int(d.size), "n_boot": int(n_boot), "level": level}
 
 
 def compare_results(a: dict, b: dict, key: str = "noc90", n_boot: int = N_BOOT) -> dict:

@@ -119,7 +119,9 @@ class ClickSegmenter(CutSegmenter):
             Colour's default 6 (``featlib.features``): on 19 held-out BSDS500 train objects (Lab, 3 seeds, 100 clicks)
             NoC@90 within 100 centre / dt / jitter:10 18.32 / 26.07 / 28.12 -> 16.00 / 22.39 / 21.46, within 20
             unchanged, drops 1.05 / 1.21 / 1.53 -> 1.11 / 1.21 / 1.40 % of clicks (docs/CLICKS.md "Touch-ups for
-            loose clicks"; bsds500-b0 gains as much on those objects, not yet run on val: its default stays 0).
+            loose clicks"). FeatureNet sources' default 6 too (bsds500-b0, val 9-30: within 100 16.45 / 30.26 / 32.30
+            -> 15.50 / 27.05 / 27.95). Price: falls under 0.1 IoU point after ~15 % of clicks (a few wrong pixels
+            in the larger disc); falls over 1 point unchanged.
         escalate_within: a click that would be a touch-up (r < touch_up) within this many px of an earlier click of its
             label is solved as an ordinary click of depth touch_up instead (its box, and the growth): clicking the same
             place again says the touch-up there fell short. Default 0 (off). Click-centred boxes only (not with

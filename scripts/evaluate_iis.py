@@ -23,9 +23,11 @@ feature sources see the same draws; ``center`` always runs too (once), for ``del
 (that number when never reached; 100-click regime: ``--max-clicks 100``), IoU curve and drops over the whole run.
 
 **JSON** (``featlib.click_metrics`` defines every key): top level = the first clicker's summary (``noc85``,
-``noc90``, ``noc95`` with ``_std`` over seeds and ``noc90_p10/p50/p90``, ``iou@1``, ``nsr_iou1``, ``drops``,
+``noc90``, ``noc95`` with ``_std`` over seeds and ``noc90_p10/p50/p90``, ``iou@1``, ``nsr_iou1`` (and
+``nsr_iou1_ci95``, a bootstrap interval over objects), ``drops``,
 ``drops_over_0.01`` and its share of clicks, per click index too, ``never_falls``, ``clicks_honoured``,
-``mean_iou_per_click``, ``objects``) plus ``delta_sb`` (its NoC@90 over the centre protocol's, %), ``delta_gr``
+``mean_iou_per_click``, ``objects``) plus ``delta_sb`` (its NoC@90 over the centre protocol's, %; ``delta_sb_ci95``:
+its bootstrap 95 % interval over objects; per clicker in ``delta_sb_by_clicker`` / ``_ci95_by_clicker``), ``delta_gr``
 (worst:M vs best:M, % ; when both ran), latency; every clicker under ``clickers``; with ``--compare OTHER.json`` a
 paired bootstrap 95 % interval of the per-object NoC difference (this run - OTHER) under ``compare``. The plot beside
 it (.png): mean IoU vs clicks per clicker, drops per click index, NoC@90 ± std per clicker.
@@ -120,6 +122,11 @@ def _print(res: dict, features: str) -> None:
               f"{s['noc90']:6.2f} ± {s['noc90_std']:4.2f} {s['noc95']:7.2f} {s['iou@1']:6.3f} {nsr:>6s} {dsb:6.1f} "
               f"{s['drops']:6d} {100 * s['drops_over_0.01_share']:7.2f} {s['never_falls']:7.2f} "
               f"{s['clicks_honoured']:6.2f} {1000 * res['latency_median_s']:5.1f}")
+    intervals = [f"ΔSB {spec} [{lo:+.1f}, {hi:+.1f}] %" for spec, (lo, hi) in res["delta_sb_ci95_by_clicker"].items()]
+    intervals += [f"nsr_iou1 {spec} [{s['nsr_iou1_ci95'][0]:.1f}, {s['nsr_iou1_ci95'][1]:.1f}]"
+                  for spec, s in res["clickers"].items() if s["nsr_iou1_ci95"] is not None]
+    if intervals:
+        print("95 % intervals over objects (bootstrap): " + "; ".join(intervals))
     if res["delta_gr"]:
         print("delta_gr (worst vs best, %): " + ", ".join(f"M={m}: {v:.1f}" for m, v in res["delta_gr"].items()))
 

@@ -5,7 +5,17 @@ import numpy as np
 import pytest
 
 from conftest import two_object_scene
-from featlib.click_metrics import compare_results, delta_gr, delta_sb, noc, nsr, paired_bootstrap, summarise
+from featlib.click_metrics import (
+    bootstrap_interval,
+    compare_results,
+    delta_gr,
+    delta_sb,
+    delta_sb_interval,
+    noc,
+    nsr,
+    paired_bootstrap,
+    summarise,
+)
 from featlib.click_protocol import (
     ClickRun,
     choose_click,
@@ -177,6 +187,30 @@ def test_paired_bootstrap_and_compare():
     assert cmp["noc90"]["mean_diff"] == 0 and cmp["same_first_click"] == 1.0 and cmp["n_objects"] == 4
     with pytest.raises(ValueError, match="clickers"):
         compare_results(res, {})
+
+
+def test_bootstrap_intervals_of_delta_sb_and_nsr():
+    """The intervals hold their point estimates, shrink with more objects, resample objects jointly, and refuse
+    mismatched inputs."""
+    rng = np.random.default_rng(2)
+    centre = rng.uniform(5, 15, 200)
+    clicker = centre * 1.2 + rng.normal(0, 2, 200)  # ~20 % more clicks, object by object
+    point = delta_sb(clicker.mean(), centre.mean())
+    wide, narrow = delta_sb_interval(clicker[:20], centre[:20]), delta_sb_interval(clicker, centre)
+    assert narrow[0] < point < narrow[1] and narrow[1] - narrow[0] < wide[1] - wide[0]
+    assert delta_sb_interval(centre, centre) == [0.0, 0.0]  # paired: identical clickers have no spread
+    # resampled jointly: both arrays see the same objects, so the difference of identical arrays is 0 every time
+    joint = bootstrap_interval(lambda a, b: (a - b).mean(1), clicker, clicker)
+    assert joint == [0.0, 0.0]
+    with pytest.raises(ValueError, match="same length"):
+        delta_sb_interval(clicker, centre[:-1])
+    with pytest.raises(ValueError, match="same number of objects"):
+        bootstrap_interval(lambda a, b: a.mean(1), clicker, centre[:-1])
+    ious = np.clip(rng.uniform(0.2, 0.9, (30, 3, 4)), 0, 1)
+    s = summarise([_record(f"o{i}", ious[i]) for i in range(30)], max_clicks=4)
+    lo, hi = s["nsr_iou1_ci95"]
+    assert lo < s["nsr_iou1"] < hi
+    assert summarise([_record(f"o{i}", ious[i, :1]) for i in range(30)], 4)["nsr_iou1_ci95"] is None
 
 
 def test_multi_objects_area_rule():

@@ -253,6 +253,9 @@ def test_evaluate_iis_clickers_seeds_and_workers(tmp_path):
     assert r["noc90_std"] >= 0 and r["noc90_p10"] <= r["noc90_p50"] <= r["noc90_p90"] <= 4
     centre = r["clickers"]["center"]["noc90"]
     assert r["delta_sb"] == pytest.approx((r["noc90"] - centre) / centre * 100)
+    assert set(r["delta_sb_ci95_by_clicker"]) == {"dt", "worst:2", "best:2"}
+    assert r["delta_sb_ci95"] == r["delta_sb_ci95_by_clicker"]["dt"]
+    assert r["delta_sb_ci95"][0] <= r["delta_sb"] + 1e-9 and r["delta_sb"] - 1e-9 <= r["delta_sb_ci95"][1]
     worst, best = r["clickers"]["worst:2"]["noc90"], r["clickers"]["best:2"]["noc90"]
     assert r["delta_gr"] == {"2": pytest.approx((worst - best) / best * 100)}
     for o in r["objects"]:
