@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_fake_bsds
+from conftest import load_script, write_fake_bsds
 from featlib import click_eval
 from featlib.checkpoint import save_model
 from featlib.data.bsds import holdout_split
@@ -342,3 +342,20 @@ def test_sample_sets_are_fresh_and_small_halves_real_photos():
         big, half = next(full["BSDS val"]), next(small["BSDS val"])
         assert half[1].shape[:2] == tuple(-(-d // 2) for d in big[1].shape[:2]) and half[2].shape == half[1].shape[:2]
     assert len(list(sample_sets(1)["synthetic"])) == 1  # a new generator each call
+
+
+def test_plot_click_tradeoff(tmp_path, capsys):
+    """The trade-off figure of docs/CLICKS.md draws from its CSV, every row points at a paragraph that exists, an
+    existing figure is not overwritten, and a CSV without a needed column is refused with one line."""
+    mod = load_script("plot_click_tradeoff")
+    rows = mod.read_rows(mod.ROOT / "docs/results/click_tradeoff.csv")
+    doc = (mod.ROOT / "docs/CLICKS.md").read_text()
+    assert all(f"**{r['section']}" in doc for r in rows), [r["section"] for r in rows if f"**{r['section']}" not in doc]
+    assert {r["source"] for r in rows if r["default"] == "yes"} == {"lab", "bsds500-b0"}
+    out = tmp_path / "fig.png"
+    assert mod.main(["--output", str(out)]) == 0 and out.stat().st_size > 10_000
+    assert mod.main(["--output", str(out)]) == 2 and "exists" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source,update\nlab,x\n")
+    assert mod.main(["--csv", str(bad), "--output", str(tmp_path / "b.png")]) == 2
+    assert "missing column" in capsys.readouterr().err and not (tmp_path / "b.png").exists()
