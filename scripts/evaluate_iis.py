@@ -105,8 +105,10 @@ def plot(result: dict, path: Path, label: str) -> None:
            yerr=[result["clickers"][s]["noc90_std"] for s in specs], color="tab:blue", capsize=4)
     cx.axhline(result["clickers"]["center"]["noc90"], color="grey", lw=0.8, ls="--", label="center")
     gr = ", ".join(f"ΔGR (worst:{m} vs best:{m}) {v:.0f} %" for m, v in (result["delta_gr"] or {}).items())
+    ci = result.get("delta_sb_ci95")
+    ci = f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""
     cx.set(ylabel=f"NoC@90 (mean ± std over {result['n_seeds']} seeds)",
-           title=f"ΔSB of {result['clicker']} {result['delta_sb']:+.1f} %" + (f"; {gr}" if gr else ""))
+           title=f"ΔSB of {result['clicker']} {result['delta_sb']:+.1f} %{ci}" + (f"; {gr}" if gr else ""))
     cx.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
