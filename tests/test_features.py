@@ -87,7 +87,8 @@ def test_hierarchy_kwargs_resolve_mesh_weights_per_features():
                                       "touch_up_disc": 6.0}
     # colour's clicks read the learned boundary map
     assert colour.click_kwargs() == {"grow": 2, "grow_cap": 2.0, "boundary_map": "learned", "lone_click_segments": 25,
-                                     "max_side": features.MAX_SIDE, "lam": 24.0, "touch_up_disc": 6.0}
+                                     "max_side": features.MAX_SIDE, "lam": 24.0, "touch_up_disc": 6.0,
+                                     "touch_up": 3.0}
     assert colour.hierarchy_kwargs("finest") == {}        # one map: nothing to combine
     with pytest.raises(ValueError, match="unknown mesh weights"):
         learned.hierarchy_kwargs("coarsest")
