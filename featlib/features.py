@@ -142,16 +142,14 @@ SCALES = {"default": {"boundary_scales": (1.0, 2.0), "merge_scales": (1.0, 0.5, 
 # 13.77. max_side: the map's and the lone click's partition's working resolution (a 1920 x 1080 photo's precompute
 # 22 s -> 9 s; 19 held-out objects enlarged to 854 px: 12.47 / 14.49 / 13.11 -> 12.11 / 14.28 / 12.93; docs/CLICKS.md
 # "Large photos").
-# touch_up_disc 6 (2026-12-05): a touch-up click may take the cut's change within 6 px of it, not only its empty disc,
-# so a loose click on an error's rim (r 1-2 px) corrects more than a pixel or two. Chosen on the 19 held-out objects
-# (3 seeds, 100 clicks; 0 / 3 / 4.4 / 6): NoC@90 within 100 centre / dt / jitter:10 18.32 / 26.07 / 28.12 -> 16.00 /
-# 22.39 / 21.46 (4.4: 16.47 / 24.51 / 23.54), within 20 unchanged, drops 1.05 / 1.21 / 1.53 -> 1.11 / 1.21 / 1.40 %;
-# val 9-30 (run once) 15.32 / 23.41 / 23.64 -> 14.91 / 21.59 / 21.18, NoC@95 36.2 / 53.8 / 54.7 -> 33.2 / 44.7 / 48.1,
-# drops 1.14 / 1.32 / 1.71 -> 1.05 / 1.18 / 1.64 % (docs/CLICKS.md "Touch-ups for loose clicks"). bsds500-b0 too
-# (twenty-second session; val 9-30: 16.45 / 30.26 / 32.30 -> 15.50 / 27.05 / 27.95). Price: IoU falls under 0.1 point
-# after ~15 % of clicks; falls over 1 point unchanged. touch_up 3 for colour (same session): a click 3-4.5 px from its
-# label does better as an ordinary click; held-out within 100 16.00 / 22.39 / 21.46 -> 14.63 / 20.04 / 19.09, val
-# 14.91 / 21.59 / 21.18 -> 14.86 / 19.47 / 20.02, ΔSB 17.3 -> 15.6 %, drops <= 1.53 % ("A lower touch-up threshold").
+# touch_up_disc 6 (2026-12-05): a touch-up click may take the cut's change within 6 px of it, not only its empty disc
+# (a loose click on an error's rim corrected a pixel or two). Held-out 19 (3 seeds): NoC@90 within 100 centre / dt /
+# jitter:10 18.32 / 26.07 / 28.12 -> 16.00 / 22.39 / 21.46, within 20 unchanged; val 9-30 (once) 15.32 / 23.41 / 23.64
+# -> 14.91 / 21.59 / 21.18, bsds500-b0 16.45 / 30.26 / 32.30 -> 15.50 / 27.05 / 27.95; drops over 1 point unchanged,
+# falls under 0.1 point after ~15 % of clicks. touch_up 3 (both sources): a click 3-4.5 px from its label does better
+# as an ordinary click; val 9-30 within 100 colour 14.91 / 21.59 / 21.18 -> 14.86 / 19.47 / 20.02, bsds500-b0 15.50 /
+# 27.05 / 27.95 -> 15.36 / 24.79 / 26.45; drops <= 1.53 % (docs/CLICKS.md "Touch-ups for loose clicks", "A lower
+# touch-up threshold").
 CLICK_BOUNDARY = {"boundary_map": "learned", "max_side": MAX_SIDE, "lam": 24.0}
 DEFAULTS: dict[str, dict] = {
     "colour": {
@@ -168,7 +166,8 @@ DEFAULTS: dict[str, dict] = {
         "gradients": {"boundary_map": "chi2", "seed_spacing": 8, "size_prior": 256.0, "spectral": 1.0,
                       "feature_weight": 1.0, "max_side": MAX_SIDE},
         "mesh": {"mesh_weights": "equal", "contrast": 0.07, "seed_spacing": 8},
-        "clicks": {"mesh_weights": "finest two", "reach": 2.0, "grow": 2, "grow_cap": 2.0, "touch_up_disc": 6.0},
+        "clicks": {"mesh_weights": "finest two", "reach": 2.0, "grow": 2, "grow_cap": 2.0, "touch_up_disc": 6.0,
+                   "touch_up": 3.0},
     },
 }
 # "bsds500-b0-all": the learned boundary map that also reads the model's features (boundary_net.FEATURE_ASSET,

@@ -112,9 +112,9 @@ class ClickSegmenter(CutSegmenter):
             Default 4.5: on the tuning set (GrabCut sample, 100 clicks + 8 BSDS objects, 50 clicks) drops 56 + 58 ->
             3 + 9 clicks, NoC@85/90 unchanged (docs/CLICKS.md). The cost: boundary slivers close one click at a time;
             where the features trace object edges exactly (synthetic scenes) 0 converges further (IoU@20 0.998 vs
-            0.994). Colour's default 3 (``featlib.features``; with touch_up_disc 6, a click 3-4.5 px from its label
-            does better as an ordinary click: val 9-30 NoC@90 within 100 dt / jitter:10 21.59 / 21.18 -> 19.47 /
-            20.02, drops over 1 point <= 1.53 %).
+            0.994). Both feature sources' default 3 (``featlib.features``; with touch_up_disc 6, a click 3-4.5 px from
+            its label does better as an ordinary click: val 9-30 NoC@90 within 100 dt / jitter:10, colour 21.59 /
+            21.18 -> 19.47 / 20.02, bsds500-b0 27.05 / 27.95 -> 24.79 / 26.45; drops over 1 point <= 1.53 %).
         touch_up_disc: a touch-up click may flip the cut's change within max(r, touch_up_disc) px of it instead of
             the empty disc alone. Default 0 (the empty disc). A loose click on a 3-12 px deep error's rim lands 1-2 px
             from its label and flipped a pixel or two, so the error stayed the largest and drew the next click too.

@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reach", type=float, default=None,
                    help="trust-region factor (ClickSegmenter reach; 0: off; default: the features' own, 3 for Lab)")
     p.add_argument("--touch-up", type=float, default=None,
-                   help="ClickSegmenter touch_up in px (0: off; default: the features' own: colour 3, learned 4.5)")
+                   help="ClickSegmenter touch_up in px (0: off; default: the features' own, 3 for both sources)")
     p.add_argument("--touch-up-disc", type=float, default=None,
                    help="the touch-up disc's smallest radius in px (ClickSegmenter touch_up_disc; 0: the empty disc "
                         "of radius r; default: the features' own)")

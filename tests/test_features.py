@@ -84,7 +84,7 @@ def test_hierarchy_kwargs_resolve_mesh_weights_per_features():
     # the learned defaults: features.DEFAULTS["learned"] ("mesh", "clicks")
     assert learned.hierarchy_kwargs() == {"mesh_weights": None, "contrast": 0.07, "seed_spacing": 8}
     assert learned.click_kwargs() == {"mesh_weights": {1: 1.0, 2: 1.0}, "reach": 2.0, "grow": 2, "grow_cap": 2.0,
-                                      "touch_up_disc": 6.0}
+                                      "touch_up_disc": 6.0, "touch_up": 3.0}
     # colour's clicks read the learned boundary map
     assert colour.click_kwargs() == {"grow": 2, "grow_cap": 2.0, "boundary_map": "learned", "lone_click_segments": 25,
                                      "max_side": features.MAX_SIDE, "lam": 24.0, "touch_up_disc": 6.0,
