@@ -151,6 +151,7 @@ SCALES = {"default": {"boundary_scales": (1.0, 2.0), "merge_scales": (1.0, 0.5, 
 # 27.05 / 27.95 -> 15.36 / 24.79 / 26.45; drops <= 1.53 % (docs/CLICKS.md "Touch-ups for loose clicks", "A lower
 # touch-up threshold").
 CLICK_BOUNDARY = {"boundary_map": "learned", "max_side": MAX_SIDE, "lam": 24.0}
+TOUCH_UPS = {"touch_up_disc": 6.0, "touch_up": 3.0}  # both sources (above)
 DEFAULTS: dict[str, dict] = {
     "colour": {
         "grouping": "gradients",
@@ -158,16 +159,14 @@ DEFAULTS: dict[str, dict] = {
                       "nms": True, **SCALES["default"], "max_side": MAX_SIDE},
         "mesh": {},  # build_hierarchy's own defaults, tuned on Lab (seed spacing 6, size prior 64, contrast 0.01)
         # ClickSegmenter's own defaults, tuned on Lab (reach 3), plus the learned boundary map and touch-ups (above)
-        "clicks": {**CLICK_BOUNDARY, "grow": 2, "grow_cap": 2.0, "lone_click_segments": 25, "touch_up_disc": 6.0,
-                   "touch_up": 3.0},
+        "clicks": {**CLICK_BOUNDARY, "grow": 2, "grow_cap": 2.0, "lone_click_segments": 25, **TOUCH_UPS},
     },
     "learned": {
         "grouping": "gradients",
         "gradients": {"boundary_map": "chi2", "seed_spacing": 8, "size_prior": 256.0, "spectral": 1.0,
                       "feature_weight": 1.0, "max_side": MAX_SIDE},
         "mesh": {"mesh_weights": "equal", "contrast": 0.07, "seed_spacing": 8},
-        "clicks": {"mesh_weights": "finest two", "reach": 2.0, "grow": 2, "grow_cap": 2.0, "touch_up_disc": 6.0,
-                   "touch_up": 3.0},
+        "clicks": {"mesh_weights": "finest two", "reach": 2.0, "grow": 2, "grow_cap": 2.0, **TOUCH_UPS},
     },
 }
 # "bsds500-b0-all": the learned boundary map that also reads the model's features (boundary_net.FEATURE_ASSET,
